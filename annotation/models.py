@@ -1,0 +1,278 @@
+"""The qa-feedback world: datasets, examples, responses and the feedback on them.
+
+Span rules are enforced twice: here as database constraints (bounds) and in
+annotation/spans.py as pure functions (word boundaries, overlap).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class ErrorType(models.TextChoices):
+    IRRELEVANT = "Irrelevant", "Irrelevant"
+    REDUNDANT = "Redundant", "Repetitive"
+    INCOHERENT = "Incoherent", "Incoherent"
+    UNVERIFIABLE = "Unverifiable", "Unverifiable"
+    WRONG_GROUNDING = "Wrong-Grounding", "Inconsistent Fact"
+
+
+FACTUAL_ERROR_TYPES = frozenset({ErrorType.WRONG_GROUNDING, ErrorType.UNVERIFIABLE})
+
+
+class MissingInfoType(models.TextChoices):
+    MISSING_ANSWER = "Missing-Answer", "Missing Answer"
+    MISSING_MAJOR = "Missing-Major-Auxiliary", "Missing Major Auxiliary"
+    MISSING_MINOR = "Missing-Minor-Auxiliary", "Missing Minor Auxiliary"
+
+
+class Dataset(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Example(models.Model):
+    """One question with its grounding passages, in one split of a dataset.
+
+    The two qa-feedback file formats describe the same question differently;
+    each keeps the fields it needs so that both export byte for byte.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples")
+    split = models.CharField(max_length=32)
+    position = models.PositiveIntegerField(help_text="0-based index of the example in its split's file.")
+    question = models.TextField()
+    gold = models.TextField(blank=True, help_text="Feedback format: the gold answer.")
+    has_feedback_format = models.BooleanField(default=False)
+    # Policy-input format (dev.json): prompt text, reference answers, raw passages.
+    policy_text = models.TextField(blank=True)
+    answers = models.JSONField(default=list, blank=True)
+    input_passages = models.JSONField(default=list, blank=True)
+    has_input_format = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["dataset", "split", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "split", "position"], name="example_unique_position"),
+        ]
+        indexes = [models.Index(fields=["dataset", "split"])]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name}/{self.split}#{self.position}"
+
+
+class Passage(models.Model):
+    """A grounding passage: a title and its sentences (1-based ids, title excluded)."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="passages")
+    number = models.PositiveSmallIntegerField(help_text="1-based passage id.")
+    title = models.TextField()
+    sentences = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["example", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["example", "number"], name="passage_unique_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="passage_number_positive"),
+        ]
+
+
+class Response(models.Model):
+    """A model output to be judged: `prediction N` of the feedback format."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="responses")
+    number = models.PositiveSmallIntegerField(help_text="1-based: prediction 1..4.")
+    text = models.TextField()
+    source_model = models.CharField(max_length=200, blank=True)
+    round = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["example", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["example", "number"], name="response_unique_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="response_number_positive"),
+        ]
+
+
+class FeedbackStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SUBMITTED = "submitted", "Submitted"
+
+
+class FineGrainedFeedback(models.Model):
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="feedback")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fine_grained_feedback")
+    corrected_prediction = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=FeedbackStatus.choices, default=FeedbackStatus.SUBMITTED)
+    # Bumped on every save; a submit carrying an older version is stale and refused.
+    version = models.PositiveIntegerField(default=1)
+    # Client-chosen key: a retried submit with the same key stores nothing new.
+    submit_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["response", "-submitted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "annotator"], name="feedback_one_per_annotator"),
+        ]
+
+
+class ErrorSpan(models.Model):
+    feedback = models.ForeignKey(FineGrainedFeedback, on_delete=models.CASCADE, related_name="errors")
+    position = models.PositiveSmallIntegerField(help_text="Order within the feedback's error list.")
+    error_type = models.CharField(max_length=32, choices=ErrorType.choices)
+    explanation = models.TextField(blank=True)
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["feedback", "position"]
+        constraints = [
+            models.CheckConstraint(condition=Q(start__gte=0) & Q(end__gt=F("start")), name="errorspan_bounds"),
+            models.UniqueConstraint(fields=["feedback", "position"], name="errorspan_unique_position"),
+        ]
+
+
+class MissingInfo(models.Model):
+    feedback = models.ForeignKey(FineGrainedFeedback, on_delete=models.CASCADE, related_name="missing_info")
+    position = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=32, choices=MissingInfoType.choices)
+    passage_id = models.PositiveSmallIntegerField(help_text="1-based passage number.")
+    sentence_ids = models.JSONField(default=list, help_text="1-based sentence numbers within the passage.")
+
+    class Meta:
+        ordering = ["feedback", "position"]
+        constraints = [
+            models.CheckConstraint(condition=Q(passage_id__gte=1), name="missinginfo_passage_positive"),
+            models.UniqueConstraint(fields=["feedback", "position"], name="missinginfo_unique_position"),
+        ]
+
+
+class Comparison(models.Model):
+    """Pairwise preferences among the four responses: [p12, p13, p14, p23, p24, p34], 0/1/2."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="comparisons")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comparisons")
+    preference = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=FeedbackStatus.choices, default=FeedbackStatus.SUBMITTED)
+    version = models.PositiveIntegerField(default=1)
+    submit_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["example", "-submitted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["example", "annotator"], name="comparison_one_per_annotator"),
+        ]
+
+
+class CampaignTask(models.TextChoices):
+    FINE_GRAINED = "fine_grained", "Fine-grained feedback"
+    COMPARISON = "comparison", "Comparison"
+    BOTH = "both", "Both"
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="campaigns")
+    split = models.CharField(max_length=32)
+    task = models.CharField(max_length=16, choices=CampaignTask.choices, default=CampaignTask.BOTH)
+    annotators_per_item = models.PositiveSmallIntegerField(default=1)
+    annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="campaigns", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_campaigns"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(annotators_per_item__gte=1), name="campaign_annotators_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AssignmentKind(models.TextChoices):
+    FINE_GRAINED = "fine_grained", "Fine-grained feedback"
+    COMPARISON = "comparison", "Comparison"
+
+
+class AssignmentStatus(models.TextChoices):
+    LEASED = "leased", "In progress"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    """One annotator holding one slot of one item of a campaign, under a lease.
+
+    An item (example + kind) needs `annotators_per_item` slots; the unique
+    constraint on (campaign, example, kind, slot) among live rows is what stops
+    two annotators from receiving the same slot at once.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="assignments")
+    kind = models.CharField(max_length=16, choices=AssignmentKind.choices)
+    slot = models.PositiveSmallIntegerField(default=0)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Autosaved work in progress, as the editor's JSON state.
+    draft = models.JSONField(default=dict, blank=True)
+    draft_version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "example", "kind", "slot"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "example", "kind", "slot"],
+                condition=Q(status__in=["leased", "submitted"]),
+                name="assignment_one_live_per_slot",
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "status"])]
+
+
+class RmDataBuild(models.Model):
+    """A background build of reward-model training files for one dataset split."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="rm_builds")
+    split = models.CharField(max_length=32)
+    splitter = models.CharField(max_length=100, default="auto")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    out_dir = models.CharField(max_length=500, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

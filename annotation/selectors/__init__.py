@@ -1,0 +1,1 @@
+"""Reads. One module per area; import the public functions from here."""

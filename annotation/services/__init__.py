@@ -1,0 +1,1 @@
+"""Writes. One module per area; import the public functions from here."""

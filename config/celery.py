@@ -1,0 +1,27 @@
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("granary")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# CPU work (imports, exports, reward-model files) on "default"; training on "gpu".
+app.conf.task_queues = (Queue("default"), Queue("gpu"))
+app.autodiscover_tasks()
+
+
+def _ensure_broker_folders() -> None:
+    # kombu's filesystem transport expects its folders to exist.
+    from django.conf import settings
+
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+
+
+@app.on_after_configure.connect
+def _on_after_configure(sender, **kwargs) -> None:
+    _ensure_broker_folders()

@@ -1,0 +1,29 @@
+"""Reachability checks for /healthz. Each returns {"ok": bool, ...} and never raises."""
+
+import time
+
+from django.db import connection
+
+
+def check_database() -> dict:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # a health check reports failures instead of raising them
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "vendor": connection.vendor, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def check_broker() -> dict:
+    from config.celery import app
+
+    started = time.perf_counter()
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            transport = conn.transport_cls
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "transport": str(transport), "ms": round((time.perf_counter() - started) * 1000, 1)}

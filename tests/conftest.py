@@ -1,0 +1,80 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub or wandb's servers.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+# Playwright's sync API runs an event loop; Django must still allow the ORM in live-server tests.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = Path(os.environ.get("GRANARY_SHARED_DIR", REPO_ROOT.parent / "shared"))
+QA_FEEDBACK_DIR = SHARED_DIR / "data" / "qa_feedback"
+TEST_OUTPUT_DIR = Path(os.environ.get("GRANARY_TEST_OUTPUT", REPO_ROOT / "test-output"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def qa_feedback_dir() -> Path:
+    if not QA_FEEDBACK_DIR.is_dir():
+        pytest.fail(f"shared data not found at {QA_FEEDBACK_DIR}; set GRANARY_SHARED_DIR")
+    return QA_FEEDBACK_DIR
+
+
+@pytest.fixture(scope="session")
+def test_output_dir() -> Path:
+    TEST_OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    return TEST_OUTPUT_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_model_root(settings, tmp_path):
+    """Every test writes models, runs and built files under its own folder."""
+    settings.MODEL_ROOT = tmp_path / "models"
+    settings.MODEL_ROOT.mkdir()
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MODEL_ROOT
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth.models import Group, User
+
+    def _make(username: str, *, role: str | None = None, password: str = "pw-for-tests-1", **extra) -> User:
+        user = User.objects.create_user(username=username, password=password, **extra)
+        if role:
+            group, _ = Group.objects.get_or_create(name=role)
+            user.groups.add(group)
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def researcher(make_user):
+    return make_user("rita", role="researcher")
+
+
+@pytest.fixture
+def annotator(make_user):
+    return make_user("anna", role="annotator")
+
+
+@pytest.fixture
+def researcher_client(client, researcher):
+    client.force_login(researcher)
+    return client
+
+
+@pytest.fixture
+def annotator_client(client, annotator):
+    client.force_login(annotator)
+    return client

@@ -1,0 +1,119 @@
+"""Training runs launched from the dashboard and the metrics they report."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RunKind(models.TextChoices):
+    SFT = "sft", "Supervised fine-tuning"
+    RM_RELEVANCE = "rm_relevance", "R1 relevance reward model (NF-ERR_subsentence)"
+    RM_FACTUALITY = "rm_factuality", "R2 factuality reward model (F-ERR_sentence)"
+    RM_COMPLETENESS = "rm_completeness", "R3 completeness reward model (COMP_sequence)"
+    RM_PREFERENCE = "rm_preference", "Holistic preference reward model"
+    PPO_HOLISTIC = "ppo_holistic", "PPO with holistic reward"
+    PPO_FINE_GRAINED = "ppo_fine_grained", "PPO with fine-grained rewards"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class TrainingRun(models.Model):
+    name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=32, choices=RunKind.choices)
+    dataset = models.ForeignKey(
+        "annotation.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    train_split = models.CharField(max_length=32, blank=True)
+    eval_split = models.CharField(max_length=32, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker_host = models.CharField(max_length=200, blank=True)
+    child_pid = models.PositiveIntegerField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=100, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    wandb_dir = models.CharField(max_length=500, blank=True)
+    wandb_url = models.CharField(max_length=500, blank=True)
+    resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress_total=0) | Q(progress_step__lte=models.F("progress_total")),
+                name="run_progress_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class RunMetric(models.Model):
+    """One scalar logged by a run, under a grouped key such as `train/loss` or `eval/f1`."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    key = models.CharField(max_length=100)
+    value = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "key", "step"]
+        indexes = [models.Index(fields=["run", "key", "step"])]
+
+
+class RunSample(models.Model):
+    """A generation shown on the run page, with the reward given to each of its segments."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="samples")
+    step = models.PositiveIntegerField()
+    prompt = models.TextField()
+    text = models.TextField()
+    # [{"text": str, "reward": float, "label": str}], in order; their texts concatenate to `text`.
+    segments = models.JSONField(default=list)
+    total_reward = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "-step", "id"]
+
+
+class Artifact(models.Model):
+    class Kind(models.TextChoices):
+        MODEL = "model", "Model"
+        CHECKPOINT = "checkpoint", "Checkpoint"
+        FILE = "file", "File"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="artifacts")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FILE)
+    name = models.CharField(max_length=200)
+    path = models.CharField(max_length=500, help_text="Relative to MODEL_ROOT.")
+    size_bytes = models.BigIntegerField(default=0)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "kind", "name"]
