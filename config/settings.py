@@ -14,6 +14,8 @@ from config.env import env_bool, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("GRANARY_VAR_DIR", BASE_DIR / "var")
+# The SQLite file and the filesystem broker live here; create it so a fresh clone just works.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY", "granary-insecure-dev-key" if DEBUG else None)
