@@ -1,0 +1,58 @@
+# Granary: `make run` sets up and starts everything; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.PHONY: run setup test test-fast worker worker-gpu web bench clean
+
+# Re-install only when the lock files change.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+# Command 1: a fresh machine to a running app with demo data (SQLite + filesystem broker by default).
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	@echo "Starting a Celery worker (queues default,gpu) and the web server at http://$(HOST):$(PORT)/"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(VENV)/bin/celery -A config worker -Q default,gpu -c 1 --pool=solo --loglevel=INFO > var/worker.log 2>&1 & \
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+web: setup
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+worker: setup
+	$(VENV)/bin/celery -A config worker -Q default -c 2 --loglevel=INFO
+
+# One per GPU node: training runs use every GPU of the node through accelerate.
+worker-gpu: setup
+	$(VENV)/bin/celery -A config worker -Q gpu -c 1 --pool=solo --loglevel=INFO
+
+# Debian's chromium drives the browser tests (never a downloaded browser build).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi
+
+# Command 2: the whole test suite.
+test: setup /usr/bin/chromium
+	$(VENV)/bin/pytest
+
+bench: setup
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf var test-output .pytest_cache
