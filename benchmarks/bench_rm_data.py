@@ -1,0 +1,85 @@
+"""How fast the reward-model training files are built from the 500 dev examples.
+
+    .venv/bin/python benchmarks/bench_rm_data.py [--repeat 3] [--naive-examples 100] [--splitter sentencizer]
+
+Builds NF-ERR_subsentence, F-ERR_sentence and COMP_sequence from
+dev_feedback.json with the pure builder (no database), one file at a time and
+then all three together, and prints examples per second and seconds (best of
+--repeat runs, on one core; spaCy's model load is not counted). Each output is
+compared byte for byte with the shared reference files.
+
+Then the naive method, the way the original scripts compute it (every window
+joined into a string and scored by difflib's SequenceMatcher.quick_ratio), is
+timed on the first --naive-examples examples (0 skips it, -1 runs all 500,
+which takes about half a minute) and the speed-up per example is printed.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "data" / "qa_feedback"
+sys.path.insert(0, str(REPO))
+
+from annotation.rm_data import FILE_NAMES, DifflibMatcher, build_rm_files
+from training.ml.text import load_splitter
+
+
+def best_of(repeat: int, func) -> tuple[float, float, object]:
+    """(best wall seconds, best CPU seconds of this process, result): CPU time shows less of a busy machine."""
+    best, best_cpu, result = float("inf"), float("inf"), None
+    for _ in range(repeat):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        result = func()
+        best = min(best, time.perf_counter() - began)
+        best_cpu = min(best_cpu, time.process_time() - began_cpu)
+    return best, best_cpu, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--naive-examples", type=int, default=100)
+    parser.add_argument("--splitter", default="sentencizer")
+    args = parser.parse_args()
+
+    records = json.loads((DATA / "dev_feedback.json").read_text(encoding="utf-8"))
+    nlp, splitter = load_splitter(args.splitter)
+    nlp("Warm the vocabulary up. Then time.")
+    print(f"{len(records)} examples from {DATA / 'dev_feedback.json'}; splitter: {splitter}")
+
+    for name in FILE_NAMES:
+        seconds, cpu, built = best_of(args.repeat, lambda name=name: build_rm_files(records, nlp=nlp, files=[name]))
+        same = built.files[name].content == (DATA / "reference" / name / "dev.json").read_text(encoding="utf-8")
+        print(
+            f"{name:20s} {len(records) / seconds:8.0f} examples/s  {seconds:6.3f} s (CPU {cpu:.3f} s)  "
+            f"written {built.files[name].written:3d}  identical to reference: {'yes' if same else 'NO'}"
+        )
+    fast, cpu, built = best_of(args.repeat, lambda: build_rm_files(records, nlp=nlp))
+    print(f"{'all three':20s} {len(records) / fast:8.0f} examples/s  {fast:6.3f} s (CPU {cpu:.3f} s)")
+
+    if args.naive_examples:
+        subset = records if args.naive_examples < 0 else records[: args.naive_examples]
+        slow, slow_cpu, naive = best_of(
+            1, lambda: build_rm_files(subset, nlp=nlp, matcher=DifflibMatcher, batch_size=1)
+        )
+        fast_subset = build_rm_files(subset, nlp=nlp)
+        same = all(naive.files[n].content == fast_subset.files[n].content for n in FILE_NAMES)
+        per_example_slow = slow / len(subset)
+        print(
+            f"{'naive (difflib)':20s} {len(subset) / slow:8.0f} examples/s  {slow:6.3f} s (CPU {slow_cpu:.3f} s) "
+            f"for {len(subset)} examples (~{per_example_slow * len(records):.1f} s for {len(records)})  "
+            f"same output: {'yes' if same else 'NO'}"
+        )
+        print(
+            f"speed-up: {per_example_slow * len(records) / fast:.1f}x wall, "
+            f"{slow_cpu / len(subset) * len(records) / cpu:.1f}x CPU"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Sentence and sub-sentence splitting (training/ml/text.py): pure, no database."""
+
+from itertools import pairwise
+
+import pytest
+
+from training.ml import text as splitting
+from training.ml.text import (
+    SplitterNotAvailable,
+    load_splitter,
+    segment_spans,
+    sentence_words,
+    sentences_many,
+    split_sentences,
+    split_subsentences,
+    subsentence_starts,
+    subsentence_words,
+)
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return load_splitter("sentencizer")[0]
+
+
+def test_it_resolves_the_sentencizer_by_name():
+    _, name = load_splitter("sentencizer")
+    assert name == "sentencizer"
+
+
+def test_it_loads_each_pipeline_once():
+    assert load_splitter("sentencizer")[0] is load_splitter("sentencizer")[0]
+
+
+def test_it_resolves_auto_to_the_model_when_installed_else_the_sentencizer():
+    import spacy.util
+
+    expected = "en_core_web_sm" if spacy.util.is_package("en_core_web_sm") else "sentencizer"
+    assert load_splitter("auto")[1] == expected
+
+
+def test_it_reads_the_default_splitter_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SENTENCE_SPLITTER", "sentencizer")
+    assert load_splitter()[1] == "sentencizer"
+    monkeypatch.setenv("SENTENCE_SPLITTER", "")
+    assert splitting.default_splitter_name() == "auto"
+
+
+def test_it_names_an_unknown_splitter_in_the_error():
+    with pytest.raises(SplitterNotAvailable, match="no_such_spacy_model"):
+        load_splitter("no_such_spacy_model")
+
+
+def test_it_splits_sentences_into_whitespace_words(nlp):
+    assert split_sentences(nlp, "The cat sat.  It was\nhappy. ") == [["The", "cat", "sat."], ["It", "was", "happy."]]
+
+
+def test_it_keeps_the_pieces_of_a_word_spacy_splits_between_sentences(nlp):
+    words = sentence_words(nlp, "It ended in victory.She left.")
+    assert [[w.text for w in s] for s in words] == [["It", "ended", "in", "victory."], ["She", "left."]]
+    assert words[1][0].start == "It ended in victory.She left.".index("She")
+
+
+def test_it_returns_no_sentences_for_blank_text(nlp):
+    assert split_sentences(nlp, "") == []
+    assert split_sentences(nlp, " \n\t ") == []
+    assert segment_spans(nlp, "   ", "sentence") == []
+    assert sentences_many(nlp, ["", "One. Two.", "  "])[0] == []
+
+
+def test_it_splits_many_texts_like_one_at_a_time(nlp):
+    texts = ["One here. Two there.", "", "Alpha, beta; gamma!", "Ünïcode — text. ok"]
+    assert sentences_many(nlp, texts) == [splitting.sentences(nlp, t) for t in texts]
+
+
+def test_it_cuts_a_sub_sentence_after_a_comma_when_enough_words_follow():
+    words = ["one", "two", "three", "four", "five", "six,", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    starts = subsentence_starts(words)
+    assert [w for w, s in zip(words, starts) if s] == ["one", "seven"]
+
+
+def test_it_never_leaves_fewer_than_five_words_after_a_cut():
+    words = ["one", "two", "three", "four", "five", "six,", "seven", "eight", "nine", "ten", "eleven"]
+    # i + 5 < len(words) fails for "seven" (6 + 5 == 11).
+    assert subsentence_starts(words) == [True] + [False] * (len(words) - 1)
+
+
+def test_it_does_not_cut_a_short_first_sub_sentence():
+    words = ["Yes,", "it", "is", "true", "that", "the", "sky", "is", "blue"]
+    assert subsentence_starts(words) == [True] + [False] * (len(words) - 1)
+
+
+def test_it_moves_the_start_of_a_short_later_sub_sentence_to_the_new_cut():
+    words = ["a", "b", "c", "d", "e", "f,", "g", "h;", "i", "j", "k", "l", "m", "n", "o"]
+    starts = subsentence_starts(words)
+    # "g" starts a sub-sentence after "f,"; "i" comes only 2 words later, so the cut moves to "i".
+    assert [w for w, s in zip(words, starts) if s] == ["a", "i"]
+
+
+@pytest.mark.parametrize("end_char", list(",;!?"))
+def test_it_cuts_after_each_sub_sentence_punctuation(end_char):
+    words = f"one two three four five six{end_char} seven eight nine ten eleven twelve".split()
+    assert sum(subsentence_starts(words)) == 2
+
+
+def test_it_does_not_cut_after_other_punctuation():
+    words = ["one", "two", "three", "four", "five", "six:", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    assert sum(subsentence_starts(words)) == 1
+
+
+def test_sub_sentences_never_cross_a_sentence_end(nlp):
+    text = "One two three four five six, seven eight nine ten eleven. Twelve, thirteen fourteen."
+    subs = split_subsentences(nlp, text)
+    sentences = split_sentences(nlp, text)
+    assert [w for s in subs for w in s] == [w for s in sentences for w in s]
+    assert subs[-1] == sentences[-1]
+
+
+def test_segment_spans_point_at_the_words_in_the_original_text(nlp):
+    text = "  Ça va, très bien merci beaucoup mon ami,  vraiment bien.\n\nZürich is   big!  "
+    for level, segments in (("sentence", sentence_words(nlp, text)), ("subsentence", subsentence_words(nlp, text))):
+        spans = segment_spans(nlp, text, level)
+        assert len(spans) == len(segments)
+        for (start, end), words in zip(spans, segments):
+            assert text[start:end].split() == [w.text for w in words]
+            assert not text[start].isspace() and not text[end - 1].isspace()
+        assert all(a[1] <= b[0] for a, b in pairwise(spans))
+
+
+def test_it_refuses_an_unknown_segment_level(nlp):
+    with pytest.raises(ValueError, match="paragraph"):
+        segment_spans(nlp, "Hello there.", "paragraph")
