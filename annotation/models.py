@@ -57,11 +57,18 @@ class Example(models.Model):
     answers = models.JSONField(default=list, blank=True)
     input_passages = models.JSONField(default=list, blank=True)
     has_input_format = models.BooleanField(default=False)
+    # The policy-input file lists its questions in its own order (dev.json and
+    # dev_feedback.json hold the same 500 questions, in different orders), so
+    # `position` follows the feedback file and this follows the inputs file.
+    input_position = models.PositiveIntegerField(
+        null=True, blank=True, help_text="0-based index of the example in its split's policy-input file."
+    )
 
     class Meta:
         ordering = ["dataset", "split", "position"]
         constraints = [
             models.UniqueConstraint(fields=["dataset", "split", "position"], name="example_unique_position"),
+            models.UniqueConstraint(fields=["dataset", "split", "input_position"], name="example_unique_input_position"),
         ]
         indexes = [models.Index(fields=["dataset", "split"])]
 

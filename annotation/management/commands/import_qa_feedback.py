@@ -1,0 +1,38 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.management.commands._progress import StageBars, raw_stream
+from annotation.qa_feedback import FormatError
+from annotation.services.datasets import ImportRefused, dataset_import
+
+# Enough lines to fix a file in one pass without burying the first problem.
+SHOWN_PROBLEMS = 20
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a qa-feedback file into one split of a dataset. The format (policy inputs like dev.json, or "
+        "feedback like dev_feedback.json) is told by the keys. A split holds each format once; importing the "
+        "other format into a split joins its examples question by question. Nothing is written if any check fails."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="JSON file in either qa-feedback format")
+        parser.add_argument("--dataset", required=True, help="dataset name (created if missing)")
+        parser.add_argument("--split", required=True, help="split name, e.g. train, dev, test")
+
+    def handle(self, *args, path: str, dataset: str, split: str, verbosity: int = 1, **options):
+        with StageBars(raw_stream(self.stderr), disable=verbosity == 0) as bars:
+            try:
+                summary = dataset_import(path_or_file=path, dataset_name=dataset, split=split, progress=bars)
+            except FormatError as exc:
+                lines = exc.lines()
+                text = f"{path} was not imported, nothing was written: {lines[0]}"
+                if len(lines) > 1:
+                    shown = "\n  ".join(lines[1:SHOWN_PROBLEMS])
+                    more = len(lines) - SHOWN_PROBLEMS
+                    text += f"\nother problems:\n  {shown}" + (f"\n  ... and {more} more" if more > 0 else "")
+                raise CommandError(text) from None
+            except ImportRefused as exc:
+                raise CommandError(f"{path} was not imported: {exc}") from None
+        if verbosity:
+            self.stdout.write(str(summary))

@@ -1,0 +1,513 @@
+"""The qa-feedback JSON formats: detect, parse, validate, write (byte-exact).
+
+Two formats describe the same questions (FINE_GRAINED_RLHF.md section 1):
+
+- feedback (`dev_feedback.json`): question, passages as [title, sentence...],
+  gold, four predictions, fine-grained feedback on prediction 1 and six
+  pairwise preferences; written with `json.dumps(records, indent=2)`.
+- inputs (`dev.json`): the policy prompt `text`, reference `answer`s,
+  raw passages and the question; written with `json.dumps(records, indent=4)`.
+
+Writers rebuild every object in the key order of the shared files, so a
+record read from any source (a JSONField that reorders keys, a dict built by
+hand) writes back byte for byte. Pure module: no ORM.
+"""
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from annotation.spans import span_problem_items
+
+FEEDBACK = "feedback"
+INPUTS = "inputs"
+FORMATS = (FEEDBACK, INPUTS)
+
+FEEDBACK_KEYS = (
+    "question",
+    "passages",
+    "gold",
+    "prediction 1",
+    "prediction 2",
+    "prediction 3",
+    "prediction 4",
+    "feedback",
+    "preference",
+)
+PREDICTION_KEYS = FEEDBACK_KEYS[3:7]
+FEEDBACK_BLOCK_KEYS = ("errors", "missing-info", "corrected-prediction")
+ERROR_KEYS = ("error type", "explanation", "start", "end")
+MISSING_INFO_KEYS = ("error type", "passage_id", "sentence_id")
+INPUT_KEYS = ("text", "answer", "passages", "question")
+INPUT_PASSAGE_KEYS = ("content", "wikipage")
+
+# Mirrors annotation.models.ErrorType / MissingInfoType; kept literal so this module needs no Django.
+ERROR_TYPES = ("Irrelevant", "Redundant", "Incoherent", "Unverifiable", "Wrong-Grounding")
+MISSING_INFO_TYPES = ("Missing-Answer", "Missing-Major-Auxiliary", "Missing-Minor-Auxiliary")
+# The six pairs of the four predictions, in the order of the preference list.
+PREFERENCE_PAIRS = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
+PREFERENCE_VALUES = (0, 1, 2)
+
+FEEDBACK_INDENT = 2
+INPUTS_INDENT = 4
+# Enough to fix a file in one go without flooding a page or a terminal.
+MAX_PROBLEMS = 50
+
+Problem = tuple[str, str]  # (field, message)
+
+
+class FormatError(ValueError):
+    """A file (or a record in it) that does not follow the format.
+
+    `index` is the 0-based example index (None for whole-file problems),
+    `field` the path inside the example (e.g. `feedback.errors[2].end`),
+    `problems` every problem found as (index, field, message), first one first.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+        problems: list[tuple[int | None, str | None, str]] | None = None,
+    ):
+        self.index = index
+        self.field = field
+        self.detail = message
+        self.problems = problems if problems is not None else [(index, field, message)]
+        super().__init__(_locate(index, field, message))
+
+    def __str__(self) -> str:
+        text = _locate(self.index, self.field, self.detail)
+        extra = len(self.problems) - 1
+        if extra > 0:
+            text += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+        return text
+
+    def lines(self) -> list[str]:
+        """Every problem as one located line, for pages and terminals."""
+        return [_locate(index, field, message) for index, field, message in self.problems]
+
+
+def _locate(index: int | None, field: str | None, message: str) -> str:
+    where = []
+    if index is not None:
+        where.append(f"example {index}")
+    if field:
+        where.append(f"field {field}")
+    return f"{', '.join(where)}: {message}" if where else message
+
+
+def _is_int(value: Any) -> bool:
+    # JSON true/false arrive as bool, which Python counts as int; the format never means them as numbers.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), "null" if value is None else type(value).__name__)
+
+
+def _key_problems(obj: Any, keys: tuple[str, ...], where: str) -> list[Problem]:
+    """Missing and unexpected keys. Unknown keys are refused: an export could not give them back."""
+    if not isinstance(obj, dict):
+        return [(where, f"must be an object, not {_type_name(obj)}")]
+    prefix = f"{where}." if where else ""
+    problems = [(f"{prefix}{key}", "missing key") for key in keys if key not in obj]
+    problems += [(f"{prefix}{key}", "unexpected key") for key in obj if key not in keys]
+    return problems
+
+
+def _str_problem(value: Any, where: str) -> list[Problem]:
+    return [] if isinstance(value, str) else [(where, f"must be a string, not {_type_name(value)}")]
+
+
+def grounding_explanation(passage_id: int, sentence_ids: Iterable[int]) -> str:
+    """The explanation of a Wrong-Grounding error, spelled as in the shared data."""
+    return json.dumps({"passage_id": passage_id, "sentence_id": list(sentence_ids)}, separators=(",", ":"))
+
+
+def _sentence_ref_problems(
+    passage_id: Any, sentence_ids: Any, passages: list[list[str]], where_passage: str, where_sentences: str
+) -> list[Problem]:
+    if not _is_int(passage_id):
+        return [(where_passage, f"must be a whole number, not {_type_name(passage_id)}")]
+    if not 1 <= passage_id <= len(passages):
+        have = f"passages 1-{len(passages)}" if passages else "no passages"
+        return [(where_passage, f"passage {passage_id} does not exist (the example has {have})")]
+    if not isinstance(sentence_ids, list):
+        return [(where_sentences, f"must be a list of sentence numbers, not {_type_name(sentence_ids)}")]
+    if not sentence_ids:
+        return [(where_sentences, "must name at least one sentence")]
+    # Sentence ids are 1-based after the title, but 0 (the title line) is accepted: three
+    # missing-info entries and two Wrong-Grounding explanations in dev_feedback.json use it.
+    last = len(passages[passage_id - 1]) - 1
+    problems = []
+    for k, sentence_id in enumerate(sentence_ids):
+        if not _is_int(sentence_id):
+            problems.append((f"{where_sentences}[{k}]", f"must be a whole number, not {_type_name(sentence_id)}"))
+        elif not 0 <= sentence_id <= last:
+            problems.append(
+                (
+                    f"{where_sentences}[{k}]",
+                    f"sentence {sentence_id} does not exist in passage {passage_id} (it has sentences 1-{last})",
+                )
+            )
+    return problems
+
+
+def validate_feedback_block(feedback: Any, *, prediction: str, passages: list[list[str]]) -> list[Problem]:
+    """Problems with one `feedback` object, as (field, message); empty when it is valid.
+
+    Fields are paths from the record (`feedback.errors[2].end`), so the same
+    check serves imports (which add the example index) and the annotation
+    editor (which has none). `prediction` is the text the spans point into
+    (prediction 1); `passages` are the example's [title, sentence, ...] lists.
+    The explanation of a Wrong-Grounding error, when given, must be the JSON
+    written by `grounding_explanation` and name sentences that exist.
+    """
+    problems = _key_problems(feedback, FEEDBACK_BLOCK_KEYS, "feedback")
+    if not isinstance(feedback, dict):
+        return problems
+
+    errors = feedback.get("errors", [])
+    if not isinstance(errors, list):
+        problems.append(("feedback.errors", f"must be a list, not {_type_name(errors)}"))
+        errors = []
+    spans: list[tuple[int, int]] = []
+    span_owner: list[int] = []
+    for i, error in enumerate(errors):
+        where = f"feedback.errors[{i}]"
+        item_problems = _key_problems(error, ERROR_KEYS, where)
+        if not isinstance(error, dict):
+            problems += item_problems
+            continue
+        error_type = error.get("error type")
+        if "error type" in error and error_type not in ERROR_TYPES:
+            item_problems.append((f"{where}.error type", f"{error_type!r} is not one of {', '.join(ERROR_TYPES)}"))
+        if "explanation" in error:
+            item_problems += _str_problem(error["explanation"], f"{where}.explanation")
+            if error_type == "Wrong-Grounding" and isinstance(error["explanation"], str) and error["explanation"]:
+                item_problems += _grounding_problems(error["explanation"], passages, f"{where}.explanation")
+        bounds_ok = True
+        for key in ("start", "end"):
+            if key in error and not _is_int(error[key]):
+                item_problems.append((f"{where}.{key}", f"must be a whole number, not {_type_name(error[key])}"))
+                bounds_ok = False
+        problems += item_problems
+        if bounds_ok and "start" in error and "end" in error:
+            spans.append((error["start"], error["end"]))
+            span_owner.append(i)
+    for problem in span_problem_items(prediction, spans):
+        # Spans are numbered among the well-typed errors; name them by their index in the error list.
+        owner = span_owner[problem.index]
+        where = f"feedback.errors[{owner}]" + (f".{problem.attribute}" if problem.attribute else "")
+        message = problem.message.replace("the text", "prediction 1")
+        if problem.other is not None:
+            message = message.replace("{other}", f"error {span_owner[problem.other]}")
+        problems.append((where, message))
+
+    missing = feedback.get("missing-info", [])
+    if not isinstance(missing, list):
+        problems.append(("feedback.missing-info", f"must be a list, not {_type_name(missing)}"))
+        missing = []
+    for i, item in enumerate(missing):
+        where = f"feedback.missing-info[{i}]"
+        item_problems = _key_problems(item, MISSING_INFO_KEYS, where)
+        if isinstance(item, dict):
+            if "error type" in item and item["error type"] not in MISSING_INFO_TYPES:
+                item_problems.append(
+                    (f"{where}.error type", f"{item['error type']!r} is not one of {', '.join(MISSING_INFO_TYPES)}")
+                )
+            if "passage_id" in item:
+                item_problems += _sentence_ref_problems(
+                    item["passage_id"],
+                    item.get("sentence_id", [0]),
+                    passages,
+                    f"{where}.passage_id",
+                    f"{where}.sentence_id",
+                )
+        problems += item_problems
+
+    if "corrected-prediction" in feedback:
+        problems += _str_problem(feedback["corrected-prediction"], "feedback.corrected-prediction")
+    return problems
+
+
+def _grounding_problems(explanation: str, passages: list[list[str]], where: str) -> list[Problem]:
+    try:
+        ref = json.loads(explanation)
+    except ValueError:
+        ref = None
+    if not isinstance(ref, dict) or set(ref) != {"passage_id", "sentence_id"}:
+        return [(where, 'a Wrong-Grounding explanation must look like {"passage_id":2,"sentence_id":[4]}')]
+    # The ids live inside one string, so every problem is reported on the explanation itself.
+    return [
+        (where, message)
+        for _, message in _sentence_ref_problems(ref["passage_id"], ref["sentence_id"], passages, where, where)
+    ]
+
+
+def validate_preference(preference: Any) -> list[Problem]:
+    """Problems with a preference list: six values, one per pair (1-2, 1-3, 1-4, 2-3, 2-4, 3-4), each 0, 1 or 2."""
+    if not isinstance(preference, list):
+        return [("preference", f"must be a list of 6 numbers, not {_type_name(preference)}")]
+    if len(preference) != len(PREFERENCE_PAIRS):
+        return [
+            (
+                "preference",
+                f"must hold {len(PREFERENCE_PAIRS)} values (one per pair of predictions), not {len(preference)}",
+            )
+        ]
+    return [
+        (f"preference[{k}]", f"{value!r} is not 0, 1 or 2 (pair {a}-{b})")
+        for k, (value, (a, b)) in enumerate(zip(preference, PREFERENCE_PAIRS, strict=True))
+        if not (_is_int(value) and value in PREFERENCE_VALUES)
+    ]
+
+
+def _passages_problems(passages: Any) -> list[Problem]:
+    if not isinstance(passages, list):
+        return [("passages", f"must be a list, not {_type_name(passages)}")]
+    problems = []
+    for p, passage in enumerate(passages):
+        if not isinstance(passage, list) or not passage:
+            problems.append((f"passages[{p}]", "must be a non-empty list: a title, then its sentences"))
+            continue
+        problems += [
+            (f"passages[{p}][{s}]", f"must be a string, not {_type_name(text)}")
+            for s, text in enumerate(passage)
+            if not isinstance(text, str)
+        ]
+    return problems
+
+
+def validate_feedback_record(record: Any) -> list[Problem]:
+    """Problems with one example of the feedback format."""
+    problems = _key_problems(record, FEEDBACK_KEYS, "")
+    if not isinstance(record, dict):
+        return problems
+    for key in ("question", "gold", *PREDICTION_KEYS):
+        if key in record:
+            problems += _str_problem(record[key], key)
+    passage_problems = _passages_problems(record.get("passages", []))
+    problems += passage_problems
+    if "preference" in record:
+        problems += validate_preference(record["preference"])
+    prediction = record.get("prediction 1")
+    # Span and id checks need a sound prediction and passages to point into.
+    if "feedback" in record and isinstance(prediction, str) and not passage_problems:
+        problems += validate_feedback_block(
+            record["feedback"], prediction=prediction, passages=record.get("passages", [])
+        )
+    return problems
+
+
+def validate_input_record(record: Any) -> list[Problem]:
+    """Problems with one example of the policy-input format."""
+    problems = _key_problems(record, INPUT_KEYS, "")
+    if not isinstance(record, dict):
+        return problems
+    for key in ("text", "question"):
+        if key in record:
+            problems += _str_problem(record[key], key)
+    answer = record.get("answer", [])
+    if not isinstance(answer, list):
+        problems.append(("answer", f"must be a list of strings, not {_type_name(answer)}"))
+    else:
+        problems += [
+            (f"answer[{k}]", f"must be a string, not {_type_name(a)}")
+            for k, a in enumerate(answer)
+            if not isinstance(a, str)
+        ]
+    passages = record.get("passages", [])
+    if not isinstance(passages, list):
+        problems.append(("passages", f"must be a list, not {_type_name(passages)}"))
+    else:
+        for p, passage in enumerate(passages):
+            where = f"passages[{p}]"
+            passage_problems = _key_problems(passage, INPUT_PASSAGE_KEYS, where)
+            if isinstance(passage, dict):
+                for key in INPUT_PASSAGE_KEYS:
+                    if key in passage:
+                        passage_problems += _str_problem(passage[key], f"{where}.{key}")
+            problems += passage_problems
+    return problems
+
+
+VALIDATORS: dict[str, Callable[[Any], list[Problem]]] = {
+    FEEDBACK: validate_feedback_record,
+    INPUTS: validate_input_record,
+}
+
+
+def detect_format(records: Any) -> str:
+    """FEEDBACK or INPUTS, told by the keys of the first example."""
+    if not isinstance(records, list):
+        raise FormatError(f"the file must hold a list of examples, not {_type_name(records)}")
+    if not records:
+        raise FormatError("the file holds no examples")
+    first = records[0]
+    if not isinstance(first, dict):
+        raise FormatError(f"must be an object, not {_type_name(first)}", index=0)
+    keys = set(first)
+    if keys & {"prediction 1", "feedback", "preference", "gold"}:
+        return FEEDBACK
+    if keys & {"text", "answer"}:
+        return INPUTS
+    raise FormatError(
+        "cannot tell the format: a feedback-format example has the keys "
+        f"{', '.join(FEEDBACK_KEYS)}; a policy-input example has {', '.join(INPUT_KEYS)}",
+        index=0,
+    )
+
+
+@dataclass
+class ParsedFile:
+    format: str
+    records: list[dict] = field(default_factory=list)
+
+
+def parse_records(
+    data: Any, *, fmt: str | None = None, progress: Callable[[int, int], None] | None = None
+) -> ParsedFile:
+    """Validate decoded JSON; raise FormatError listing the problems (up to MAX_PROBLEMS)."""
+    detected = detect_format(data)
+    if fmt is not None and fmt != detected:
+        raise FormatError(f"expected the {fmt} format but the file is in the {detected} format")
+    validate = VALIDATORS[detected]
+    found: list[tuple[int | None, str | None, str]] = []
+    total = len(data)
+    for index, record in enumerate(data):
+        found += [(index, where or None, message) for where, message in validate(record)]
+        if progress is not None:
+            progress(index + 1, total)
+        if len(found) >= MAX_PROBLEMS:
+            break
+    if found:
+        index, where, message = found[0]
+        raise FormatError(message, index=index, field=where, problems=found[:MAX_PROBLEMS])
+    return ParsedFile(format=detected, records=data)
+
+
+def read_file(
+    source: str | Path | IO[bytes] | IO[str],
+    *,
+    fmt: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ParsedFile:
+    """Read and validate a qa-feedback file from a path or an open (binary or text) file."""
+    if isinstance(source, (str, Path)):
+        try:
+            raw: bytes | str = Path(source).read_bytes()
+        except OSError as exc:
+            raise FormatError(f"cannot read {source}: {exc.strerror or exc}") from None
+    else:
+        raw = source.read()
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"the file is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"the file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    return parse_records(data, fmt=fmt, progress=progress)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def feedback_record(
+    *,
+    question: str,
+    passages: list[list[str]],
+    gold: str,
+    predictions: list[str],
+    errors: list[dict],
+    missing_info: list[dict],
+    corrected_prediction: str,
+    preference: list[int],
+) -> dict:
+    """One feedback-format example, keys in the order of the shared files."""
+    if len(predictions) != len(PREDICTION_KEYS):
+        raise ValueError(f"a feedback record needs {len(PREDICTION_KEYS)} predictions, not {len(predictions)}")
+    record: dict[str, Any] = {"question": question, "passages": [list(p) for p in passages], "gold": gold}
+    record.update(zip(PREDICTION_KEYS, predictions, strict=True))
+    record["feedback"] = {
+        "errors": [{key: error[key] for key in ERROR_KEYS} for error in errors],
+        "missing-info": [{key: item[key] for key in MISSING_INFO_KEYS} for item in missing_info],
+        "corrected-prediction": corrected_prediction,
+    }
+    record["preference"] = list(preference)
+    return record
+
+
+def input_record(*, text: str, answer: list[str], passages: list[dict], question: str) -> dict:
+    """One policy-input example, keys in the order of the shared files."""
+    return {
+        "text": text,
+        "answer": list(answer),
+        "passages": [{key: passage[key] for key in INPUT_PASSAGE_KEYS} for passage in passages],
+        "question": question,
+    }
+
+
+def canonical(record: dict, fmt: str) -> dict:
+    """The record with the shared files' key order, whatever order it came in."""
+    if fmt == FEEDBACK:
+        return feedback_record(
+            question=record["question"],
+            passages=record["passages"],
+            gold=record["gold"],
+            predictions=[record[key] for key in PREDICTION_KEYS],
+            errors=record["feedback"]["errors"],
+            missing_info=record["feedback"]["missing-info"],
+            corrected_prediction=record["feedback"]["corrected-prediction"],
+            preference=record["preference"],
+        )
+    if fmt == INPUTS:
+        return input_record(
+            text=record["text"], answer=record["answer"], passages=record["passages"], question=record["question"]
+        )
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def indent_for(fmt: str) -> int:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return FEEDBACK_INDENT if fmt == FEEDBACK else INPUTS_INDENT
+
+
+def iter_dump(records: Iterable[dict], *, fmt: str) -> Iterator[str]:
+    """Chunks whose concatenation equals `json.dumps(list(records), indent=...)`, one example per chunk.
+
+    Streaming one example at a time lets exports report progress and keeps
+    memory flat; the text is identical to dumping the whole list at once
+    (nested lines are the record's own dump shifted one level right).
+    """
+    indent = indent_for(fmt)
+    pad = " " * indent
+    first = True
+    for record in records:
+        body = json.dumps(canonical(record, fmt), indent=indent)
+        shifted = "\n".join(pad + line for line in body.split("\n"))
+        yield ("[\n" if first else ",\n") + shifted
+        first = False
+    yield "[]" if first else "\n]"
+
+
+def dumps(records: Iterable[dict], *, fmt: str) -> str:
+    """The whole file as text: indent 2 (feedback) or 4 (inputs), ASCII escapes, no trailing newline."""
+    return "".join(iter_dump(records, fmt=fmt))

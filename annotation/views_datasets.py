@@ -1,0 +1,91 @@
+"""Researcher pages for datasets: list, detail, upload, download."""
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from annotation.models import Dataset
+from annotation.permissions import researcher_required
+from annotation.qa_feedback import FEEDBACK, FORMATS, FormatError
+from annotation.selectors.datasets import dataset_list as select_datasets
+from annotation.selectors.datasets import dataset_split_stats, example_previews
+from annotation.services.datasets import ExportRefused, ImportRefused, dataset_dumps, dataset_import
+
+SHOWN_PROBLEMS = 20
+
+
+class DatasetUploadForm(forms.Form):
+    file = forms.FileField(
+        help_text="A qa-feedback JSON file: policy inputs (like dev.json) or feedback (like dev_feedback.json)."
+    )
+    dataset = forms.SlugField(max_length=100, help_text="Created if it does not exist yet.")
+    split = forms.SlugField(max_length=32, initial="dev")
+
+
+@researcher_required
+@require_GET
+def dataset_list(request):
+    return render(request, "annotation/datasets/list.html", {"rows": select_datasets()})
+
+
+@researcher_required
+@require_GET
+def dataset_detail(request, name: str):
+    dataset = get_object_or_404(Dataset, name=name)
+    stats = dataset_split_stats(dataset)
+    previews = [(row, example_previews(dataset, row.split, limit=3)) for row in stats]
+    return render(request, "annotation/datasets/detail.html", {"dataset": dataset, "previews": previews})
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def dataset_upload(request):
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        form = DatasetUploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                summary = dataset_import(
+                    path_or_file=form.cleaned_data["file"],
+                    dataset_name=form.cleaned_data["dataset"],
+                    split=form.cleaned_data["split"],
+                    user=request.user,
+                )
+            except FormatError as exc:
+                problems = exc.lines()
+                form.add_error(None, f"{form.cleaned_data['file'].name} was not imported; nothing was written.")
+            except ImportRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, str(summary))
+                return redirect("annotation:dataset_detail", name=summary.dataset)
+        status = 400
+    else:
+        form = DatasetUploadForm(initial={"dataset": request.GET.get("dataset", "")})
+    context = {
+        "form": form,
+        "problems": problems[:SHOWN_PROBLEMS],
+        "more_problems": max(0, len(problems) - SHOWN_PROBLEMS),
+        "dataset_names": Dataset.objects.values_list("name", flat=True),
+    }
+    return render(request, "annotation/datasets/upload.html", context, status=status)
+
+
+@researcher_required
+@require_GET
+def dataset_download(request, name: str, split: str, fmt: str):
+    if fmt not in FORMATS:
+        raise Http404(f"unknown format {fmt!r}")
+    dataset = get_object_or_404(Dataset, name=name)
+    try:
+        content = dataset_dumps(dataset=dataset, split=split, fmt=fmt)
+    except ExportRefused as exc:
+        raise Http404(str(exc)) from None
+    # Named like the shared files: dev_feedback.json for feedback, dev.json for inputs.
+    filename = f"{dataset.name}-{split}{'_feedback' if fmt == FEEDBACK else ''}.json"
+    response = HttpResponse(content.encode("utf-8"), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -1,0 +1,302 @@
+"""Import and export through the management commands: byte-exact round trips and refusals of bad input."""
+
+import filecmp
+import io
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from annotation.models import (
+    Comparison,
+    Dataset,
+    ErrorSpan,
+    Example,
+    FeedbackStatus,
+    FineGrainedFeedback,
+    MissingInfo,
+    Passage,
+    Response,
+)
+from annotation.qa_feedback import FormatError
+from annotation.services.datasets import ImportRefused, dataset_export, dataset_import
+
+BAD = 17  # the example the bad-input tests break; examples 0-16 before it are fine
+
+
+def run(name: str, *args, **options) -> str:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    call_command(name, *args, stdout=stdout, stderr=stderr, **options)
+    return stdout.getvalue()
+
+
+def import_file(path, dataset="qa-feedback", split="dev") -> str:
+    return run("import_qa_feedback", str(path), dataset=dataset, split=split)
+
+
+def export_file(out, fmt, dataset="qa-feedback", split="dev") -> str:
+    return run("export_qa_feedback", dataset=dataset, split=split, out=str(out), fmt=fmt)
+
+
+def assert_nothing_written():
+    for model in (Dataset, Example, Passage, Response, FineGrainedFeedback, ErrorSpan, MissingInfo, Comparison):
+        assert not model.objects.exists(), f"{model.__name__} rows were written"
+    assert not get_user_model().objects.filter(username__startswith="import@").exists()
+
+
+@pytest.fixture(scope="module")
+def dev_feedback(qa_feedback_dir) -> list[dict]:
+    return json.loads((qa_feedback_dir / "dev_feedback.json").read_text())
+
+
+@pytest.fixture
+def records(dev_feedback) -> list[dict]:
+    """The first 20 shared examples, fresh for each test to break."""
+    return json.loads(json.dumps(dev_feedback[:20]))
+
+
+@pytest.fixture
+def refused(tmp_path, db):
+    """Write records (or raw text) to a file, import it, and return the command's error message."""
+
+    def _refused(content) -> str:
+        path = tmp_path / "bad.json"
+        path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2))
+        with pytest.raises(CommandError) as caught:
+            import_file(path)
+        assert_nothing_written()
+        return str(caught.value)
+
+    return _refused
+
+
+@pytest.mark.django_db
+def test_it_round_trips_both_shared_files_byte_for_byte(qa_feedback_dir, tmp_path):
+    feedback_file, inputs_file = qa_feedback_dir / "dev_feedback.json", qa_feedback_dir / "dev.json"
+
+    assert "Imported 500 examples (feedback format, 500 new)" in import_file(feedback_file)
+    assert "Imported 500 examples (inputs format, joined to 500 existing examples)" in import_file(inputs_file)
+    assert Example.objects.count() == 500
+    assert ErrorSpan.objects.count() == 1373 and MissingInfo.objects.count() == 842
+
+    export_file(tmp_path / "dev_feedback.json", "feedback")
+    export_file(tmp_path / "dev.json", "inputs")
+    assert filecmp.cmp(tmp_path / "dev_feedback.json", feedback_file, shallow=False)
+    assert filecmp.cmp(tmp_path / "dev.json", inputs_file, shallow=False)
+
+
+@pytest.mark.django_db
+def test_it_round_trips_when_the_inputs_file_comes_first(qa_feedback_dir, tmp_path):
+    # dev.json lists the questions in another order, so joining the feedback file renumbers positions.
+    feedback_file, inputs_file = qa_feedback_dir / "dev_feedback.json", qa_feedback_dir / "dev.json"
+    dataset_import(path_or_file=inputs_file, dataset_name="qa", split="dev")
+    summary = dataset_import(path_or_file=feedback_file, dataset_name="qa", split="dev")
+    assert (summary.created, summary.joined) == (0, 500)
+
+    dataset_export(dataset="qa", split="dev", fmt="feedback", out=tmp_path / "fb.json")
+    dataset_export(dataset="qa", split="dev", fmt="inputs", out=tmp_path / "in.json")
+    assert filecmp.cmp(tmp_path / "fb.json", feedback_file, shallow=False)
+    assert filecmp.cmp(tmp_path / "in.json", inputs_file, shallow=False)
+    first = json.loads(feedback_file.read_text())[0]["question"]
+    assert Example.objects.get(dataset__name="qa", position=0).question == first
+
+
+@pytest.mark.django_db
+def test_it_gives_imported_feedback_to_an_inactive_system_account(qa_feedback_dir):
+    import_file(qa_feedback_dir / "dev_feedback.json")
+    author = get_user_model().objects.get(username="import@qa-feedback")
+    assert not author.is_active and not author.has_usable_password()
+    assert FineGrainedFeedback.objects.filter(annotator=author, status=FeedbackStatus.SUBMITTED).count() == 500
+    assert set(FineGrainedFeedback.objects.values_list("response__number", flat=True)) == {1}
+    assert Comparison.objects.filter(annotator=author).count() == 500
+
+
+def test_it_refuses_a_file_that_is_not_json(refused):
+    message = refused('[{"question": "Who')
+    assert "nothing was written" in message
+    assert "is not valid JSON: Unterminated string starting at (line 1, column 15)" in message
+
+
+def test_it_refuses_a_file_of_the_wrong_shape(refused, records):
+    assert "the file must hold a list of examples, not an object" in refused({"examples": records})
+    records[BAD] = [records[BAD]["question"]]
+    assert f"example {BAD}: must be an object, not a list" in refused(records)
+
+
+def test_it_refuses_an_example_with_a_missing_key(refused, records):
+    del records[BAD]["feedback"]["errors"][1]["end"]
+    assert f"example {BAD}, field feedback.errors[1].end: missing key" in refused(records)
+
+
+def test_it_refuses_a_span_outside_the_prediction(refused, records):
+    length = len(records[BAD]["prediction 1"])
+    records[BAD]["feedback"]["errors"][1]["end"] = length + 4
+    message = refused(records)
+    assert (
+        f"example {BAD}, field feedback.errors[1].end: end {length + 4} is past the end of prediction 1 (length {length})"
+        in message
+    )
+
+
+def test_it_refuses_a_span_off_word_boundaries(refused, records):
+    start = records[BAD]["feedback"]["errors"][0]["start"]
+    records[BAD]["feedback"]["errors"][0]["start"] = start + 1
+    message = refused(records)
+    assert f"example {BAD}, field feedback.errors[0].start: start {start + 1} is not at the start of a word" in message
+
+
+def test_it_refuses_overlapping_spans(refused, records):
+    errors = records[BAD]["feedback"]["errors"]
+    errors.append(dict(errors[0], **{"error type": "Irrelevant"}))
+    first = errors[0]
+    message = refused(records)
+    assert (
+        f"example {BAD}, field feedback.errors[2]: overlaps error 0 (characters {first['start']}-{first['end']})"
+        in message
+    )
+
+
+def test_it_refuses_a_preference_list_of_the_wrong_length(refused, records):
+    records[BAD]["preference"] = records[BAD]["preference"][:5]
+    message = refused(records)
+    assert f"example {BAD}, field preference: must hold 6 values (one per pair of predictions), not 5" in message
+
+
+def test_it_refuses_preference_values_other_than_0_1_2(refused, records):
+    records[BAD]["preference"][3] = 3
+    assert f"example {BAD}, field preference[3]: 3 is not 0, 1 or 2 (pair 2-3)" in refused(records)
+
+
+def test_it_refuses_a_passage_id_that_does_not_exist(refused, records):
+    records[BAD]["feedback"]["missing-info"][0]["passage_id"] = 4
+    message = refused(records)
+    assert (
+        f"example {BAD}, field feedback.missing-info[0].passage_id: passage 4 does not exist (the example has passages 1-3)"
+        in message
+    )
+
+
+def test_it_refuses_a_sentence_id_that_does_not_exist(refused, records):
+    records[BAD]["feedback"]["missing-info"][0]["sentence_id"] = [1, 9]
+    message = refused(records)
+    assert (
+        f"example {BAD}, field feedback.missing-info[0].sentence_id[1]: sentence 9 does not exist in passage 2 (it has sentences 1-6)"
+        in message
+    )
+
+
+def test_it_refuses_an_unknown_error_type(refused, records):
+    records[BAD]["feedback"]["errors"][0]["error type"] = "Typo"
+    assert f"example {BAD}, field feedback.errors[0].error type: 'Typo' is not one of" in refused(records)
+
+
+def test_it_refuses_a_policy_input_example_with_a_missing_key(refused, qa_feedback_dir):
+    inputs = json.loads((qa_feedback_dir / "dev.json").read_text())[:20]
+    del inputs[BAD]["answer"]
+    assert f"example {BAD}, field answer: missing key" in refused(inputs)
+
+
+def test_it_lists_further_problems_after_the_first(refused, records):
+    records[3]["preference"] = [1]
+    records[BAD]["gold"] = None
+    message = refused(records)
+    assert message.splitlines()[0].endswith(
+        "example 3, field preference: must hold 6 values (one per pair of predictions), not 1"
+    )
+    assert f"example {BAD}, field gold: must be a string, not null" in message
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_import_a_format_the_split_already_holds(qa_feedback_dir):
+    import_file(qa_feedback_dir / "dev_feedback.json")
+    with pytest.raises(CommandError, match=r"qa-feedback/dev already holds the feedback format \(500 examples\)"):
+        import_file(qa_feedback_dir / "dev_feedback.json")
+    assert Example.objects.count() == 500 and Comparison.objects.count() == 500
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_join_a_file_with_other_questions(qa_feedback_dir, tmp_path, records):
+    import_file(qa_feedback_dir / "dev.json")
+    records[BAD]["question"] = "Who wrote this test?"
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(CommandError) as caught:
+        import_file(path)
+    message = str(caught.value)
+    assert (
+        f"example {BAD}, field question: no example of qa-feedback/dev has this question ('Who wrote this test?')"
+        in message
+    )
+    assert "field question: 481 examples of qa-feedback/dev have no counterpart in the file" in message
+    assert not Example.objects.filter(has_feedback_format=True).exists()
+    assert not Response.objects.exists() and not Passage.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_writes_nothing_when_a_write_fails_midway(qa_feedback_dir, monkeypatch):
+    calls = []
+    original = MissingInfo.objects.bulk_create
+
+    def failing_bulk_create(objs, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return original(objs, *args, **kwargs)
+
+    monkeypatch.setattr(MissingInfo.objects, "bulk_create", failing_bulk_create)
+    with pytest.raises(RuntimeError, match="disk full"):
+        dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    assert len(calls) == 3
+    assert_nothing_written()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("dataset", "split"), [("Bad Name", "dev"), ("qa", "dev/1"), ("qa", "x" * 33)])
+def test_it_refuses_names_that_are_not_slugs(qa_feedback_dir, dataset, split):
+    with pytest.raises(ImportRefused, match="must be 1-"):
+        dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name=dataset, split=split)
+    assert_nothing_written()
+
+
+@pytest.mark.django_db
+def test_it_explains_an_export_with_nothing_to_write(qa_feedback_dir, tmp_path):
+    import_file(qa_feedback_dir / "dev.json")
+    with pytest.raises(CommandError, match="qa-feedback/dev has no examples in the feedback format"):
+        export_file(tmp_path / "out.json", "feedback")
+    with pytest.raises(CommandError, match=r"no dataset named 'nope' \(datasets: qa-feedback\)"):
+        export_file(tmp_path / "out.json", "inputs", dataset="nope")
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.django_db
+def test_it_draws_progress_bars_on_stderr(qa_feedback_dir, tmp_path):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    call_command(
+        "import_qa_feedback", str(qa_feedback_dir / "dev.json"), dataset="qa", split="dev", stdout=stdout, stderr=stderr
+    )
+    assert "validating: 100%" in stderr.getvalue() and "writing: 100%" in stderr.getvalue()
+    assert "500/500" in stderr.getvalue()
+    assert "Imported 500 examples" in stdout.getvalue() and "%" not in stdout.getvalue()
+    stderr = io.StringIO()
+    call_command(
+        "export_qa_feedback",
+        dataset="qa",
+        split="dev",
+        out=str(tmp_path / "o.json"),
+        fmt="inputs",
+        stdout=stdout,
+        stderr=stderr,
+    )
+    assert "exporting: 100%" in stderr.getvalue()
+
+
+@pytest.mark.django_db
+def test_it_reports_format_errors_from_the_service_with_index_and_field(records, tmp_path):
+    records[BAD]["feedback"]["errors"][0]["end"] = 10_000
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(FormatError) as caught:
+        dataset_import(path_or_file=path, dataset_name="qa", split="dev")
+    assert (caught.value.index, caught.value.field) == (BAD, "feedback.errors[0].end")
+    assert_nothing_written()
