@@ -1,0 +1,554 @@
+"""PPO for a language-model policy with fine-grained or holistic rewards (paper section 4).
+
+One step = one rollout and its updates:
+  1. rollout: `prompts_per_step` prompts x `samples_per_prompt` sampled answers
+     (top-k, temperature); log-probs under the policy and the frozen reference
+     (the SFT model), values from the separate value model;
+  2. rewards: the reward function's token rewards (rewards.py) minus
+     `kl_coef * (log pi - log pi_ref)` on every token; optionally scaled by
+     their std with the mean kept;
+  3. GAE advantages (whitened) and returns;
+  4. `ppo_epochs` passes over the rollout in mini-batches with the clipped
+     policy loss (`pg_loss`) and clipped value loss (`vf_loss`), stopping
+     early when the policy's KL from the reference passes `kl_threshold`.
+The learning rate warms up linearly for `warmup_steps` steps, then decays
+linearly to zero at the last step. Dev evaluation (evaluate.py) runs before
+training and every `eval_every` steps; the best step by `eval/mean_reward`
+and the last step are kept as resumable checkpoints.
+
+Data parallel through accelerate: each process rolls out its share of the
+step's prompts; statistics (reward scaling, advantage whitening, metrics,
+early stopping) are reduced across processes so every process takes the
+same decisions. The same code runs on one CPU for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from training.ml.checkpoints import fresh_tmp, load_training_state, read_state, replace_dir, save_training_state  # noqa: E402
+from training.ml.configs import ConfigError  # noqa: E402
+from training.ml.data import load_examples  # noqa: E402
+
+FINE_GRAINED = "ppo_fine_grained"
+HOLISTIC = "ppo_holistic"
+# Paper values that differ between the two settings; a config leaves them None to get its kind's value.
+KIND_DEFAULTS = {
+    FINE_GRAINED: {"kl_coef": 0.3, "gae_lambda": 0.95},
+    HOLISTIC: {"kl_coef": 0.2, "gae_lambda": 0.99},
+}
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class PPOConfig:
+    """PPO of the policy against reward models. Defaults are the paper's qa-feedback settings."""
+
+    # -- data and models (paths are filled in by the run system)
+    train_file: str = field(default="", metadata=_help("Policy-input JSON file whose prompts are rolled out."))
+    eval_file: str = field(default="", metadata=_help("Dev file evaluated with greedy decoding; empty = no evaluation."))
+    policy_model: str = field(default="", metadata=_help("The SFT policy (folder or hub name); also the frozen reference policy."))
+    value_model: str = field(default="", metadata=_help("Where the value model starts (empty = a copy of the policy model's transformer with a new head)."))
+    rm_relevance_model: str = field(default="", metadata=_help("R1 relevance reward model folder (fine-grained; optional for holistic evaluation)."))
+    rm_factuality_model: str = field(default="", metadata=_help("R2 factuality reward model folder (fine-grained; optional for holistic evaluation)."))
+    rm_completeness_model: str = field(default="", metadata=_help("R3 completeness reward model folder (fine-grained; optional for holistic evaluation)."))
+    rm_preference_model: str = field(default="", metadata=_help("Holistic preference reward model folder (holistic runs)."))
+    max_train_examples: int = field(default=0, metadata=_help("Use only the first N training prompts (0 = all)."))
+    max_eval_examples: int = field(default=0, metadata=_help("Evaluate on the first N dev examples (0 = all)."))
+
+    # -- rollout
+    total_episodes: int = field(default=80000, metadata=_help("Sampled answers over the whole run (paper: 80,000)."))
+    prompts_per_step: int = field(default=8, metadata=_help("Prompts per PPO step, over all devices (paper: 8)."))
+    samples_per_prompt: int = field(default=4, metadata=_help("Answers sampled per prompt (paper: 4)."))
+    max_input_len: int = field(default=1024, metadata=_help("Prompt tokens kept (paper: 1024)."))
+    max_new_tokens: int = field(default=200, metadata=_help("Longest generated answer in tokens (paper: 200)."))
+    top_k: int = field(default=20, metadata=_help("Sampling: keep the k most likely tokens (paper: 20; 0 = off)."))
+    top_p: float = field(default=1.0, metadata=_help("Sampling: nucleus probability (1.0 = off, as in the paper)."))
+    temperature: float = field(default=0.7, metadata=_help("Sampling temperature (paper: 0.7); log-probs use it too."))
+    generation_batch_size: int = field(default=32, metadata=_help("Answers generated per call on each device."))
+
+    # -- rewards
+    kl_coef: float | None = field(default=None, metadata=_help("beta of the per-token KL penalty (empty = paper: 0.3 fine-grained, 0.2 holistic)."))
+    relevance_positive_reward: float = field(default=0.3, metadata=_help("R1 reward at a sub-sentence end judged `O`."))
+    relevance_negative_reward: float = field(default=-0.3, metadata=_help("R1 reward at a sub-sentence end judged an error."))
+    factuality_positive_reward: float = field(default=0.5, metadata=_help("R2 reward at a sentence end judged `O`."))
+    factuality_negative_reward: float = field(default=-0.5, metadata=_help("R2 reward at a sentence end judged an error."))
+    completeness_reward_scale: float = field(default=0.3, metadata=_help("R3 weight: the last token gets scale * (R3 - mean) / std."))
+    scale_rewards: bool = field(default=True, metadata=_help("Divide the rollout's token rewards by their std, keeping their mean."))
+
+    # -- PPO
+    gamma: float = field(default=1.0, metadata=_help("Discount (paper: 1)."))
+    gae_lambda: float | None = field(default=None, metadata=_help("GAE lambda (empty = paper: 0.95 fine-grained, 0.99 holistic)."))
+    clip_range: float = field(default=0.2, metadata=_help("Policy ratio clip (paper: 0.2)."))
+    clip_range_value: float = field(default=0.2, metadata=_help("Value clip around the rollout values (paper: 0.2)."))
+    vf_coef: float = field(default=1.0, metadata=_help("Weight of the value loss."))
+    ppo_epochs: int = field(default=4, metadata=_help("Passes over each rollout (paper: 4)."))
+    train_batch_size: int = field(default=32, metadata=_help("Answers per optimizer update, over all devices (32 = the whole rollout)."))
+    micro_batch_size: int = field(default=4, metadata=_help("Answers per forward pass on each device; the update averages them."))
+    learning_rate: float = field(default=1e-5, metadata=_help("Adam learning rate of policy and value model (paper: 1e-5)."))
+    adam_eps: float = field(default=1e-8, metadata=_help("Adam epsilon."))
+    warmup_steps: int = field(default=100, metadata=_help("PPO steps of linear learning-rate warm-up; then linear decay to 0."))
+    max_grad_norm: float = field(default=0.0, metadata=_help("Clip the gradient norm to this value (0 = no clipping)."))
+    kl_threshold: float = field(default=10.0, metadata=_help("Stop a rollout's PPO epochs when KL(policy || reference) per answer exceeds this (paper: 10; 0 = off)."))
+
+    # -- evaluation and checkpoints
+    eval_every: int = field(default=50, metadata=_help("Evaluate on dev every N steps (and before the first)."))
+    eval_batch_size: int = field(default=16, metadata=_help("Dev examples per greedy-decoding batch."))
+    num_eval_samples: int = field(default=4, metadata=_help("Sample generations reported per evaluation."))
+    save_every: int = field(default=0, metadata=_help("Save the last checkpoint every N steps (0 = at every evaluation)."))
+    seed: int = field(default=42, metadata=_help("Seed; each step reseeds with seed + step, so a resumed run samples as the original would."))
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata=_help("accelerate mixed precision."))
+    sentence_splitter: str = field(default="sentencizer", metadata=_help("spaCy pipeline that cuts answers into sentences and sub-sentences."))
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        for name in ("total_episodes", "prompts_per_step", "samples_per_prompt", "max_input_len", "max_new_tokens",
+                     "generation_batch_size", "ppo_epochs", "train_batch_size", "micro_batch_size", "eval_every",
+                     "eval_batch_size"):
+            if getattr(self, name) < 1:
+                problems.append((name, "must be at least 1"))
+        for name in ("max_train_examples", "max_eval_examples", "top_k", "warmup_steps", "save_every", "num_eval_samples"):
+            if getattr(self, name) < 0:
+                problems.append((name, "must be 0 (off) or positive"))
+        if not 0 < self.top_p <= 1:
+            problems.append(("top_p", "must be in (0, 1]"))
+        if not self.temperature > 0:
+            problems.append(("temperature", "must be positive"))
+        if self.kl_coef is not None and self.kl_coef < 0:
+            problems.append(("kl_coef", "must not be negative"))
+        if not 0 <= self.gamma <= 1:
+            problems.append(("gamma", "must be in [0, 1]"))
+        if self.gae_lambda is not None and not 0 <= self.gae_lambda <= 1:
+            problems.append(("gae_lambda", "must be in [0, 1]"))
+        for name in ("clip_range", "clip_range_value", "learning_rate", "adam_eps"):
+            if not getattr(self, name) > 0:
+                problems.append((name, "must be positive"))
+        for name in ("vf_coef", "max_grad_norm", "kl_threshold", "completeness_reward_scale"):
+            if getattr(self, name) < 0:
+                problems.append((name, "must not be negative"))
+        episodes = self.prompts_per_step * self.samples_per_prompt
+        if self.train_batch_size >= 1 and episodes % self.train_batch_size:
+            problems.append(("train_batch_size", f"must divide the answers per step ({self.prompts_per_step} x {self.samples_per_prompt} = {episodes})"))
+        if self.micro_batch_size >= 1 and self.train_batch_size % self.micro_batch_size:
+            problems.append(("micro_batch_size", f"must divide train_batch_size ({self.train_batch_size})"))
+        return problems
+
+    def problems_for(self, kind: str) -> list[tuple[str, str]]:
+        """What this config lacks for a run of `kind` (the reward models each setting needs)."""
+        problems = []
+        if kind not in KIND_DEFAULTS:
+            return [("kind", f"PPO runs are {FINE_GRAINED} or {HOLISTIC}, not {kind!r}")]
+        if not self.policy_model.strip():
+            problems.append(("policy_model", "name the SFT policy to start from"))
+        if not self.train_file.strip():
+            problems.append(("train_file", "name the file of training prompts"))
+        needed = ("rm_relevance_model", "rm_factuality_model", "rm_completeness_model") if kind == FINE_GRAINED else ("rm_preference_model",)
+        for name in needed:
+            if not getattr(self, name).strip():
+                problems.append((name, f"a {kind} run needs this reward model"))
+        return problems
+
+    def resolved(self, kind: str) -> "PPOConfig":
+        """A copy with the kind-dependent paper values filled in where left empty."""
+        values = {k: v for k, v in KIND_DEFAULTS.get(kind, KIND_DEFAULTS[FINE_GRAINED]).items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **values)
+
+
+# ---------------------------------------------------------------- tensor helpers
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool, accelerator: Any = None) -> torch.Tensor:
+    """(x - mean) / std over the valid entries (of all processes); `shift_mean=False` adds the mean back."""
+    stats = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).double()
+    if accelerator is not None and accelerator.num_processes > 1:
+        stats = accelerator.reduce(stats, reduction="sum")
+    total, squares, count = stats.tolist()
+    count = max(count, 1.0)
+    mean = total / count
+    var = max(squares / count - mean * mean, 0.0) * count / max(count - 1.0, 1.0)
+    out = (x - mean) / math.sqrt(var + 1e-8)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and returns; after an answer's end values and rewards are 0."""
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
+    length = rewards.shape[1]
+    for t in reversed(range(length)):
+        next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < length else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        advantages[:, t] = last
+    return advantages, (advantages + values) * mask
+
+
+def linear_warmup_decay(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+# ---------------------------------------------------------------- reward functions from config
+
+
+def build_reward_fns(config: PPOConfig, *, kind: str, tokenizer: Any, nlp: Any, device: Any) -> tuple[Any, Any]:
+    """(reward function of the run, fine-grained judge for holistic evaluation or None)."""
+    from training.ml.reward_models import PreferenceRewardModel, TokenRewardModel
+    from training.ml.rewards import FineGrainedReward, FineGrainedWeights, HolisticReward
+
+    weights = FineGrainedWeights(
+        relevance_positive=config.relevance_positive_reward,
+        relevance_negative=config.relevance_negative_reward,
+        factuality_positive=config.factuality_positive_reward,
+        factuality_negative=config.factuality_negative_reward,
+        completeness_scale=config.completeness_reward_scale,
+    )
+    fine = None
+    paths = (config.rm_relevance_model, config.rm_factuality_model, config.rm_completeness_model)
+    if all(p.strip() for p in paths):
+        for name, p in zip(("rm_relevance_model", "rm_factuality_model", "rm_completeness_model"), paths):
+            if not Path(p).is_dir():
+                raise ConfigError([(name, f"{p} is not a folder")])
+        fine = FineGrainedReward(
+            relevance=TokenRewardModel.load(paths[0], device=device),
+            factuality=TokenRewardModel.load(paths[1], device=device),
+            completeness=PreferenceRewardModel.load(paths[2], device=device),
+            tokenizer=tokenizer, nlp=nlp, weights=weights,
+        )
+    if kind == FINE_GRAINED:
+        return fine, None
+    if not Path(config.rm_preference_model).is_dir():
+        raise ConfigError([("rm_preference_model", f"{config.rm_preference_model} is not a folder")])
+    holistic = HolisticReward(preference=PreferenceRewardModel.load(config.rm_preference_model, device=device), tokenizer=tokenizer)
+    return holistic, fine
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Rollout:
+    prompts: Any  # policy.Batch, one row per answer
+    response: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    scores: torch.Tensor
+    results: list
+
+
+@functools.lru_cache(maxsize=2)
+def _pass_order(num_examples: int, seed: int, data_pass: int) -> tuple[int, ...]:
+    order = list(range(num_examples))
+    random.Random(seed * 1_000_003 + data_pass).shuffle(order)
+    return tuple(order)
+
+
+def step_prompts(num_examples: int, *, step: int, per_step: int, seed: int) -> list[int]:
+    """Indices of the prompts of `step`: consecutive slices of a fresh shuffle per pass over the data.
+
+    A function of the step alone, so a resumed run rolls out the prompts the original would have.
+    """
+    out = []
+    for position in range(step * per_step, (step + 1) * per_step):
+        data_pass, offset = divmod(position, num_examples)
+        out.append(_pass_order(num_examples, seed, data_pass)[offset])
+    return out
+
+
+def run(config: PPOConfig, *, kind: str, output_dir: Path, reporter: Any, resume_from: Path | None) -> dict:
+    return train(config, kind=kind, output_dir=output_dir, reporter=reporter, resume_from=resume_from)
+
+
+def train(
+    config: PPOConfig,
+    *,
+    kind: str,
+    output_dir: Path,
+    reporter: Any,
+    resume_from: Path | None,
+    reward_fn: Any = None,
+    judge_fn: Any = None,
+) -> dict:
+    """The PPO loop. `reward_fn` / `judge_fn` replace the reward models named in the config (benchmarks)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from training.ml.evaluate import evaluate_policy
+    from training.ml.policy import Policy
+    from training.ml.sft import quiet_transformers
+    from training.ml.text import load_splitter
+    from training.ml.value import ValueModel
+
+    quiet_transformers()
+    problems = config.problems_for(kind)
+    if reward_fn is not None:
+        problems = [p for p in problems if not p[0].startswith("rm_")]
+    if problems:
+        raise ConfigError(problems)
+    config = config.resolved(kind)
+    output_dir = Path(output_dir)
+    train_examples = load_examples(config.train_file, limit=config.max_train_examples)
+    dev = load_examples(config.eval_file, need_answer=True, limit=config.max_eval_examples) if config.eval_file else []
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if config.prompts_per_step % world:
+        raise ConfigError([("prompts_per_step", f"must be a multiple of the number of processes ({world})")])
+    if config.train_batch_size % (config.micro_batch_size * world):
+        raise ConfigError([("train_batch_size", f"must be a multiple of micro_batch_size x processes ({config.micro_batch_size} x {world})")])
+    set_seed(config.seed)
+    device = accelerator.device
+
+    state: dict[str, Any] = {"step": 0, "best": None, "best_step": None}
+    if resume_from is not None:
+        resume_from = Path(resume_from)
+        state.update(read_state(resume_from, needs=("policy", "value")))
+        if state.get("kind", kind) != kind:
+            raise ConfigError([("resume_from", f"{resume_from} is a checkpoint of a {state['kind']} run, not {kind}")])
+        if not (output_dir / "checkpoints" / "best" / "state.json").is_file():
+            state.update(best=None, best_step=None)  # resumed into a new folder: the best is chosen afresh
+    policy = Policy.load(resume_from / "policy" if resume_from else config.policy_model, device=device)
+    reference = Policy.load(config.policy_model, device=device)
+    reference.model.requires_grad_(False)
+    reference.model.eval()
+    value = ValueModel.load(resume_from / "value" if resume_from else (config.value_model or config.policy_model), device=device)
+    nlp, splitter = load_splitter(config.sentence_splitter)
+    if reward_fn is None:
+        reward_fn, built_judge = build_reward_fns(config, kind=kind, tokenizer=policy.tokenizer, nlp=nlp, device=device)
+        judge_fn = judge_fn or built_judge
+
+    episodes_per_step = config.prompts_per_step * config.samples_per_prompt
+    total_steps = math.ceil(config.total_episodes / episodes_per_step)
+    optimizer = torch.optim.Adam(list(policy.model.parameters()) + list(value.parameters()),
+                                 lr=config.learning_rate, eps=config.adam_eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(config.warmup_steps, total_steps))
+    if resume_from is not None:
+        load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
+    policy_model, value_model, optimizer = accelerator.prepare(policy.model, value, optimizer)
+    policy.model = policy_model
+    # Dropout off: the PPO ratio of the first epoch must be exactly 1.
+    policy_model.eval()
+    value_model.eval()
+    checkpoints = output_dir / "checkpoints"
+    announced: set[str] = set()
+
+    def save_checkpoint(name: str) -> None:
+        accelerator.wait_for_everyone()
+        if main:
+            final = checkpoints / name
+            tmp = fresh_tmp(final)
+            policy.save(tmp / "policy")
+            accelerator.unwrap_model(value_model).save(tmp / "value")
+            save_training_state(tmp, optimizer=optimizer, scheduler=scheduler,
+                                state={**state, "kind": kind, "config": dataclasses.asdict(config)})
+            replace_dir(tmp, final)
+            if name not in announced:
+                reporter.artifact(kind="checkpoint", name=name, path=f"checkpoints/{name}", step=state["step"])
+                announced.add(name)
+            if name == "best":
+                reporter.artifact(kind="model", name="best policy", path="checkpoints/best/policy", step=state["step"],
+                                  mean_reward=state["best"])
+        accelerator.wait_for_everyone()
+
+    def evaluate() -> None:
+        step = state["step"]
+        report = evaluate_policy(policy, dev, reward_fn=reward_fn, judge_fn=judge_fn, nlp=nlp,
+                                 batch_size=config.eval_batch_size, max_input_len=config.max_input_len,
+                                 max_new_tokens=config.max_new_tokens, num_samples=config.num_eval_samples,
+                                 accelerator=accelerator)
+        if main:
+            reporter.metrics(step, report.metrics)
+            for sample in report.samples:
+                reporter.sample(step, prompt=sample["prompt"], text=sample["text"], segments=sample["segments"],
+                                total_reward=sample["total_reward"])
+        score = report.metrics.get("eval/mean_reward")
+        if score is not None and (state["best"] is None or score > state["best"]):
+            state.update(best=score, best_step=step)
+            save_checkpoint("best")
+
+    def rollout(step: int) -> Rollout:
+        indices = step_prompts(len(train_examples), step=step, per_step=config.prompts_per_step, seed=config.seed)
+        local = indices[rank::world]
+        examples = [train_examples[i] for i in local for _ in range(config.samples_per_prompt)]
+        prompts = policy.encode_prompts([e.text for e in examples], max_input_len=config.max_input_len,
+                                        max_new_tokens=config.max_new_tokens).to(device)
+        responses, masks = [], []
+        for start in range(0, len(examples), config.generation_batch_size):
+            rows = prompts.rows(slice(start, start + config.generation_batch_size))
+            with accelerator.autocast():
+                ids, mask = policy.generate(rows, max_new_tokens=config.max_new_tokens, do_sample=True,
+                                            top_k=config.top_k, top_p=config.top_p, temperature=config.temperature)
+            responses.append(ids)
+            masks.append(mask)
+        width = max(r.shape[1] for r in responses)
+        response = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=policy.pad_token_id) for r in responses])
+        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1]), value=0) for m in masks]).float()
+        logprobs, ref_logprobs, values = [], [], []
+        # Same precision as the update's forward passes, so the first epoch's ratio is exactly 1.
+        with torch.no_grad(), accelerator.autocast():
+            for start in range(0, len(examples), config.micro_batch_size):
+                sl = slice(start, start + config.micro_batch_size)
+                p = prompts.rows(sl).trimmed(left_padded=not policy.is_seq2seq)
+                lp, _ = policy.score(p, response[sl], mask[sl], temperature=config.temperature)
+                rlp, _ = reference.score(p, response[sl], mask[sl], temperature=config.temperature)
+                logprobs.append(lp)
+                ref_logprobs.append(rlp)
+                values.append(value_model(p.input_ids, p.attention_mask, response[sl], mask[sl]))
+        ids = [response[i][mask[i].bool()].tolist() for i in range(len(examples))]
+        results = reward_fn(examples, ids)
+        scores = torch.zeros_like(mask)
+        for i, result in enumerate(results):
+            scores[i, : len(result.token_rewards)] = torch.tensor(result.token_rewards, dtype=scores.dtype)
+        return Rollout(prompts, response, mask, torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values),
+                       scores.to(device), results)
+
+    def mean_all(values: dict[str, float]) -> dict[str, float]:
+        # The same numbers on every process: each key's mean over processes.
+        keys = sorted(values)
+        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+        if world > 1:
+            tensor = accelerator.reduce(tensor, reduction="mean")
+        return dict(zip(keys, tensor.tolist()))
+
+    reporter.start(total_steps=total_steps, resumed_from_step=state["step"], kind=kind, train_examples=len(train_examples),
+                   eval_examples=len(dev), processes=world, sentence_splitter=splitter)
+    if resume_from is None and dev:
+        evaluate()  # step 0: the SFT policy's figures are the baseline
+    per_process_batch = config.train_batch_size // world
+    micro_steps = per_process_batch // config.micro_batch_size
+    save_every = config.save_every or config.eval_every
+
+    while state["step"] < total_steps:
+        step = state["step"]
+        set_seed(config.seed + step)
+        data = rollout(step)
+        mask = data.mask
+        kl_coef = float(config.kl_coef)
+        penalized, kl = _kl_penalized(data, kl_coef)
+        rewards = penalized
+        if config.scale_rewards:
+            rewards = masked_whiten(penalized, mask, shift_mean=False, accelerator=accelerator)
+        advantages, returns = gae(rewards, data.values, mask, gamma=config.gamma, lam=float(config.gae_lambda))
+        advantages = masked_whiten(advantages, mask, shift_mean=True, accelerator=accelerator)
+
+        sums = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "entropy": 0.0}
+        passes, epochs_run, stopped = 0, 0, False
+        rows = data.response.shape[0]
+        for epoch in range(config.ppo_epochs):
+            order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed + step * 101 + epoch))
+            seq_kl_sum, seq_count = 0.0, 0
+            for start in range(0, rows, per_process_batch):
+                batch_rows = order[start : start + per_process_batch]
+                for m in range(micro_steps):
+                    idx = batch_rows[m * config.micro_batch_size : (m + 1) * config.micro_batch_size].to(device)
+                    if len(idx) == 0:
+                        continue
+                    mb_mask = mask[idx]
+                    width = max(1, int(mb_mask.sum(1).max()))
+                    mb_mask = mb_mask[:, :width]
+                    mb_resp = data.response[idx][:, :width]
+                    mb_prompts = data.prompts.rows(idx).trimmed(left_padded=not policy.is_seq2seq)
+                    old_logprobs = data.logprobs[idx][:, :width]
+                    old_values = data.values[idx][:, :width]
+                    mb_adv = advantages[idx][:, :width]
+                    mb_returns = returns[idx][:, :width]
+                    with accelerator.autocast():
+                        new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
+                                                             model=policy_model, with_entropy=True)
+                        new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
+                    logratio = (new_logprobs - old_logprobs) * mb_mask
+                    ratio = torch.exp(logratio)
+                    pg_losses = -mb_adv * ratio
+                    pg_losses2 = -mb_adv * torch.clamp(ratio, 1.0 - config.clip_range, 1.0 + config.clip_range)
+                    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mb_mask)
+                    v_clipped = old_values + torch.clamp(new_values - old_values, -config.clip_range_value, config.clip_range_value)
+                    vf_losses = torch.max((new_values - mb_returns) ** 2, (v_clipped - mb_returns) ** 2)
+                    vf_loss = 0.5 * masked_mean(vf_losses, mb_mask)
+                    loss = pg_loss + config.vf_coef * vf_loss
+                    # Micro-batch losses are averaged into the update, not summed.
+                    accelerator.backward(loss / micro_steps)
+                    with torch.no_grad():
+                        approx_kl = masked_mean((ratio - 1) - logratio, mb_mask)
+                        clipfrac = masked_mean((torch.abs(ratio - 1.0) > config.clip_range).float(), mb_mask)
+                        sums["pg_loss"] += float(pg_loss)
+                        sums["vf_loss"] += float(vf_loss)
+                        sums["approx_kl"] += float(approx_kl)
+                        sums["clipfrac"] += float(clipfrac)
+                        sums["entropy"] += float(masked_mean(entropy, mb_mask))
+                        ref = data.ref_logprobs[idx][:, :width]
+                        seq_kl_sum += float(((new_logprobs - ref) * mb_mask).sum())
+                        seq_count += len(idx)
+                    passes += 1
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(list(policy_model.parameters()) + list(value_model.parameters()), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            epochs_run += 1
+            # KL early stop: every process sees the same mean, so all stop together.
+            epoch_kl = mean_all({"kl": seq_kl_sum / max(1, seq_count)})["kl"]
+            if config.kl_threshold and epoch_kl > config.kl_threshold:
+                stopped = True
+                break
+        lr_used = scheduler.get_last_lr()[0]
+        scheduler.step()
+        state["step"] = step + 1
+
+        seq_kl = (kl.sum(1)).mean().item()
+        results = data.results
+        n = max(1, len(results))
+        metrics = {f"train/{k}": v / max(1, passes) for k, v in sums.items()}
+        metrics.update({
+            "train/kl": seq_kl,
+            "train/lr": lr_used,
+            "train/ppo_epochs": float(epochs_run),
+            "train/kl_early_stop": float(stopped),
+            "train/response_length": float(mask.sum(1).mean()),
+            "reward/mean": sum(r.total for r in results) / n,
+            "reward/kl_penalized": float(penalized.sum(1).mean()),
+        })
+        for key in sorted({k for r in results for k in r.components}):
+            metrics[f"reward/{key}"] = sum(r.components.get(key, 0.0) for r in results) / n
+        metrics = mean_all(metrics)
+        reporter.progress(state["step"])
+        reporter.metrics(state["step"], metrics)
+
+        last_step = state["step"] == total_steps
+        if dev and (state["step"] % config.eval_every == 0 or last_step):
+            evaluate()
+        if state["step"] % save_every == 0 or last_step:
+            save_checkpoint("last")
+
+    accelerator.wait_for_everyone()
+    return {"step": state["step"], "best_mean_reward": state["best"], "best_step": state["best_step"], "kind": kind}
+
+
+def _kl_penalized(data: Rollout, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    from training.ml.rewards import kl_penalized_rewards
+
+    return kl_penalized_rewards(data.scores, data.logprobs, data.ref_logprobs, data.mask, beta=kl_coef)
