@@ -1,0 +1,53 @@
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from annotation.management.commands._progress import raw_stream
+from annotation.services.rm_data import RmDataRefused, rm_data_build
+
+
+class Command(BaseCommand):
+    help = (
+        "Build the reward-model training files of one dataset split: OUT/NF-ERR_subsentence/SPLIT.json, "
+        "OUT/F-ERR_sentence/SPLIT.json, OUT/COMP_sequence/SPLIT.json, OUT/preference_pairs/SPLIT.jsonl (TRL "
+        "chosen/rejected pairs) and OUT/summary/SPLIT.json. Each example uses its most recent submitted annotation."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--split", required=True)
+        parser.add_argument("--out", required=True, help="folder to write into (created if missing)")
+        parser.add_argument(
+            "--splitter",
+            default=None,
+            help="sentence splitter: auto (en_core_web_sm if installed, else the sentencizer), sentencizer, "
+            f"or a spaCy model name (default: the SENTENCE_SPLITTER setting, now {settings.SENTENCE_SPLITTER})",
+        )
+
+    def handle(self, *args, dataset: str, split: str, out: str, splitter: str | None, verbosity: int = 1, **options):
+        bar = tqdm(desc="building", unit="ex", file=raw_stream(self.stderr), disable=verbosity == 0)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            with bar:
+                summary = rm_data_build(dataset=dataset, split=split, out_dir=out, splitter=splitter, progress=progress)
+        except RmDataRefused as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"cannot write into {out}: {exc.strerror or exc}") from None
+        if verbosity:
+            self.stdout.write(f"Sentence splitter: {summary['splitter']}")
+            self.stdout.write(
+                f"Built from {summary['examples']} of {summary['examples_in_split']} examples of {dataset}/{split} "
+                f"in {summary['seconds']:.2f} s; rule: {summary['annotation_rule']}."
+            )
+            for entry in summary["files"].values():
+                skipped = ", ".join(f"{count} {reason}" for reason, count in entry["skipped"].items()) or "none"
+                self.stdout.write(f"  {entry['path']}: {entry['written']} written; left out: {skipped}")
+            if verbosity > 1:
+                self.stdout.write(json.dumps(summary, indent=2))

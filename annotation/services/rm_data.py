@@ -1,0 +1,203 @@
+"""Writes for reward-model training files: build them from the database, and run builds in the background.
+
+`rm_data_build` writes, for one dataset split, into `out_dir`:
+
+    NF-ERR_subsentence/SPLIT.json   relevance RM (R1)
+    F-ERR_sentence/SPLIT.json       factuality RM (R2)
+    COMP_sequence/SPLIT.json        completeness RM (R3)
+    preference_pairs/SPLIT.jsonl    holistic preferences as TRL {"prompt", "chosen", "rejected"} lines
+    summary/SPLIT.json              what was written, what was left out and why, and the rule below
+
+Several annotators may have labelled the same item. Until aggregation
+exists, each example contributes its most recently submitted fine-grained
+feedback (on prediction 1) and its most recently submitted comparison; the
+summary says so and counts the items where that rule chose among several.
+"""
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Dataset, RmDataBuild
+from annotation.rm_data import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
+from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
+from annotation.selectors.rm_data import rm_data_split_counts
+from training.ml.text import AUTO, SENTENCIZER, SplitterNotAvailable, load_splitter
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION_RULE = (
+    "one annotation per example: the most recently submitted fine-grained feedback on prediction 1 and the "
+    "most recently submitted comparison; examples without both are left out (aggregating several annotators "
+    "comes later)"
+)
+BUILDS_DIR = "rm_data"
+# Progress is stored at most this often (in examples), so a build does not write a row per example.
+PROGRESS_EVERY = 25
+
+Progress = Callable[[int, int], None]
+
+
+class RmDataRefused(ValueError):
+    """The build cannot start: unknown dataset, nothing to build from, or an unavailable splitter."""
+
+
+def splitter_problem(name: str) -> str | None:
+    """Why `name` cannot be a sentence splitter, or None; cheap (does not load spaCy)."""
+    name = name.strip()
+    if name in (AUTO, SENTENCIZER):
+        return None
+    # spaCy models are Python packages, so an installed one is importable by its name.
+    if not name.isidentifier() or find_spec(name) is None:
+        return f"sentence splitter {name!r} is not installed: use 'auto', 'sentencizer' or an installed spaCy model"
+    return None
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    # Beside the target and renamed over it: a reader never sees half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(content)
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def rm_data_build(
+    *,
+    dataset: Dataset | str | int,
+    split: str,
+    out_dir: str | Path,
+    splitter: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Build the reward-model files of one split from the database into `out_dir`; return the summary.
+
+    `splitter` defaults to the SENTENCE_SPLITTER setting. Raises RmDataRefused
+    when the dataset does not exist, the split has no example with submitted
+    feedback and comparison, or the splitter is not available.
+    """
+    began = time.perf_counter()
+    try:
+        dataset = dataset_resolve(dataset)
+    except Dataset.DoesNotExist:
+        raise RmDataRefused(f"no dataset {dataset!r}") from None
+    try:
+        nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)
+    except SplitterNotAvailable as exc:
+        raise RmDataRefused(str(exc)) from None
+    records = feedback_records_for(dataset, split)
+    if not records:
+        raise RmDataRefused(
+            f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison"
+        )
+    built = build_rm_files(records, nlp=nlp, splitter=resolved, progress=progress)
+    pairs = preference_pairs(records)
+    paths = output_paths(out_dir, split)
+    counts = rm_data_split_counts(dataset=dataset, split=split)
+    files: dict[str, Any] = {
+        name: {"path": str(paths[name]), **result.summary()} for name, result in built.files.items()
+    }
+    files[PREFERENCE_PAIRS_FILE] = {"path": str(paths[PREFERENCE_PAIRS_FILE]), **pairs.summary()}
+    summary = {
+        "dataset": dataset.name,
+        "split": split,
+        "splitter": resolved,
+        "examples": len(records),
+        "examples_in_split": counts["examples_in_split"],
+        "examples_without_feedback": counts["examples_in_split"] - len(records),
+        "annotation_rule": ANNOTATION_RULE,
+        "items_with_several_feedback": counts["items_with_several_feedback"],
+        "items_with_several_comparisons": counts["items_with_several_comparisons"],
+        "files": files,
+    }
+    for name, result in built.files.items():
+        _write_atomic(paths[name], result.content)
+    _write_atomic(paths[PREFERENCE_PAIRS_FILE], pairs.content)
+    summary["seconds"] = round(time.perf_counter() - began, 3)
+    _write_atomic(paths[SUMMARY], json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# --- background builds ----------------------------------------------------------------------------
+
+
+def rm_data_build_dir(build: RmDataBuild) -> Path:
+    return Path(settings.MEDIA_ROOT) / BUILDS_DIR / f"build-{build.pk}"
+
+
+def _enqueue(build_id: int) -> None:
+    from annotation.tasks import build_rm_data
+
+    build_rm_data.apply_async(args=[build_id], queue="default")
+
+
+def rm_data_build_request(*, dataset: Dataset | str | int, split: str, splitter: str, user=None) -> RmDataBuild:
+    """Store a queued build and send it to the `default` queue once the transaction commits.
+
+    Raises RmDataRefused (unknown dataset, nothing to build from, splitter not installed).
+    """
+    try:
+        dataset = dataset_resolve(dataset)
+    except Dataset.DoesNotExist:
+        raise RmDataRefused(f"no dataset {dataset!r}") from None
+    splitter = splitter.strip() or settings.SENTENCE_SPLITTER
+    problem = splitter_problem(splitter)
+    if problem:
+        raise RmDataRefused(problem)
+    if not feedback_complete_examples(dataset, split).exists():
+        raise RmDataRefused(
+            f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison"
+        )
+    with transaction.atomic():
+        build = RmDataBuild.objects.create(dataset=dataset, split=split, splitter=splitter, created_by=user)
+        build.out_dir = str(rm_data_build_dir(build))
+        build.save(update_fields=["out_dir"])
+        build_id = build.pk
+        transaction.on_commit(lambda: _enqueue(build_id))
+    return build
+
+
+def rm_data_build_run(*, build_id: int) -> RmDataBuild:
+    """Run a stored build (the Celery task's body): progress, files and outcome go to its row.
+
+    A build that already succeeded is left alone, so a redelivered task does
+    nothing; one interrupted mid-way runs again (its files are replaced whole).
+    """
+    build = RmDataBuild.objects.select_related("dataset").get(pk=build_id)
+    if build.status == RmDataBuild.Status.SUCCEEDED:
+        return build
+    rows = RmDataBuild.objects.filter(pk=build.pk)
+    rows.update(status=RmDataBuild.Status.RUNNING, progress_done=0, error="")
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % PROGRESS_EVERY == 0:
+            rows.update(progress_done=done, progress_total=total)
+
+    try:
+        summary = rm_data_build(
+            dataset=build.dataset, split=build.split, out_dir=build.out_dir, splitter=build.splitter, progress=progress
+        )
+    except RmDataRefused as exc:
+        rows.update(status=RmDataBuild.Status.FAILED, error=str(exc), finished_at=timezone.now())
+    except Exception as exc:  # the row must say the build failed, whatever the cause
+        logger.exception("reward-model build %s failed", build.pk)
+        rows.update(status=RmDataBuild.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now())
+    else:
+        rows.update(status=RmDataBuild.Status.SUCCEEDED, summary=summary, finished_at=timezone.now())
+    build.refresh_from_db()
+    return build

@@ -1,0 +1,11 @@
+"""Thin Celery tasks: take ids, call one service. CPU work runs on the `default` queue."""
+
+from celery import shared_task
+
+from annotation.services.rm_data import rm_data_build_run
+
+
+@shared_task(name="annotation.build_rm_data", queue="default")
+def build_rm_data(build_id: int) -> None:
+    """Build the reward-model files of one stored RmDataBuild; progress and outcome go to its row."""
+    rm_data_build_run(build_id=build_id)
