@@ -119,6 +119,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
         "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
         "processed_folder": str(CELERY_BROKER_FOLDER / "processed"),
+        "control_folder": str(CELERY_BROKER_FOLDER / "control"),
         "store_processed": False,
     }
 else:
@@ -132,6 +133,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # A run whose worker has not beaten its heart for this long is marked failed.
 TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 120)
+# Celery queue that training runs go to (GPU workers consume it).
+TRAINING_QUEUE = env_str("TRAINING_QUEUE", "gpu")
+# An accelerate config file for the trainer's launch; empty: `accelerate launch --multi_gpu` only when
+# the node has several GPUs, plain `python -m` otherwise.
+TRAINING_ACCELERATE_CONFIG = env_str("ACCELERATE_CONFIG_FILE", "")
+# After a cancel, seconds between SIGTERM and SIGKILL for the trainer's process group.
+TRAINING_CANCEL_GRACE_S = env_int("TRAINING_CANCEL_GRACE_S", 10)
 # Annotation leases: how long an item stays reserved for the annotator who opened it.
 ANNOTATION_LEASE_MINUTES = env_int("ANNOTATION_LEASE_MINUTES", 30)
 

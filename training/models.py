@@ -49,6 +49,8 @@ class TrainingRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
+    # The trainer's `done` summary (final eval scores, saved mean/std, ...).
+    summary = models.JSONField(default=dict, blank=True)
     output_dir = models.CharField(max_length=500, blank=True)
     wandb_dir = models.CharField(max_length=500, blank=True)
     wandb_url = models.CharField(max_length=500, blank=True)

@@ -1,5 +1,16 @@
 from django.urls import path
 
+from training import views
+
 app_name = "training"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("runs/", views.run_list, name="run_list"),
+    path("runs/new/", views.run_launch, name="run_launch"),
+    path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/metrics.json", views.run_metrics, name="run_metrics"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/resume/", views.run_resume, name="run_resume"),
+    path("runs/<int:run_id>/log.txt", views.run_log, name="run_log"),
+    path("runs/<int:run_id>/artifacts/<int:artifact_id>/", views.artifact_download, name="artifact_download"),
+]

@@ -1,0 +1,130 @@
+"""Reads for the training dashboard: run lists, metric series, samples, timing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count, Max, Q, QuerySet
+from django.utils import timezone
+
+from training.models import Artifact, RunKind, RunMetric, RunSample, RunStatus, TrainingRun
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def runs_list(*, limit: int = 200) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.select_related("dataset", "created_by").order_by("-created_at")[:limit]
+
+
+def runs_any_active() -> bool:
+    return TrainingRun.objects.filter(status__in=ACTIVE_STATUSES).exists()
+
+
+def run_get(*, run_id: int) -> TrainingRun:
+    return TrainingRun.objects.select_related("dataset", "created_by", "resumed_from").get(pk=run_id)
+
+
+def run_duration(run: TrainingRun, *, now: datetime | None = None) -> timedelta | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or now or timezone.now()
+    return max(end - run.started_at, timedelta(0))
+
+
+def run_eta(run: TrainingRun, *, now: datetime | None = None) -> timedelta | None:
+    """Time left at the pace so far; None before the first step or once finished."""
+    if run.status != RunStatus.RUNNING or run.started_at is None:
+        return None
+    if run.progress_step <= 0 or run.progress_total <= run.progress_step:
+        return None
+    elapsed = (now or timezone.now()) - run.started_at
+    per_step = elapsed / run.progress_step
+    return per_step * (run.progress_total - run.progress_step)
+
+
+def run_progress_percent(run: TrainingRun) -> int:
+    if run.status == RunStatus.SUCCEEDED:
+        return 100
+    if not run.progress_total:
+        return 0
+    return min(100, int(100 * run.progress_step / run.progress_total))
+
+
+def run_metric_series(*, run: TrainingRun, after_id: int = 0) -> dict:
+    """Metric points newer than `after_id`, grouped per key, for the charts to append.
+
+    Returns {"series": {key: [[step, value], ...]}, "last_id": int}.
+    """
+    rows = RunMetric.objects.filter(run=run, pk__gt=after_id).order_by("pk").values_list("pk", "key", "step", "value")
+    series: dict[str, list[list[float]]] = defaultdict(list)
+    last_id = after_id
+    for pk, key, step, value in rows:
+        series[key].append([step, value])
+        last_id = pk
+    for points in series.values():
+        points.sort(key=lambda point: point[0])
+    return {"series": dict(series), "last_id": last_id}
+
+
+def run_latest_metrics(*, run: TrainingRun) -> dict[str, float]:
+    """The last reported value of each metric key (two indexed queries, however long the run)."""
+    last_ids = RunMetric.objects.filter(run=run).values("key").annotate(last=Max("pk")).values_list("last", flat=True)
+    rows = RunMetric.objects.filter(pk__in=list(last_ids)).order_by("key").values_list("key", "value")
+    return dict(rows)
+
+
+def run_samples(*, run: TrainingRun, limit: int = 12) -> list[RunSample]:
+    """The newest samples first (the latest evaluation's generations)."""
+    return list(RunSample.objects.filter(run=run).order_by("-step", "pk")[:limit])
+
+
+def run_artifacts(*, run: TrainingRun) -> list[Artifact]:
+    return list(Artifact.objects.filter(run=run).order_by("kind", "name"))
+
+
+def artifact_get(*, run: TrainingRun, artifact_id: int) -> Artifact:
+    return Artifact.objects.get(run=run, pk=artifact_id)
+
+
+def artifact_path(artifact: Artifact) -> Path | None:
+    """The artifact's file or folder, or None if it is missing or lies outside MODEL_ROOT."""
+    root = Path(settings.MODEL_ROOT).resolve()
+    path = (root / artifact.path).resolve()
+    if not path.is_relative_to(root) or not path.exists():
+        return None
+    return path
+
+
+def run_model_path(run: TrainingRun) -> Path | None:
+    """Where a finished run saved its model (its newest `model` artifact)."""
+    for artifact in Artifact.objects.filter(run=run, kind=Artifact.Kind.MODEL).order_by("-created_at", "-pk"):
+        path = artifact_path(artifact)
+        if path is not None:
+            return path
+    return None
+
+
+def runs_with_models(*, kinds: list[str]) -> QuerySet[TrainingRun]:
+    """Succeeded runs of these kinds that saved a model, newest first (sources for PPO's model settings)."""
+    return (
+        TrainingRun.objects.filter(kind__in=kinds, status=RunStatus.SUCCEEDED, artifacts__kind=Artifact.Kind.MODEL)
+        .distinct()
+        .order_by("-finished_at", "-pk")
+    )
+
+
+def dataset_split_counts(*, dataset) -> dict[str, dict[str, int]]:
+    """Per split of a dataset: how many examples it holds in each file format."""
+    rows = (
+        dataset.examples.values("split")
+        .annotate(feedback=Count("pk", filter=Q(has_feedback_format=True)), inputs=Count("pk", filter=Q(has_input_format=True)))
+        .order_by("split")
+    )
+    return {row["split"]: {"feedback": row["feedback"], "inputs": row["inputs"]} for row in rows}
+
+
+def run_kind_label(kind: str) -> str:
+    return RunKind(kind).label if kind in RunKind.values else kind

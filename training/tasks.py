@@ -1,0 +1,22 @@
+"""Thin Celery tasks: take ids, call one service."""
+
+from celery import shared_task
+
+from training import launch, services
+
+
+@shared_task(name="training.run_training", acks_late=False)
+def run_training(run_id: int) -> None:
+    """Prepare, start and follow one training run (on the `gpu` queue).
+
+    Acknowledged on receipt: a training run must never be started twice by a
+    redelivery; a worker that dies leaves the run to the heartbeat reaper, and
+    the researcher resumes it from its last checkpoint.
+    """
+    launch.run_execute(run_id=run_id)
+
+
+@shared_task(name="training.reap_stale_runs")
+def reap_stale_runs() -> list[int]:
+    """Fail running runs whose worker stopped beating its heart (for Celery beat, if one is run)."""
+    return services.runs_reap_stale()

@@ -1,0 +1,84 @@
+"""Display helpers for the training pages: durations, metric numbers, segment colours."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+POSITIVE_RGB = "31, 138, 76"
+NEGATIVE_RGB = "192, 53, 43"
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    """`1h 02m`, `3m 05s`, `12s`; empty for None."""
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
+
+
+@register.filter
+def metric(value) -> str:
+    """Four significant digits, whatever the scale (losses, learning rates, ratios)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    return f"{value:.4g}"
+
+
+def segment_shade(reward, scale: float) -> str:
+    """Background for a segment: green for positive reward, red for negative, stronger with magnitude."""
+    if not isinstance(reward, (int, float)) or isinstance(reward, bool) or reward == 0 or scale <= 0:
+        return ""
+    alpha = 0.15 + 0.55 * min(1.0, abs(reward) / scale)
+    rgb = POSITIVE_RGB if reward > 0 else NEGATIVE_RGB
+    return f"background-color: rgba({rgb}, {alpha:.2f})"
+
+
+@register.simple_tag
+def sample_segments(segments) -> str:
+    """A generation as spans coloured by each segment's reward, scaled to this sample's largest reward."""
+    segments = [s for s in segments or [] if isinstance(s, dict)]
+    rewards = [abs(s.get("reward")) for s in segments if isinstance(s.get("reward"), (int, float))]
+    scale = max(rewards, default=0.0)
+    parts = []
+    for segment in segments:
+        reward = segment.get("reward")
+        sign = "pos" if isinstance(reward, (int, float)) and reward > 0 else "neg" if isinstance(reward, (int, float)) and reward < 0 else "zero"
+        title = f"{segment.get('label', '')} {reward:+.3f}" if isinstance(reward, (int, float)) else str(segment.get("label", ""))
+        parts.append(
+            format_html(
+                '<span class="seg seg-{}" style="{}" title="{}">{}</span>',
+                sign,
+                segment_shade(reward, scale),
+                title.strip(),
+                segment.get("text", ""),
+            )
+        )
+    # Each part was escaped by format_html above.
+    return mark_safe("".join(parts))
+
+
+@register.filter
+def run_percent(run) -> int:
+    from training.selectors import run_progress_percent
+
+    return run_progress_percent(run)
+
+
+@register.filter
+def run_duration(run):
+    from training.selectors import run_duration as duration_of
+
+    return duration_of(run)

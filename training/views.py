@@ -1,0 +1,263 @@
+"""Researcher pages for training runs: the runs dashboard, the launch form and the live run page.
+
+Stale runs are reaped at the start of every dashboard request (and of every
+htmx poll): a run whose worker died is marked failed the next time anyone
+looks, with no scheduler needed. `manage.py reap_runs` does the same from cron.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from annotation.models import Dataset
+from annotation.permissions import researcher_required
+from training import selectors, services
+from training.forms import (
+    RunLaunchForm,
+    config_rows,
+    default_preset,
+    model_sources,
+    overrides_from_post,
+    overrides_from_sources,
+    parse_overrides_text,
+)
+from training.inputs import resolve_config
+from training.launch import LOG_FILE
+from training.ml.configs import ConfigError, config_class, list_presets
+from training.models import Artifact, RunKind, TrainingRun
+
+# Form fields that a ConfigError can name; anything else is a config setting.
+_FORM_FIELDS = ("kind", "name", "dataset", "train_split", "eval_split", "train_file", "eval_file", "preset", "overrides")
+# Folders are zipped on download; refuse ones too large to zip in a request.
+MAX_ZIP_BYTES = 2 * 1024**3
+
+
+def _get_run(run_id: int) -> TrainingRun:
+    try:
+        return selectors.run_get(run_id=run_id)
+    except TrainingRun.DoesNotExist:
+        raise Http404(f"no training run {run_id}") from None
+
+
+@researcher_required
+@require_GET
+def run_list(request):
+    services.runs_reap_stale()
+    context = {"runs": selectors.runs_list(), "polling": selectors.runs_any_active()}
+    template = "training/run_list.html#runs-table" if request.htmx else "training/run_list.html"
+    return render(request, template, context)
+
+
+def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, errors=None) -> dict:
+    sources = model_sources(kind)
+    splits_by_dataset = _split_counts()
+    submitted = selected = None
+    if post is not None:
+        submitted = {key[4:]: value for key, value in post.items() if key.startswith("cfg-")}
+        selected = {key[7:]: value for key, value in post.items() if key.startswith("source-")}
+    return {
+        "form": form,
+        "kind": kind,
+        "preset": preset,
+        "presets": list_presets(kind),
+        "rows": config_rows(kind, preset, submitted=submitted, sources=sources, selected_sources=selected, errors=errors),
+        "kinds": RunKind.choices,
+        "split_names": sorted({split for counts in splits_by_dataset.values() for split in counts}),
+        "splits_by_dataset": splits_by_dataset,
+    }
+
+
+def _split_counts() -> dict[str, dict]:
+    return {dataset.name: selectors.dataset_split_counts(dataset=dataset) for dataset in Dataset.objects.all()}
+
+
+def _kind_and_preset(data) -> tuple[str, str]:
+    kind = data.get("kind") or RunKind.RM_RELEVANCE
+    if kind not in RunKind.values:
+        kind = RunKind.RM_RELEVANCE
+    preset = data.get("preset", None)
+    if preset is None or (preset and preset not in list_presets(kind)):
+        preset = default_preset(kind)
+    return kind, preset
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def run_launch(request):
+    if request.method == "GET":
+        kind, preset = _kind_and_preset(request.GET)
+        form = RunLaunchForm(initial={"kind": kind, "preset": preset, "train_split": "train", "eval_split": "dev"})
+        context = _launch_context(form, kind, preset)
+        # Changing the kind or preset swaps only the settings table.
+        template = "training/run_launch.html#config-fields" if request.htmx else "training/run_launch.html"
+        return render(request, template, context)
+
+    kind, preset = _kind_and_preset(request.POST)
+    form = RunLaunchForm(request.POST, request.FILES)
+    errors: dict[str, str] = {}
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            overrides, problems = overrides_from_post(kind, preset, request.POST)
+            from_runs, source_problems = overrides_from_sources(kind, request.POST)
+            problems += source_problems
+            try:
+                overrides.update(parse_overrides_text(data["overrides"]))
+            except ConfigError as exc:
+                problems += exc.problems
+            overrides.update(from_runs)
+            if problems:
+                raise ConfigError(problems + _other_problems(kind, preset, overrides, skip={f for f, _ in problems}))
+            run = services.run_create(
+                kind=kind,
+                user=request.user,
+                name=data["name"],
+                dataset=data["dataset"],
+                train_split=data["train_split"],
+                eval_split=data["eval_split"],
+                preset=preset or None,
+                overrides=overrides,
+                uploads={"train": data["train_file"], "eval": data["eval_file"]},
+            )
+        except ConfigError as exc:
+            for field, message in exc.problems:
+                if field in _FORM_FIELDS:
+                    form.add_error(field, message)
+                elif field in _config_names(kind):
+                    errors[field] = f"{errors[field]}; {message}" if field in errors else message
+                else:
+                    form.add_error(None, f"{field}: {message}")
+        else:
+            messages.success(request, f"Run #{run.pk} ({run.get_kind_display()}) is queued.")
+            return redirect("training:run_detail", run_id=run.pk)
+    context = _launch_context(form, kind, preset, post=request.POST, errors=errors)
+    context["has_errors"] = True
+    return render(request, "training/run_launch.html", context, status=400)
+
+
+def _other_problems(kind: str, preset: str, overrides: dict, *, skip: set[str]) -> list[tuple[str, str]]:
+    """What else is wrong with the values that did parse, so one submit shows every problem."""
+    try:
+        resolve_config(kind=kind, preset=preset or None, overrides=overrides, output_dir=Path("/dry-run"), from_dataset=False)
+    except ConfigError as exc:
+        # The dry run has no input files; those are checked for real when the run is created.
+        return [(field, message) for field, message in exc.problems if field not in skip and field not in ("train_file", "eval_file")]
+    return []
+
+
+def _config_names(kind: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_class(kind))]
+
+
+def _detail_context(run: TrainingRun) -> dict:
+    return {
+        "run": run,
+        "progress_percent": selectors.run_progress_percent(run),
+        "eta": selectors.run_eta(run),
+        "duration": selectors.run_duration(run),
+        "artifacts": selectors.run_artifacts(run=run),
+        "samples": selectors.run_samples(run=run),
+        "latest_metrics": selectors.run_latest_metrics(run=run),
+    }
+
+
+@researcher_required
+@require_GET
+def run_detail(request, run_id: int):
+    services.runs_reap_stale()
+    run = _get_run(run_id)
+    context = _detail_context(run)
+    if request.htmx:
+        response = render(request, "training/run_detail.html#run-live", context)
+        if run.is_finished:
+            # One last swap with the final state, then htmx stops asking.
+            return HttpResponseStopPolling(response.content)
+        return response
+    context["config_items"] = sorted(run.config.items())
+    context["resumes"] = list(run.resumes.order_by("pk"))
+    return render(request, "training/run_detail.html", context)
+
+
+@researcher_required
+@require_GET
+def run_metrics(request, run_id: int):
+    """Metric points newer than ?after=<id>, for the charts to append."""
+    run = _get_run(run_id)
+    try:
+        after = max(0, int(request.GET.get("after", "0")))
+    except ValueError:
+        after = 0
+    data = selectors.run_metric_series(run=run, after_id=after)
+    data["finished"] = run.is_finished
+    data["status"] = run.status
+    return JsonResponse(data)
+
+
+@researcher_required
+@require_POST
+def run_cancel(request, run_id: int):
+    run = _get_run(run_id)
+    if services.run_cancel(run=run):
+        messages.success(request, f"Run #{run.pk} will stop within a few seconds.")
+    else:
+        messages.warning(request, f"Run #{run.pk} had already finished.")
+    return redirect("training:run_detail", run_id=run.pk)
+
+
+@researcher_required
+@require_POST
+def run_resume(request, run_id: int):
+    run = _get_run(run_id)
+    try:
+        new = services.run_resume(run=run, user=request.user)
+    except ConfigError as exc:
+        messages.error(request, "; ".join(message for _, message in exc.problems))
+        return redirect("training:run_detail", run_id=run.pk)
+    messages.success(request, f"Run #{new.pk} continues run #{run.pk}.")
+    return redirect("training:run_detail", run_id=new.pk)
+
+
+@researcher_required
+@require_GET
+def run_log(request, run_id: int):
+    """The whole log of the trainer, as plain text."""
+    run = _get_run(run_id)
+    path = services.run_output_path(run) / LOG_FILE
+    if not run.output_dir or not path.is_file():
+        raise Http404("this run has no log yet")
+    return FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")
+
+
+@researcher_required
+@require_GET
+def artifact_download(request, run_id: int, artifact_id: int):
+    run = _get_run(run_id)
+    artifact = get_object_or_404(Artifact, run=run, pk=artifact_id)
+    path = selectors.artifact_path(artifact)
+    if path is None:
+        raise Http404("the file is gone from MODEL_ROOT")
+    if path.is_file():
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    if size > MAX_ZIP_BYTES:
+        return HttpResponse(
+            f"{artifact.name} is {size / 1024**3:.1f} GiB; copy it from {path} on the server instead.",
+            status=413,
+            content_type="text/plain",
+        )
+    # Spooled to disk past 64 MiB, so a large model does not sit in memory.
+    buffer = tempfile.SpooledTemporaryFile(max_size=64 * 1024**2)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            archive.write(file, arcname=f"{path.name}/{file.relative_to(path)}")
+    buffer.seek(0)
+    return FileResponse(buffer, as_attachment=True, filename=f"run{run.pk}-{artifact.name.replace('/', '_')}.zip")
