@@ -5,6 +5,7 @@ both under ./var. Production points DATABASE_URL at PostgreSQL and
 CELERY_BROKER_URL at Redis; nothing else changes.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -79,6 +80,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share the file; wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file (not :memory:) so that a Celery worker started by the end-to-end tests sees the test
+    # data; one per process so that test sessions running side by side never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-granary-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
