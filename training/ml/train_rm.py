@@ -1,0 +1,756 @@
+"""Train the reward models of Fine-Grained RLHF (paper section 3 / FINE_GRAINED_RLHF.md section 3).
+
+- `run_token_rm` (rm_relevance = R1 on NF-ERR_subsentence, rm_factuality = R2 on
+  F-ERR_sentence): token classification over the word list; only the first
+  sub-token of each `</s>` carries its segment's label, `Ignore` becomes -100.
+  Dev precision/recall/F1 per class, macro F1 and accuracy are reported at
+  every evaluation and the best checkpoint (by `best_metric`) is the saved model.
+- `run_preference_rm` (rm_completeness = R3 on COMP_sequence, rm_preference =
+  the holistic RM on feedback records with human preferences): one scalar per
+  text, loss `-log sigmoid(s_preferred - s_other)` over every non-tied pair of
+  the four predictions, pairwise accuracy on dev. After training, the mean and
+  std of the best model's scores on the training split are saved beside it
+  (`reward_stats.json`) and in its config, so PPO normalises without copying numbers.
+
+Both write `OUTPUT_DIR/model` (the best model, loadable with
+`training.ml.reward_models`) and `OUTPUT_DIR/checkpoints/last` (model,
+optimizer, scheduler and step), from which `resume_from` continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from training.ml.reward_models import (  # noqa: E402
+    IGNORE_INDEX,
+    IGNORE_TAG,
+    SEPARATOR,
+    STATS_FILE,
+    encode_preference_texts,
+    ensure_separator_token,
+    first_token_positions,
+    fit_words,
+    load_tokenizer,
+    model_max_length,
+    preference_rm_text,
+    separator_answer_start,
+)
+
+# The error tag of each token-level kind; `O` (no error) always comes first so label ids are stable.
+DEFAULT_LABELS: dict[str, list[str]] = {
+    "rm_relevance": ["O", "NF-ERR"],
+    "rm_factuality": ["O", "F-ERR"],
+}
+# A `tiny` preset names this instead of a model; the run system replaces it with a built tiny encoder's
+# path, and a run that still sees it builds one itself from its training texts.
+TINY_ENCODER_PLACEHOLDER = "{tiny_encoder}"
+CHECKPOINT_STATE = "trainer_state.json"
+PREDICTION_KEYS = ("prediction 1", "prediction 2", "prediction 3", "prediction 4")
+# Order of the six entries of `preference`: p12, p13, p14, p23, p24, p34.
+PAIR_ORDER = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+# ---------------------------------------------------------------- configs
+
+
+@dataclass
+class _CommonRMConfig:
+    train_file: str = field(default="", metadata=_help("Training file (filled by the run system from the exported dataset)."))
+    eval_file: str = field(default="", metadata=_help("Dev file evaluated during training; empty = no evaluation, the last model is kept."))
+    base_model: str = field(
+        default="allenai/longformer-base-4096",
+        metadata=_help("Hugging Face encoder to start from: a hub name or a local folder (`{tiny_encoder}` = build a tiny one)."),
+    )
+    max_length: int = field(default=2048, metadata=_help("Longest input in tokens; capped by the model's position table."))
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay (not applied to biases and LayerNorm)."))
+    warmup_ratio: float = field(default=0.1, metadata=_help("Share of the steps spent warming the learning rate up linearly."))
+    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient-norm clipping threshold."))
+    eval_batch_size: int = field(default=12, metadata=_help("Examples per evaluation batch."))
+    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps (0 = run all epochs)."))
+    max_train_examples: int = field(default=0, metadata=_help("Use only the first N training examples (0 = all)."))
+    max_eval_examples: int = field(default=0, metadata=_help("Evaluate on the first N dev examples only (0 = all)."))
+    eval_every_steps: int = field(default=0, metadata=_help("Evaluate (and checkpoint) every N steps; 0 = at the end of each epoch."))
+    log_every_steps: int = field(default=10, metadata=_help("Report the running train loss every N steps."))
+    seed: int = field(default=42, metadata=_help("Seed for initialisation and data order."))
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(
+        default="no", metadata=_help("accelerate mixed precision (the paper trained in bf16 on GPUs).")
+    )
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if not self.base_model.strip():
+            problems.append(("base_model", "name a model: a hub name or a folder"))
+        for name in ("max_length", "batch_size", "eval_batch_size", "epochs", "log_every_steps"):
+            if getattr(self, name) < 1:
+                problems.append((name, "must be at least 1"))
+        for name in ("max_steps", "max_train_examples", "max_eval_examples", "eval_every_steps"):
+            if getattr(self, name) < 0:
+                problems.append((name, "must be 0 (off) or positive"))
+        if not self.learning_rate > 0:
+            problems.append(("learning_rate", "must be positive"))
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(("warmup_ratio", "must be in [0, 1)"))
+        if self.weight_decay < 0:
+            problems.append(("weight_decay", "must not be negative"))
+        if not self.max_grad_norm > 0:
+            problems.append(("max_grad_norm", "must be positive"))
+        return problems
+
+
+@dataclass
+class TokenRMConfig(_CommonRMConfig):
+    """R1 / R2 token-level reward model. Defaults follow the paper's train_rel_rm.sh / train_fact_rm.sh."""
+
+    learning_rate: float = field(default=5e-6, metadata=_help("Peak AdamW learning rate (paper: 5e-6)."))
+    epochs: int = field(default=50, metadata=_help("Passes over the training file (paper: 50)."))
+    batch_size: int = field(default=12, metadata=_help("Examples per step on each device (paper: 12 on each of 2 GPUs)."))
+    labels: list[str] = field(
+        default_factory=list,
+        metadata=_help("Segment labels in id order; empty = from the run kind (O/NF-ERR for R1, O/F-ERR for R2)."),
+    )
+    best_metric: Literal["macro_f1", "accuracy"] = field(
+        default="macro_f1", metadata=_help("Dev metric that picks the saved model (the paper used accuracy).")
+    )
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = super().validate()
+        if IGNORE_TAG in self.labels:
+            problems.append(("labels", f"{IGNORE_TAG!r} is the unlabelled tag, not a label"))
+        if len(set(self.labels)) != len(self.labels):
+            problems.append(("labels", "labels must be distinct"))
+        if self.labels and len(self.labels) < 2:
+            problems.append(("labels", "need at least two labels"))
+        return problems
+
+
+@dataclass
+class PreferenceRMConfig(_CommonRMConfig):
+    """R3 / holistic preference reward model. Defaults follow the paper's train_baseline_rm.sh."""
+
+    learning_rate: float = field(default=1e-5, metadata=_help("Peak AdamW learning rate (paper: 1e-5 holistic, 5e-5 R3)."))
+    epochs: int = field(default=50, metadata=_help("Passes over the training records; max_steps usually stops first."))
+    batch_size: int = field(
+        default=4,
+        metadata=_help("Feedback records per step on each device; each brings all its non-tied pairs (paper: 6 pairs x 4 GPUs)."),
+    )
+    eval_batch_size: int = field(default=4, metadata=_help("Records per evaluation batch."))
+    max_steps: int = field(default=6000, metadata=_help("Stop after this many optimizer steps (paper: 6000; 0 = all epochs)."))
+    eval_every_steps: int = field(default=200, metadata=_help("Evaluate (and checkpoint) every N steps (paper: 200); 0 = each epoch."))
+
+
+# ---------------------------------------------------------------- data: token-level files
+
+
+@dataclass
+class TokenExample:
+    id: str
+    words: list[str]
+    tags: list[str]
+
+
+def read_token_rm_file(path: str | os.PathLike, *, labels: Sequence[str]) -> list[TokenExample]:
+    """Read NF-ERR_subsentence / F-ERR_sentence JSON lines, refusing malformed lines by number."""
+    allowed = {IGNORE_TAG, *labels}
+    examples = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected an object with lists 'text' and 'feedback_tags'")
+            words, tags = row.get("text"), row.get("feedback_tags")
+            if not isinstance(words, list) or not isinstance(tags, list):
+                raise ValueError(f"{where}: expected an object with lists 'text' and 'feedback_tags'")
+            if len(words) != len(tags):
+                raise ValueError(f"{where}: {len(words)} words but {len(tags)} tags")
+            unknown = sorted({t for t in tags if t not in allowed})
+            if unknown:
+                raise ValueError(f"{where}: unknown tag(s) {', '.join(map(repr, unknown))}; expected {', '.join(sorted(allowed))}")
+            examples.append(TokenExample(id=str(row.get("id", number - 1)), words=[str(w) for w in words], tags=tags))
+    return examples
+
+
+def align_labels(word_ids: Sequence[int | None], tags: Sequence[str], label2id: dict[str, int]) -> list[int]:
+    """Per token: the label id on the first sub-token of each labelled word, -100 everywhere else."""
+    labels = [IGNORE_INDEX] * len(word_ids)
+    for word_id, position in first_token_positions(word_ids).items():
+        tag = tags[word_id]
+        if tag != IGNORE_TAG:
+            labels[position] = label2id[tag]
+    return labels
+
+
+def encode_token_examples(tokenizer: Any, examples: Sequence[TokenExample], *, label2id: dict[str, int],
+                          max_length: int) -> list[dict[str, list[int]]]:
+    """input_ids / attention_mask / labels per example; examples left with no label are dropped."""
+    kept = fit_words(tokenizer, [e.words for e in examples], max_length=max_length, answer_start_of=separator_answer_start)
+    encoded = []
+    for example, keep in zip(examples, kept):
+        words = [example.words[i] for i in keep]
+        tags = [example.tags[i] for i in keep]
+        encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        labels = align_labels(encoding.word_ids(), tags, label2id)
+        if all(label == IGNORE_INDEX for label in labels):
+            continue
+        encoded.append({"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], "labels": labels})
+    return encoded
+
+
+def _pad(rows: list[list[int]], value: int) -> list[list[int]]:
+    width = max(len(r) for r in rows)
+    return [r + [value] * (width - len(r)) for r in rows]
+
+
+def collate_token_batch(items: Sequence[dict[str, list[int]]], *, pad_token_id: int) -> dict[str, Any]:
+    import torch
+
+    return {
+        "input_ids": torch.tensor(_pad([i["input_ids"] for i in items], pad_token_id)),
+        "attention_mask": torch.tensor(_pad([i["attention_mask"] for i in items], 0)),
+        "labels": torch.tensor(_pad([i["labels"] for i in items], IGNORE_INDEX)),
+    }
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, float]:
+    """Per-class precision, recall and F1, their macro F1, and accuracy (a zero denominator gives 0)."""
+    metrics: dict[str, float] = {}
+    f1s = []
+    for index, name in enumerate(labels):
+        tp = sum(1 for t, p in zip(y_true, y_pred) if t == index and p == index)
+        fp = sum(1 for t, p in zip(y_true, y_pred) if t != index and p == index)
+        fn = sum(1 for t, p in zip(y_true, y_pred) if t == index and p != index)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        metrics[f"precision_{name}"] = precision
+        metrics[f"recall_{name}"] = recall
+        metrics[f"f1_{name}"] = f1
+        f1s.append(f1)
+    metrics["macro_f1"] = sum(f1s) / len(f1s) if f1s else 0.0
+    metrics["accuracy"] = sum(1 for t, p in zip(y_true, y_pred) if t == p) / len(y_true) if y_true else 0.0
+    return metrics
+
+
+# ---------------------------------------------------------------- data: preference records
+
+
+def preference_pairs(preference: Sequence[int]) -> list[tuple[int, int]]:
+    """(preferred, other) prediction indices for every non-tied pair; 1 = first preferred, 2 = second, 0 = tie."""
+    if len(preference) != len(PAIR_ORDER):
+        raise ValueError(f"preference needs {len(PAIR_ORDER)} entries (p12 p13 p14 p23 p24 p34), got {len(preference)}")
+    pairs = []
+    for (a, b), value in zip(PAIR_ORDER, preference):
+        if value == 1:
+            pairs.append((a, b))
+        elif value == 2:
+            pairs.append((b, a))
+        elif value != 0:
+            raise ValueError(f"preference values are 0, 1 or 2; got {value!r}")
+    return pairs
+
+
+def pairwise_loss(scores: Any, preferred: Any, other: Any) -> Any:
+    """Mean of -log sigmoid(s_preferred - s_other) over the pairs (indices into `scores`)."""
+    import torch.nn.functional as F
+
+    return -F.logsigmoid(scores[preferred] - scores[other]).mean()
+
+
+@dataclass
+class PreferenceRecord:
+    texts: list[str]
+    pairs: list[tuple[int, int]]
+
+
+def read_preference_file(path: str | os.PathLike) -> list[PreferenceRecord]:
+    """Feedback-format records (COMP_sequence or raw feedback) as four RM texts and their pairs."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of feedback records")
+    records = []
+    for index, row in enumerate(data):
+        where = f"{path}, record {index}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected an object")
+        missing = [k for k in ("question", "passages", "preference", *PREDICTION_KEYS) if k not in row]
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        try:
+            pairs = preference_pairs(row["preference"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        texts = [preference_rm_text(question=row["question"], passages=row["passages"], answer=row[k]) for k in PREDICTION_KEYS]
+        records.append(PreferenceRecord(texts=texts, pairs=pairs))
+    return records
+
+
+def collate_preference_batch(records: Sequence[PreferenceRecord], *, tokenizer: Any, max_length: int) -> dict[str, Any]:
+    """Tensors for the texts that take part in some pair, and index tensors of the pairs over them."""
+    import torch
+
+    texts: list[str] = []
+    preferred: list[int] = []
+    other: list[int] = []
+    for record in records:
+        slot: dict[int, int] = {}
+        for winner, loser in record.pairs:
+            for index in (winner, loser):
+                if index not in slot:
+                    slot[index] = len(texts)
+                    texts.append(record.texts[index])
+            preferred.append(slot[winner])
+            other.append(slot[loser])
+    encoding = encode_preference_texts(tokenizer, texts, max_length=max_length)
+    return {"inputs": dict(encoding), "preferred": torch.tensor(preferred), "other": torch.tensor(other)}
+
+
+# ---------------------------------------------------------------- shared training loop
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    state_file = path / CHECKPOINT_STATE
+    if not state_file.is_file():
+        raise ValueError(f"resume_from {path} is not a checkpoint: {CHECKPOINT_STATE} is missing")
+    return json.loads(state_file.read_text(encoding="utf-8"))
+
+
+def _optimizer_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _save_pretrained(model: Any, tokenizer: Any, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    # Swap in the new folder only once it is complete, so a crash never leaves a half-written one.
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+@dataclass
+class _Loop:
+    """What differs between the two trainers; the loop itself is `_train`."""
+
+    model: Any
+    tokenizer: Any
+    train_items: Sequence[Any]
+    collate: Callable[[Sequence[Any]], dict[str, Any]]
+    compute_loss: Callable[[Any, dict[str, Any]], Any]
+    evaluate: Callable[[Any], dict[str, float]] | None
+    best_key: str
+
+
+def _to_device(batch: Any, device: Any) -> Any:
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _train(config: _CommonRMConfig, loop: _Loop, *, output_dir: Path, reporter: Any, resume_from: Path | None,
+           accelerator: Any) -> dict[str, Any]:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    batches_per_epoch = math.ceil(len(loop.train_items) / config.batch_size)
+    # Every process must take the same number of steps, or the gradient all-reduce would hang.
+    steps_per_epoch = max(1, batches_per_epoch // processes)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+
+    optimizer = torch.optim.AdamW(_optimizer_groups(loop.model, config.weight_decay), lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    state: dict[str, Any] = {"step": 0, "best": None, "best_step": 0, "last_eval_step": 0, "eval": {}}
+    if resume_from is not None:
+        state.update(_read_state(resume_from))
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location="cpu", weights_only=True))
+        scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", map_location="cpu", weights_only=True))
+    model, optimizer = accelerator.prepare(loop.model, optimizer)
+    main = accelerator.is_main_process
+    model_dir, last_dir = output_dir / "model", output_dir / "checkpoints" / "last"
+    if not (model_dir / "config.json").is_file():
+        # Resumed into a new folder: the old best model is not here, so the best is chosen afresh.
+        state.update(best=None, best_step=0, eval={})
+    announced_checkpoint = False
+
+    def save_checkpoint() -> None:
+        nonlocal announced_checkpoint
+        accelerator.wait_for_everyone()
+        if not main:
+            return
+        tmp = last_dir.with_name("last.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        _save_pretrained(accelerator.unwrap_model(model), loop.tokenizer, tmp)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / CHECKPOINT_STATE).write_text(json.dumps({**state, "config": dataclasses.asdict(config)}, indent=2), encoding="utf-8")
+        _replace_dir(tmp, last_dir)
+        if not announced_checkpoint:
+            reporter.artifact(kind="checkpoint", name="last", path="checkpoints/last", step=state["step"])
+            announced_checkpoint = True
+
+    def evaluate_and_keep_best() -> None:
+        state["last_eval_step"] = state["step"]
+        if loop.evaluate is None:
+            return
+        if main:
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.eval()
+            metrics = loop.evaluate(unwrapped)
+            unwrapped.train()
+            reporter.metrics(state["step"], {f"eval/{k}": v for k, v in metrics.items()})
+            value = metrics[loop.best_key]
+            if state["best"] is None or value > state["best"]:
+                state.update(best=value, best_step=state["step"], eval=metrics)
+                tmp = model_dir.with_name("model.tmp")
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                _save_pretrained(unwrapped, loop.tokenizer, tmp)
+                _replace_dir(tmp, model_dir)
+        accelerator.wait_for_everyone()
+
+    reporter.start(total_steps=total_steps, resumed_from_step=state["step"], train_examples=len(loop.train_items),
+                   processes=processes)
+    model.train()
+    running, running_steps = 0.0, 0
+    while state["step"] < total_steps:
+        epoch, skip = divmod(state["step"], steps_per_epoch)
+        order = list(range(len(loop.train_items)))
+        random.Random(config.seed + epoch).shuffle(order)
+        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        for local_step in range(skip, steps_per_epoch):
+            if state["step"] >= total_steps:
+                break
+            indices = batches[local_step * processes + rank]
+            batch = _to_device(loop.collate([loop.train_items[i] for i in indices]), accelerator.device)
+            with accelerator.autocast():
+                loss = loop.compute_loss(model, batch)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            state["step"] += 1
+            step = state["step"]
+            running += float(loss.detach())
+            running_steps += 1
+            reporter.progress(step)
+            if step % config.log_every_steps == 0 or step == total_steps:
+                reporter.metrics(step, {"train/loss": running / running_steps, "train/lr": scheduler.get_last_lr()[0],
+                                        "train/epoch": step / steps_per_epoch})
+                running, running_steps = 0.0, 0
+            if config.eval_every_steps and step % config.eval_every_steps == 0:
+                evaluate_and_keep_best()
+                save_checkpoint()
+        if not config.eval_every_steps and state["step"] % steps_per_epoch == 0 and state["last_eval_step"] != state["step"]:
+            evaluate_and_keep_best()
+            save_checkpoint()
+    if state["last_eval_step"] != state["step"] or (loop.evaluate is not None and state["best"] is None):
+        evaluate_and_keep_best()
+        save_checkpoint()
+    if loop.evaluate is None and main:
+        # Without a dev file the last model is the model.
+        state["best_step"] = state["step"]
+        tmp = model_dir.with_name("model.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        _save_pretrained(accelerator.unwrap_model(model), loop.tokenizer, tmp)
+        _replace_dir(tmp, model_dir)
+    accelerator.wait_for_everyone()
+    return state
+
+
+def _accelerator(config: _CommonRMConfig) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    return Accelerator(mixed_precision=config.mixed_precision)
+
+
+def _resolve_base_model(config: _CommonRMConfig, output_dir: Path, texts: Callable[[], list[str]], reporter: Any) -> str:
+    if config.base_model != TINY_ENCODER_PLACEHOLDER:
+        return config.base_model
+    from training.ml.tiny import build_tiny_encoder
+
+    folder = output_dir / "tiny_encoder"
+    if not (folder / "config.json").is_file():
+        reporter.log(f"base_model is {TINY_ENCODER_PLACEHOLDER}: building a tiny encoder from the training texts")
+        build_tiny_encoder(folder, texts=texts(), seed=config.seed)
+    return str(folder)
+
+
+def _check_resume_from(resume_from: Path | None) -> None:
+    if resume_from is not None and not (Path(resume_from) / CHECKPOINT_STATE).is_file():
+        raise ValueError(f"resume_from {resume_from} is not a checkpoint folder: {CHECKPOINT_STATE} is missing")
+
+
+def _require_file(config: _CommonRMConfig, name: str) -> Path:
+    value = getattr(config, name)
+    if not value:
+        raise ValueError(f"{name} is not set: name the file to read")
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{name} {value} does not exist")
+    return path
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+# ---------------------------------------------------------------- R1 / R2
+
+
+def _evaluate_token_model(model: Any, items: Sequence[dict], *, labels: list[str], pad_token_id: int,
+                          batch_size: int) -> dict[str, float]:
+    import torch
+    import torch.nn.functional as F
+
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    loss_sum, count = 0.0, 0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            batch = _to_device(collate_token_batch(items[start : start + batch_size], pad_token_id=pad_token_id), device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            mask = batch["labels"] != IGNORE_INDEX
+            gold = batch["labels"][mask]
+            loss_sum += float(F.cross_entropy(logits[mask], gold, reduction="sum"))
+            count += int(mask.sum())
+            y_true += gold.tolist()
+            y_pred += logits[mask].argmax(-1).tolist()
+    metrics = classification_metrics(y_true, y_pred, labels)
+    metrics["loss"] = loss_sum / count if count else 0.0
+    metrics["segments"] = float(count)
+    return metrics
+
+
+def run_token_rm(config: TokenRMConfig, *, kind: str, output_dir: Path, reporter: Any, resume_from: Path | None) -> dict:
+    """Train R1 (rm_relevance) or R2 (rm_factuality); returns the run summary."""
+    from transformers import AutoModelForTokenClassification
+
+    _quiet_transformers()
+    _check_resume_from(resume_from)
+    output_dir = Path(output_dir)
+    labels = list(config.labels) or DEFAULT_LABELS.get(kind, [])
+    if not labels:
+        raise ValueError(f"labels is empty and run kind {kind!r} has no default labels; set labels")
+    label2id = {name: i for i, name in enumerate(labels)}
+    train = read_token_rm_file(_require_file(config, "train_file"), labels=labels)
+    dev = read_token_rm_file(_require_file(config, "eval_file"), labels=labels) if config.eval_file else []
+    if config.max_train_examples:
+        train = train[: config.max_train_examples]
+    if config.max_eval_examples:
+        dev = dev[: config.max_eval_examples]
+    if not train:
+        raise ValueError(f"train_file {config.train_file} holds no examples")
+
+    accelerator = _accelerator(config)
+    source = str(resume_from) if resume_from else _resolve_base_model(
+        config, output_dir, lambda: [" ".join(e.words) for e in train], reporter)
+    tokenizer = load_tokenizer(source)
+    grew = ensure_separator_token(tokenizer)
+    model = AutoModelForTokenClassification.from_pretrained(
+        source, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id, ignore_mismatched_sizes=True,
+    )
+    if grew or len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    max_length = model_max_length(model.config, tokenizer, config.max_length)
+    model.config.rm_max_length = max_length
+    model.config.rm_kind = kind
+
+    train_items = encode_token_examples(tokenizer, train, label2id=label2id, max_length=max_length)
+    dev_items = encode_token_examples(tokenizer, dev, label2id=label2id, max_length=max_length)
+    if not train_items:
+        raise ValueError(f"train_file {config.train_file}: no example has a labelled separator")
+    pad_id = tokenizer.pad_token_id
+
+    def compute_loss(model: Any, batch: dict[str, Any]) -> Any:
+        # The model's own loss is token cross-entropy with -100 ignored, as the method asks.
+        return model(**batch).loss
+
+    evaluate = None
+    if dev_items:
+        def evaluate(model: Any) -> dict[str, float]:
+            return _evaluate_token_model(model, dev_items, labels=labels, pad_token_id=pad_id, batch_size=config.eval_batch_size)
+
+    loop = _Loop(model=model, tokenizer=tokenizer, train_items=train_items,
+                 collate=lambda items: collate_token_batch(items, pad_token_id=pad_id),
+                 compute_loss=compute_loss, evaluate=evaluate, best_key=config.best_metric)
+    state = _train(config, loop, output_dir=output_dir, reporter=reporter, resume_from=resume_from, accelerator=accelerator)
+    reporter.artifact(kind="model", name="model", path="model", labels=labels, best_step=state["best_step"])
+    return {
+        "model_path": "model",
+        "steps": state["step"],
+        "best_step": state["best_step"],
+        f"best_{config.best_metric}": state["best"],
+        **{f"eval/{k}": v for k, v in state["eval"].items()},
+        "labels": labels,
+        "max_length": max_length,
+        "train_examples": len(train_items),
+        "eval_examples": len(dev_items),
+    }
+
+
+# ---------------------------------------------------------------- R3 / holistic
+
+
+def _score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int) -> list[float]:
+    import torch
+
+    scores: list[float] = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            encoding = encode_preference_texts(tokenizer, texts[start : start + batch_size], max_length=max_length)
+            scores += model(**{k: v.to(device) for k, v in encoding.items()}).logits[:, 0].float().cpu().tolist()
+    return scores
+
+
+def _evaluate_preference_model(model: Any, records: Sequence[PreferenceRecord], *, tokenizer: Any, max_length: int,
+                               batch_size: int) -> dict[str, float]:
+    import torch
+
+    # Score each text once, whatever number of pairs it takes part in.
+    texts = [t for r in records for t in r.texts]
+    scores = torch.tensor(_score_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size))
+    offsets = [i * len(PREDICTION_KEYS) for i in range(len(records))]
+    preferred = torch.tensor([offset + w for offset, r in zip(offsets, records) for w, _ in r.pairs], dtype=torch.long)
+    other = torch.tensor([offset + o for offset, r in zip(offsets, records) for _, o in r.pairs], dtype=torch.long)
+    total = len(preferred)
+    loss_sum = float(pairwise_loss(scores, preferred, other)) * total if total else 0.0
+    correct = int((scores[preferred] > scores[other]).sum()) if total else 0
+    return {"pairwise_accuracy": correct / total if total else 0.0, "loss": loss_sum / total if total else 0.0, "pairs": float(total)}
+
+
+def run_preference_rm(config: PreferenceRMConfig, *, kind: str, output_dir: Path, reporter: Any,
+                      resume_from: Path | None) -> dict:
+    """Train R3 (rm_completeness) or the holistic RM (rm_preference); returns the run summary."""
+    from transformers import AutoModelForSequenceClassification
+
+    _quiet_transformers()
+    _check_resume_from(resume_from)
+    output_dir = Path(output_dir)
+    train_all = read_preference_file(_require_file(config, "train_file"))
+    dev_all = read_preference_file(_require_file(config, "eval_file")) if config.eval_file else []
+    if config.max_train_examples:
+        train_all = train_all[: config.max_train_examples]
+    if config.max_eval_examples:
+        dev_all = dev_all[: config.max_eval_examples]
+    # All-tie records teach nothing but still belong to the training distribution of scores.
+    train = [r for r in train_all if r.pairs]
+    dev = [r for r in dev_all if r.pairs]
+    if not train:
+        raise ValueError(f"train_file {config.train_file}: no record has a non-tied pair")
+
+    accelerator = _accelerator(config)
+    source = str(resume_from) if resume_from else _resolve_base_model(
+        config, output_dir, lambda: [t for r in train for t in r.texts], reporter)
+    tokenizer = load_tokenizer(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, ignore_mismatched_sizes=True)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    max_length = model_max_length(model.config, tokenizer, config.max_length)
+    model.config.rm_max_length = max_length
+    model.config.rm_kind = kind
+
+    def compute_loss(model: Any, batch: dict[str, Any]) -> Any:
+        scores = model(**batch["inputs"]).logits[:, 0].float()
+        return pairwise_loss(scores, batch["preferred"], batch["other"])
+
+    evaluate = None
+    if dev:
+        def evaluate(model: Any) -> dict[str, float]:
+            return _evaluate_preference_model(model, dev, tokenizer=tokenizer, max_length=max_length,
+                                              batch_size=config.eval_batch_size)
+
+    loop = _Loop(model=model, tokenizer=tokenizer, train_items=train,
+                 collate=lambda records: collate_preference_batch(records, tokenizer=tokenizer, max_length=max_length),
+                 compute_loss=compute_loss, evaluate=evaluate, best_key="pairwise_accuracy")
+    state = _train(config, loop, output_dir=output_dir, reporter=reporter, resume_from=resume_from, accelerator=accelerator)
+
+    mean = std = 0.0
+    if accelerator.is_main_process:
+        mean, std, count = _save_reward_stats(output_dir / "model", train_all, max_length=max_length,
+                                              batch_size=config.eval_batch_size, device=accelerator.device)
+        reporter.metrics(state["step"], {"reward/train_mean": mean, "reward/train_std": std})
+        reporter.artifact(kind="model", name="model", path="model", best_step=state["best_step"], reward_mean=mean,
+                          reward_std=std)
+    accelerator.wait_for_everyone()
+    return {
+        "model_path": "model",
+        "steps": state["step"],
+        "best_step": state["best_step"],
+        "best_pairwise_accuracy": state["best"],
+        **{f"eval/{k}": v for k, v in state["eval"].items()},
+        "reward_mean": mean,
+        "reward_std": std,
+        "max_length": max_length,
+        "train_records": len(train),
+        "eval_records": len(dev),
+    }
+
+
+def _save_reward_stats(model_dir: Path, records: Sequence[PreferenceRecord], *, max_length: int, batch_size: int,
+                       device: Any) -> tuple[float, float, int]:
+    """Score every prediction of the training split with the saved (best) model; store mean and std with it."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
+    scores = _score_texts(model, tokenizer, [t for r in records for t in r.texts], max_length=max_length, batch_size=batch_size)
+    mean = sum(scores) / len(scores)
+    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+    (model_dir / STATS_FILE).write_text(
+        json.dumps({"mean": mean, "std": std, "count": len(scores), "split": "train"}, indent=2), encoding="utf-8"
+    )
+    model.config.reward_mean = mean
+    model.config.reward_std = std
+    model.config.save_pretrained(model_dir)
+    return mean, std, len(scores)
