@@ -1,0 +1,30 @@
+from django import forms
+
+from annotation.models import CampaignTask
+from annotation.selectors.campaigns import annotator_choices, dataset_splits
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"placeholder": "e.g. Dev set, round 1"}))
+    dataset_split = forms.ChoiceField(label="Dataset and split")
+    task = forms.ChoiceField(
+        choices=CampaignTask.choices,
+        initial=CampaignTask.BOTH,
+        widget=forms.RadioSelect,
+        help_text="Fine-grained feedback is given on each example's response 1; comparisons rank its four responses.",
+    )
+    annotators_per_item = forms.IntegerField(
+        min_value=1, max_value=20, initial=1, label="Annotators per item", help_text="How many people annotate each item."
+    )
+    annotators = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.splits = {f"{dataset_id}:{split}": (dataset_id, split) for dataset_id, _name, split, _n in dataset_splits()}
+        self.fields["dataset_split"].choices = [
+            (f"{dataset_id}:{split}", f"{name} / {split} ({n} examples)") for dataset_id, name, split, n in dataset_splits()
+        ]
+        self.fields["annotators"].queryset = annotator_choices()
+
+    def clean_dataset_split(self) -> tuple[int, str]:
+        return self.splits[self.cleaned_data["dataset_split"]]

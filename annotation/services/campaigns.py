@@ -1,0 +1,132 @@
+"""Writes for annotation campaigns: create them, lease items, skip items."""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation.models import Assignment, AssignmentStatus, Campaign, CampaignTask, Dataset, Example
+from annotation.selectors.campaigns import next_assignment_for
+
+# Leasing retries when another annotator took the chosen slot between our read and our insert.
+_LEASE_ATTEMPTS = 5
+
+
+def _lease_until(now: datetime) -> datetime:
+    return now + timedelta(minutes=settings.ANNOTATION_LEASE_MINUTES)
+
+
+def campaign_create(
+    *,
+    name: str,
+    dataset: Dataset,
+    split: str,
+    task: str,
+    annotators: Iterable[AbstractBaseUser],
+    annotators_per_item: int = 1,
+    created_by: AbstractBaseUser | None = None,
+) -> Campaign:
+    annotators = list(annotators)
+    errors = {}
+    if not name.strip():
+        errors["name"] = "Give the campaign a name."
+    if task not in CampaignTask.values:
+        errors["task"] = f"{task!r} is not a task; choose one of {', '.join(CampaignTask.values)}."
+    if annotators_per_item < 1:
+        errors["annotators_per_item"] = "At least one annotator per item is needed."
+    elif annotators and annotators_per_item > len(annotators):
+        errors["annotators_per_item"] = (
+            f"{annotators_per_item} annotators per item needs at least that many annotators; {len(annotators)} chosen."
+        )
+    if not annotators:
+        errors["annotators"] = "Choose at least one annotator."
+    if not Example.objects.filter(dataset=dataset, split=split).exists():
+        errors["split"] = f"Dataset {dataset.name} has no examples in split {split!r}."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=name.strip(),
+            dataset=dataset,
+            split=split,
+            task=task,
+            annotators_per_item=annotators_per_item,
+            created_by=created_by,
+        )
+        campaign.annotators.set(annotators)
+    return campaign
+
+
+def campaign_set_active(*, campaign: Campaign, is_active: bool) -> Campaign:
+    campaign.is_active = is_active
+    campaign.save(update_fields=["is_active"])
+    return campaign
+
+
+def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: datetime | None = None) -> Assignment | None:
+    """Hand the annotator their next item under a fresh lease, or None when nothing is left for them.
+
+    An item the annotator already holds is resumed. Otherwise the first open
+    item gets the lowest free slot; leases that ran out on that item are
+    ended first so that their slots can be reused.
+    """
+    now = now or timezone.now()
+    for _attempt in range(_LEASE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                item = next_assignment_for(campaign=campaign, annotator=annotator, now=now)
+                if item is None:
+                    return None
+                if item.assignment is not None:
+                    held = item.assignment
+                    held.lease_expires_at = _lease_until(now)
+                    held.save(update_fields=["lease_expires_at", "updated_at"])
+                    return held
+                item_rows = Assignment.objects.filter(campaign=campaign, example_id=item.example_id, kind=item.kind)
+                item_rows.filter(status=AssignmentStatus.LEASED, lease_expires_at__lte=now).update(
+                    status=AssignmentStatus.EXPIRED, updated_at=now
+                )
+                taken = set(
+                    item_rows.filter(status__in=[AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED]).values_list("slot", flat=True)
+                )
+                free = [slot for slot in range(campaign.annotators_per_item) if slot not in taken]
+                if not free:
+                    continue
+                return Assignment.objects.create(
+                    campaign=campaign,
+                    example_id=item.example_id,
+                    kind=item.kind,
+                    slot=free[0],
+                    annotator=annotator,
+                    status=AssignmentStatus.LEASED,
+                    lease_expires_at=_lease_until(now),
+                )
+        except IntegrityError:
+            # Someone else took that slot first; look again.
+            continue
+    return None
+
+
+def assignment_open(*, assignment: Assignment, now: datetime | None = None) -> Assignment:
+    """Renew the lease of an item the annotator is looking at (no-op once submitted)."""
+    now = now or timezone.now()
+    if assignment.status == AssignmentStatus.LEASED:
+        assignment.lease_expires_at = _lease_until(now)
+        assignment.save(update_fields=["lease_expires_at", "updated_at"])
+    return assignment
+
+
+def assignment_skip(*, assignment: Assignment) -> Assignment:
+    """Give the item back so that someone else can take the slot; the annotator is not offered it again."""
+    with transaction.atomic():
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if locked.status == AssignmentStatus.LEASED:
+            locked.status = AssignmentStatus.SKIPPED
+            locked.lease_expires_at = None
+            locked.draft_version += 1
+            locked.save(update_fields=["status", "lease_expires_at", "draft_version", "updated_at"])
+    return locked

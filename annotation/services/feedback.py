@@ -1,0 +1,262 @@
+"""Writes for the annotation pages: autosaved drafts and submitted feedback.
+
+Two guards keep work from being lost or doubled:
+- `submit_token` is an idempotency key chosen when the page is rendered; a
+  submit that carries a token already stored is a retry (double click,
+  network error) and stores nothing new.
+- `base_version` is the version of the stored annotation the page was
+  rendered from; a submit built on an older version is stale (the same
+  annotation was changed in another tab) and is refused, never merged.
+Drafts carry the same kind of guard (`draft_version`) so that two tabs
+autosaving one item cannot silently overwrite each other.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation import preferences
+from annotation.drafts import completeness_problems
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    ErrorSpan,
+    Example,
+    FeedbackStatus,
+    FineGrainedFeedback,
+    MissingInfo,
+    Response,
+)
+from annotation.qa_feedback import validate_feedback_block, validate_preference
+from annotation.selectors.annotate import example_passages
+
+
+class SubmitRefused(Exception):
+    """A submit or draft save that was not stored; `message` is for the annotator."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+
+
+class StaleSubmit(SubmitRefused):
+    pass
+
+
+class InvalidSubmit(SubmitRefused):
+    pass
+
+
+class LeaseLost(SubmitRefused):
+    pass
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: FineGrainedFeedback | Comparison
+    # True when this submit was a retry of one already stored.
+    replayed: bool
+
+
+def _lease_until(now):
+    return now + timedelta(minutes=settings.ANNOTATION_LEASE_MINUTES)
+
+
+def _check_token(model, *, submit_token: str, owner_filter: dict):
+    """The record a retried submit already stored, or None for a new token."""
+    if not submit_token or len(submit_token) > 64:
+        raise InvalidSubmit("The page's submit token is missing; reload the page and submit again.")
+    stored = model.objects.filter(submit_token=submit_token).first()
+    if stored is None:
+        return None
+    if any(getattr(stored, f"{name}_id") != value for name, value in owner_filter.items()):
+        raise InvalidSubmit("This submit token belongs to another annotation; reload the page and submit again.")
+    return stored
+
+
+def _stale_message(current: int, base: int) -> str:
+    return (
+        f"Not saved: this annotation was changed in another tab or window since you opened it "
+        f"(it is at version {current}, this page has version {base}). Reload the page to see the latest version."
+    )
+
+
+def _finish_assignment(assignment: Assignment | None, *, now) -> None:
+    if assignment is None:
+        return
+    assignment.status = AssignmentStatus.SUBMITTED
+    assignment.lease_expires_at = None
+    assignment.draft = {}
+    # Any other tab still autosaving this item must find out that it was submitted.
+    assignment.draft_version += 1
+    assignment.save(update_fields=["status", "lease_expires_at", "draft", "draft_version", "updated_at"])
+
+
+_DRAFT_MOVED = "Not saved: this item was changed in another tab or window. Reload the page to continue from the latest version."
+
+
+def _lock_assignment(assignment: Assignment | None, base_draft_version: int | None) -> Assignment | None:
+    if assignment is None:
+        return None
+    locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):
+        raise LeaseLost(_lost_message(locked))
+    if base_draft_version is not None and locked.draft_version != base_draft_version:
+        raise StaleSubmit(_DRAFT_MOVED)
+    return locked
+
+
+def _lost_message(assignment: Assignment) -> str:
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return "You skipped this item, so it can no longer be saved here."
+    return "Your hold on this item expired and it was given to another annotator; your changes here were not saved."
+
+
+def fine_grained_feedback_submit(
+    *,
+    response: Response,
+    annotator: AbstractBaseUser,
+    feedback: dict,
+    submit_token: str,
+    base_version: int,
+    assignment: Assignment | None = None,
+    base_draft_version: int | None = None,
+) -> Submitted:
+    """Validate and store one annotator's fine-grained feedback on one response.
+
+    Raises InvalidSubmit (with one problem per field) when the feedback breaks
+    the qa-feedback rules, StaleSubmit when the stored annotation moved on
+    since `base_version` (or the assignment's draft since
+    `base_draft_version`), LeaseLost when the assignment was given away.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        stored = _check_token(FineGrainedFeedback, submit_token=submit_token, owner_filter={"response": response.pk, "annotator": annotator.pk})
+        if stored is not None:
+            return Submitted(stored, replayed=True)
+        assignment = _lock_assignment(assignment, base_draft_version)
+        existing = FineGrainedFeedback.objects.select_for_update().filter(response=response, annotator=annotator).first()
+        current = existing.version if existing else 0
+        if current != base_version:
+            raise StaleSubmit(_stale_message(current, base_version))
+
+        problems = validate_feedback_block(feedback, prediction=response.text, passages=example_passages(response.example))
+        problems += completeness_problems(feedback)
+        if problems:
+            raise InvalidSubmit("Not submitted: please fix the problems listed.", problems)
+
+        record = existing or FineGrainedFeedback(response=response, annotator=annotator, version=0)
+        record.corrected_prediction = feedback["corrected-prediction"]
+        record.status = FeedbackStatus.SUBMITTED
+        record.version += 1
+        record.submit_token = submit_token
+        record.submitted_at = now
+        try:
+            with transaction.atomic():
+                record.save()
+        except IntegrityError:
+            # A concurrent retry with the same token (or the same annotator's other tab) won the race.
+            stored = _check_token(FineGrainedFeedback, submit_token=submit_token, owner_filter={"response": response.pk, "annotator": annotator.pk})
+            if stored is not None:
+                return Submitted(stored, replayed=True)
+            raise StaleSubmit(_stale_message(current + 1, base_version)) from None
+        if existing is not None:
+            record.errors.all().delete()
+            record.missing_info.all().delete()
+        ErrorSpan.objects.bulk_create(
+            ErrorSpan(
+                feedback=record,
+                position=position,
+                error_type=error["error type"],
+                explanation=error["explanation"],
+                start=error["start"],
+                end=error["end"],
+            )
+            for position, error in enumerate(feedback["errors"])
+        )
+        MissingInfo.objects.bulk_create(
+            MissingInfo(
+                feedback=record,
+                position=position,
+                error_type=entry["error type"],
+                passage_id=entry["passage_id"],
+                sentence_ids=list(entry["sentence_id"]),
+            )
+            for position, entry in enumerate(feedback["missing-info"])
+        )
+        _finish_assignment(assignment, now=now)
+    return Submitted(record, replayed=False)
+
+
+def comparison_submit(
+    *,
+    example: Example,
+    annotator: AbstractBaseUser,
+    preference: list,
+    submit_token: str,
+    base_version: int,
+    assignment: Assignment | None = None,
+    base_draft_version: int | None = None,
+) -> Submitted:
+    """Store one annotator's six pairwise answers on one example (qa-feedback `preference` order)."""
+    now = timezone.now()
+    with transaction.atomic():
+        stored = _check_token(Comparison, submit_token=submit_token, owner_filter={"example": example.pk, "annotator": annotator.pk})
+        if stored is not None:
+            return Submitted(stored, replayed=True)
+        assignment = _lock_assignment(assignment, base_draft_version)
+        existing = Comparison.objects.select_for_update().filter(example=example, annotator=annotator).first()
+        current = existing.version if existing else 0
+        if current != base_version:
+            raise StaleSubmit(_stale_message(current, base_version))
+        problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
+        problems = problems or validate_preference(preference)
+        if not problems and example.responses.filter(number__in=preferences.RESPONSES).count() != len(preferences.RESPONSES):
+            problems.append(("preference", "this example does not have four responses to compare"))
+        if problems:
+            raise InvalidSubmit("Not submitted: please answer every question.", problems)
+
+        record = existing or Comparison(example=example, annotator=annotator, version=0)
+        record.preference = list(preference)
+        record.status = FeedbackStatus.SUBMITTED
+        record.version += 1
+        record.submit_token = submit_token
+        record.submitted_at = now
+        try:
+            with transaction.atomic():
+                record.save()
+        except IntegrityError:
+            stored = _check_token(Comparison, submit_token=submit_token, owner_filter={"example": example.pk, "annotator": annotator.pk})
+            if stored is not None:
+                return Submitted(stored, replayed=True)
+            raise StaleSubmit(_stale_message(current + 1, base_version)) from None
+        _finish_assignment(assignment, now=now)
+    return Submitted(record, replayed=False)
+
+
+def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_version: int) -> Assignment:
+    """Autosave the page's state; refuses when another tab saved a newer draft first.
+
+    Saving also renews the lease: an annotator who is still working keeps the item.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):
+            raise LeaseLost(_lost_message(locked))
+        if locked.draft_version != base_draft_version:
+            raise StaleSubmit(_DRAFT_MOVED)
+        locked.draft = draft
+        locked.draft_version += 1
+        fields = ["draft", "draft_version", "updated_at"]
+        if locked.status == AssignmentStatus.LEASED:
+            locked.lease_expires_at = _lease_until(now)
+            fields.append("lease_expires_at")
+        locked.save(update_fields=fields)
+    return locked

@@ -1,0 +1,176 @@
+"""Server time per request on the annotation pages: open an item, edit it, submit it.
+
+    .venv/bin/python benchmarks/bench_annotate.py [--examples 40] [--database-url URL]
+
+An annotator works through a campaign (fine-grained feedback and comparison)
+over the first N examples of the shared dev_feedback.json, replaying each
+example's real feedback through the same endpoints the browser uses: every
+error span is marked with an `add_span` edit (and its explanation or cited
+sentence set), every missing-information entry added, the correction typed,
+then the item submitted; each comparison is answered and submitted. Each
+request goes through Django's full stack (middleware, sessions, templates,
+database) via the test client, so its time is the server's time without the
+network.
+
+By default everything runs in a throwaway SQLite file in a temporary folder;
+with --database-url the given (scratch) database is migrated and used, and
+the benchmark's rows are deleted afterwards. Prints the median, 90th
+percentile and maximum milliseconds and the median SQL queries per request
+kind, and checks that what was stored equals the shared file's feedback.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "data" / "qa_feedback"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+ANSWERS = {1: "first", 2: "second", 0: "equal"}
+TARGET_MS = 100.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--examples", type=int, default=40, help="examples of dev_feedback.json to annotate (default 40)")
+    parser.add_argument("--database-url", help="scratch database to use instead of a temporary SQLite file")
+    args = parser.parse_args()
+
+    scratch = tempfile.TemporaryDirectory(prefix="granary-bench-")
+    os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{scratch.name}/bench.sqlite3"
+    os.environ["GRANARY_VAR_DIR"] = scratch.name
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    sys.path.insert(0, str(REPO))
+
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from annotation.models import Campaign, Comparison, Dataset, Example, FineGrainedFeedback, Passage, Response
+    from annotation.selectors.annotate import stored_fine_grained
+
+    call_command("migrate", verbosity=0)
+    records = json.loads((DATA / "dev_feedback.json").read_text())[: args.examples]
+    name = f"bench-annotate-{os.getpid()}"
+    dataset = Dataset.objects.create(name=name)
+    for position, record in enumerate(records):
+        example = Example.objects.create(dataset=dataset, split="dev", position=position, question=record["question"], gold=record["gold"])
+        Passage.objects.bulk_create(
+            Passage(example=example, number=n, title=p[0], sentences=p[1:]) for n, p in enumerate(record["passages"], start=1)
+        )
+        Response.objects.bulk_create(Response(example=example, number=n, text=record[f"prediction {n}"]) for n in range(1, 5))
+    user = User.objects.create_user(f"{name}-annotator")
+    user.groups.add(Group.objects.get_or_create(name="annotator")[0])
+    campaign = Campaign.objects.create(name=name, dataset=dataset, split="dev", task="both")
+    campaign.annotators.add(user)
+
+    client = Client()
+    client.force_login(user)
+    timings: dict[str, list[float]] = defaultdict(list)
+    queries: dict[str, list[int]] = defaultdict(list)
+
+    def request(kind: str, method: str, url: str, data=None, **headers):
+        with CaptureQueriesContext(connection) as captured:
+            began = time.perf_counter()
+            response = getattr(client, method)(url, data, **headers) if data is not None else getattr(client, method)(url, **headers)
+            timings[kind].append((time.perf_counter() - began) * 1000)
+        queries[kind].append(len(captured))
+        if response.status_code not in (200, 302):
+            raise SystemExit(f"{kind} {url} answered {response.status_code}: {response.content[:500]!r}")
+        return response
+
+    def hidden(html: str, field: str) -> str:
+        marker = f'name="{field}" value="'
+        start = html.index(marker) + len(marker)
+        return html[start : html.index('"', start)]
+
+    began = time.perf_counter()
+    url = request("start", "post", reverse("annotation:campaign_start", args=[campaign.pk]))["Location"]
+    mismatches = 0
+    while re.search(r"/annotation/work/\d+/$", url or ""):
+        html = request("open page", "get", url).content.decode()
+        fields = {f: hidden(html, f) for f in ("version", "submit_token", "draft_version")}
+        draft_url = url + "draft/"
+        position = Example.objects.get(assignments__pk=int(url.rstrip("/").split("/")[-1])).position
+        record = records[position]
+        version = int(fields["draft_version"])
+
+        def edit(values):
+            nonlocal version
+            response = request("edit (htmx)", "post", draft_url, {**values, "draft_version": version}, **HTMX)
+            version += 1
+            return response
+
+        if 'id="fg-form"' in html:
+            feedback = record["feedback"]
+            explanations = {}
+            for index, error in enumerate(feedback["errors"]):
+                edit({"op": "add_span", "start": error["start"], "end": error["end"], "type": error["error type"]})
+                if error["error type"] == "Wrong-Grounding":
+                    cited = json.loads(error["explanation"])
+                    sentences = " ".join(map(str, cited["sentence_id"]))
+                    edit({"op": "set_grounding", "index": index, "passage_id": cited["passage_id"], "sentence_ids": sentences})
+                elif error["error type"] == "Redundant":
+                    explanations[f"explanation-{index}"] = error["explanation"]
+            for entry in feedback["missing-info"]:
+                sentences = " ".join(map(str, entry["sentence_id"]))
+                edit({"op": "add_missing", "missing_type": entry["error type"], "passage_id": entry["passage_id"], "sentence_ids": sentences})
+            text = {"corrected-prediction": feedback["corrected-prediction"], **explanations}
+            edit(text)  # the autosave after typing
+            fields["draft_version"] = version
+            url = request("submit", "post", url + "submit/", {**fields, **text}, **HTMX)["HX-Redirect"]
+            response_1 = Response.objects.get(example__dataset=dataset, example__position=position, number=1)
+            stored = stored_fine_grained(response=response_1, annotator=user)
+            mismatches += stored is None or stored.feedback != feedback
+        else:
+            answers = {f"pair-{i}": ANSWERS[value] for i, value in enumerate(record["preference"])}
+            request("edit (htmx)", "post", draft_url, {**answers, "draft_version": version}, **HTMX)
+            fields["draft_version"] = version + 1
+            url = request("submit", "post", url + "submit/", {**fields, **answers}, **HTMX)["HX-Redirect"]
+    elapsed = time.perf_counter() - began
+
+    stored_feedback = FineGrainedFeedback.objects.filter(annotator=user).count()
+    stored_comparisons = Comparison.objects.filter(annotator=user).count()
+    database = connection.vendor
+    print(f"Annotated {len(records)} examples of dev_feedback.json ({stored_feedback} fine-grained, {stored_comparisons} comparisons)")
+    print(f"on {database}, {sum(len(t) for t in timings.values())} requests in {elapsed:.1f} s; stored feedback differing from the file: {mismatches}")
+    print()
+    print(f"{'request':<14} {'count':>6} {'median ms':>10} {'p90 ms':>8} {'max ms':>8} {'queries':>8}")
+    for kind in ("start", "open page", "edit (htmx)", "submit"):
+        values = sorted(timings[kind])
+        p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+        print(
+            f"{kind:<14} {len(values):>6} {statistics.median(values):>10.1f} {p90:>8.1f} {values[-1]:>8.1f} {statistics.median(queries[kind]):>8.0f}"
+        )
+    every = sorted(t for kind in timings for t in timings[kind])
+    median = statistics.median(every)
+    print(f"{'all':<14} {len(every):>6} {median:>10.1f} {every[int(0.9 * len(every))]:>8.1f} {every[-1]:>8.1f}")
+    print()
+    print(f"Median server time per request: {median:.1f} ms (target: under {TARGET_MS:.0f} ms) -> {'OK' if median < TARGET_MS else 'TOO SLOW'}")
+
+    if args.database_url:
+        Campaign.objects.filter(pk=campaign.pk).delete()
+        dataset.delete()
+        user.delete()
+    if mismatches or stored_feedback != len(records) or stored_comparisons != len(records):
+        raise SystemExit("the stored annotations do not match the shared file")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Browser tests: Playwright drives Debian's chromium against pytest-django's live server.
+
+Chromium comes from the distribution (`apt-get install chromium`), never from
+`playwright install`; the tests are skipped with a reason when it is absent.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("GRANARY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+PASSWORD = "pw-for-browser-1"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"chromium not found at {CHROMIUM}; install it with `apt-get install chromium`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser, live_server, transactional_db):
+    """Open pages on the live server; each call is a fresh browser context (its own cookies).
+
+    A JavaScript error on any page fails the test.
+    """
+    contexts = []
+    errors: list[str] = []
+
+    def _open(viewport: dict | None = None):
+        context = browser.new_context(viewport=viewport or DESKTOP, base_url=live_server.url)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+        return page
+
+    yield _open
+    for context in contexts:
+        context.close()
+    assert not errors, "JavaScript errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+@pytest.fixture
+def screenshot(test_output_dir):
+    """Save what the window shows under <test output>/screenshots/<name>.png.
+
+    From the top of the page, or with `scroll_to` (a selector) scrolled into
+    view. Window-sized on purpose: a full-page capture draws the sticky
+    panels where no annotator ever sees them.
+    """
+    folder = test_output_dir / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def _shoot(page, name: str, *, scroll_to: str | None = None) -> Path:
+        if scroll_to:
+            page.locator(scroll_to).evaluate("element => element.scrollIntoView({block: 'start'})")
+        else:
+            page.evaluate("window.scrollTo(0, 0)")
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path))
+        return path
+
+    return _shoot
+
+
+def log_in(page, username: str, password: str = PASSWORD) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/accounts/login" not in url)
