@@ -17,11 +17,13 @@ def check_database() -> dict:
 
 
 def check_broker() -> dict:
+    from django.conf import settings
+
     from config.celery import app
 
     started = time.perf_counter()
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
             transport = conn.transport_cls
     except Exception as exc:

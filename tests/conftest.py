@@ -38,6 +38,8 @@ def test_output_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_model_root(settings, tmp_path):
     """Every test writes models, runs and built files under its own folder."""
+    # Password hashing is deliberately slow; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MODEL_ROOT = tmp_path / "models"
     settings.MODEL_ROOT.mkdir()
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -23,14 +23,8 @@ def test_it_needs_no_login(client):
 
 @pytest.mark.django_db
 def test_it_reports_an_unreachable_broker_with_503(client, settings):
-    from config.celery import app
-
-    old_url = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = client.get(reverse("healthz"))
-    finally:
-        app.conf.broker_url = old_url
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = client.get(reverse("healthz"))
     assert response.status_code == 503
     body = json.loads(response.content)
     assert body["status"] == "error"
