@@ -71,9 +71,12 @@ def test_it_marks_dead_workers_runs_failed_when_the_dashboard_looks(researcher_c
 
 
 def test_it_shows_the_presets_values_in_the_launch_form(researcher_client):
+    from training.ml.configs import load_preset
+
+    preset = load_preset("rm_preference", "tiny")
     page = researcher_client.get(reverse("training:run_launch") + "?kind=rm_preference&preset=tiny").content.decode()
-    assert 'name="cfg-learning_rate" id="id_cfg-learning_rate" value="0.001"' in page
-    assert 'name="cfg-max_steps" id="id_cfg-max_steps" value="40"' in page
+    assert f'name="cfg-learning_rate" id="id_cfg-learning_rate" value="{preset["learning_rate"]}"' in page
+    assert f'name="cfg-max_steps" id="id_cfg-max_steps" value="{preset["max_steps"]}"' in page
     assert '<option value="tiny" selected>' in page
 
     paper = researcher_client.get(reverse("training:run_launch") + "?kind=rm_preference&preset=paper", **HTMX).content.decode()
