@@ -157,6 +157,9 @@ def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, to
     assert "/tmp/wandb/offline-run-1" in page and "wandb sync" in page
     assert "<code>learning_rate</code>" in page and "Cancel" in page
     assert "reward/kl" in page  # latest values
+    # The poll refreshes what the trainer reports after the page was opened, wandb's folder included.
+    partial = researcher_client.get(reverse("training:run_detail", args=[run.pk]), **HTMX).content.decode()
+    assert "<html" not in partial and "/tmp/wandb/offline-run-1" in partial
 
 
 def test_it_stops_the_live_poll_once_the_run_finished(researcher_client, token_rm_file):
