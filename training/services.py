@@ -28,6 +28,8 @@ from training.models import Artifact, RunKind, RunMetric, RunSample, RunStatus, 
 logger = logging.getLogger(__name__)
 
 METRIC_KEY_MAX = RunMetric._meta.get_field("key").max_length
+# The checkpoint name every trainer (SFT, reward models, PPO) gives its newest resumable state.
+LAST_CHECKPOINT = "last"
 
 
 def run_output_path(run: TrainingRun) -> Path:
@@ -296,10 +298,13 @@ def run_resume(*, run: TrainingRun, user=None) -> TrainingRun:
 
 
 def run_resume_checkpoint(*, run: TrainingRun) -> Path | None:
-    """The newest checkpoint of the run this one resumes, if it reported any that still exists."""
+    """The checkpoint of the run this one resumes: its "last" one, else the newest it reported that still exists."""
     if run.resumed_from_id is None:
         return None
-    for artifact in Artifact.objects.filter(run_id=run.resumed_from_id, kind=Artifact.Kind.CHECKPOINT).order_by("-created_at", "-pk"):
+    newest_first = Artifact.objects.filter(run_id=run.resumed_from_id, kind=Artifact.Kind.CHECKPOINT).order_by("-created_at", "-pk")
+    # Trainers rewrite "last" at every save, while a row's date is when its checkpoint was first reported:
+    # a resumed PPO run that saves more often than it evaluates reports "best" after "last", at an older step.
+    for artifact in sorted(newest_first, key=lambda a: a.name != LAST_CHECKPOINT):
         path = Path(settings.MODEL_ROOT) / artifact.path
         if path.exists():
             return path

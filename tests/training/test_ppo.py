@@ -301,3 +301,12 @@ def test_a_run_without_its_reward_models_is_refused_before_loading_anything(tmp_
 
     assert {f for f, _ in error.value.problems} == {"rm_relevance_model", "rm_factuality_model", "rm_completeness_model"}
     assert {f for f, _ in config.problems_for("ppo_holistic")} == {"rm_preference_model"}
+
+
+def test_a_tiny_model_placeholder_is_refused_where_ppo_needs_a_trained_model():
+    config = from_dict(PPOConfig, {"train_file": "train.json", "policy_model": "{tiny_t5}", "rm_preference_model": "{tiny_encoder}"})
+
+    problems = dict(config.problems_for("ppo_holistic"))
+
+    assert set(problems) == {"policy_model", "rm_preference_model"}
+    assert "{tiny_t5} builds an untrained model" in problems["policy_model"]

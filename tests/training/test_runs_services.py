@@ -209,6 +209,18 @@ def test_it_resumes_a_failed_run_from_its_last_checkpoint(token_rm_file, researc
     assert services.run_resume_checkpoint(run=run) is None
 
 
+def test_it_resumes_from_the_last_checkpoint_even_when_the_best_was_reported_after_it(token_rm_file):
+    run = _running_run(token_rm_file)
+    for name in ("last", "best"):
+        (services.run_output_path(run) / "checkpoints" / name).mkdir(parents=True)
+        services.run_record_event(run=run, event={"event": "artifact", "kind": "checkpoint", "name": name, "path": f"checkpoints/{name}"})
+    services.run_finish(run=run, status=RunStatus.CANCELLED)
+
+    again = services.run_resume(run=run)
+
+    assert services.run_resume_checkpoint(run=again) == services.run_output_path(run) / "checkpoints" / "last"
+
+
 def test_it_refuses_to_resume_a_run_that_succeeded(token_rm_file):
     run = _running_run(token_rm_file)
     services.run_finish(run=run, status=RunStatus.SUCCEEDED)

@@ -12,84 +12,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 
+from tests.training.run_fixtures import e2e_env, follow_to_the_end, launch_run, wait_for  # noqa: F401
 from training.models import RunMetric, RunStatus, TrainingRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_EXAMPLES = 40
 DEV_EXAMPLES = 16
-
-
-def _worker_database_url() -> str:
-    """A DATABASE_URL that points the worker at pytest-django's test database."""
-    settings = connection.settings_dict
-    name = str(settings["NAME"])
-    if connection.vendor == "sqlite":
-        if name == ":memory:" or "mode=memory" in name:
-            pytest.skip(
-                "the worker process cannot see pytest-django's in-memory SQLite test database; "
-                "run with DATABASE_URL=postgres://... (as CI does) or give SQLite a TEST NAME file"
-            )
-        return f"sqlite:///{name}"
-    if connection.vendor != "postgresql":
-        pytest.skip(f"the end-to-end test knows PostgreSQL and SQLite, not {connection.vendor}")
-    user = quote(settings.get("USER") or "", safe="")
-    password = quote(settings.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or 5432
-    return f"postgres://{auth}{host}:{port}/{name}"
-
-
-@pytest.fixture(scope="module")
-def e2e_env(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A Celery worker on a private queue, sharing MODEL_ROOT with the tests of this module."""
-    model_root = tmp_path_factory.mktemp("e2e-models")
-    queue = f"gpu-e2e-{uuid.uuid4().hex[:8]}"
-    with django_db_blocker.unblock():
-        database_url = _worker_database_url()
-    log_path = tmp_path_factory.mktemp("e2e-worker") / "worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MODEL_ROOT": str(model_root),
-        "HF_HUB_OFFLINE": "1",
-        "WANDB_MODE": "offline",
-        "TRAINING_HEARTBEAT_TIMEOUT_S": "120",
-        "TRAINING_CANCEL_GRACE_S": "10",
-    }
-    celery = str(Path(sys.executable).with_name("celery"))
-    log = open(log_path, "wb")
-    worker = subprocess.Popen(
-        [celery, "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool=solo", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", "--hostname", f"e2e-{queue}@%h"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield {"model_root": model_root, "queue": queue, "log_path": log_path, "worker": worker}
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -114,44 +49,6 @@ def e2e(e2e_env, settings, qa_feedback_dir, researcher_client):
     return {**e2e_env, "client": researcher_client, "records": records}
 
 
-def _launch(client, kind: str, **settings_values) -> TrainingRun:
-    data = {"kind": kind, "preset": "tiny", "dataset": "qa", "train_split": "train", "eval_split": "dev"}
-    data.update({f"cfg-{key}": str(value) for key, value in settings_values.items()})
-    response = client.post(reverse("training:run_launch"), data)
-    assert response.status_code == 302, response.content.decode()[-2000:]
-    return TrainingRun.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[-1]))
-
-
-def _worker_log(e2e) -> str:
-    return Path(e2e["log_path"]).read_text(errors="replace")[-4000:]
-
-
-def _wait(e2e, predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        assert e2e["worker"].poll() is None, f"the worker died:\n{_worker_log(e2e)}"
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n--- worker log ---\n{_worker_log(e2e)}")
-
-
-def _follow_to_the_end(e2e, run: TrainingRun, *, timeout: float = 240) -> tuple[TrainingRun, bool]:
-    """Wait for the run to finish; also report whether metric rows were seen while it was running."""
-    seen_while_running = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run.refresh_from_db()
-        if run.status == RunStatus.RUNNING and RunMetric.objects.filter(run=run).exists():
-            seen_while_running = True
-        if run.is_finished:
-            return run, seen_while_running
-        assert e2e["worker"].poll() is None, f"the worker died:\n{_worker_log(e2e)}"
-        time.sleep(0.2)
-    raise AssertionError(f"run {run.pk} did not finish in {timeout} s (status {run.status})\n{_worker_log(e2e)}")
-
-
 def _model_folder(run: TrainingRun, settings) -> Path:
     artifact = run.artifacts.get(kind="model")
     return Path(settings.MODEL_ROOT) / artifact.path
@@ -160,10 +57,10 @@ def _model_folder(run: TrainingRun, settings) -> Path:
 def test_a_researcher_trains_the_relevance_reward_model_on_imported_data(e2e, settings):
     from training.ml.reward_models import TokenRewardModel, answer_words_from_segments, token_rm_words
 
-    run = _launch(e2e["client"], "rm_relevance", base_model="base/tiny-encoder", epochs=2, log_every_steps=1, max_length=256)
+    run = launch_run(e2e["client"], "rm_relevance", base_model="base/tiny-encoder", epochs=2, log_every_steps=1, max_length=256)
     assert run.config["base_model"] == str((e2e["model_root"] / "base" / "tiny-encoder").resolve())
 
-    run, seen_while_running = _follow_to_the_end(e2e, run)
+    run, seen_while_running = follow_to_the_end(e2e, run)
     assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{run.log_tail}"
     assert seen_while_running, "no metric rows appeared while the run was running"
     assert run.worker_host and run.child_pid and run.progress_step == run.progress_total > 0
@@ -185,9 +82,9 @@ def test_a_researcher_trains_the_relevance_reward_model_on_imported_data(e2e, se
 def test_a_researcher_trains_the_preference_reward_model_with_its_score_stats(e2e, settings):
     from training.ml.reward_models import PreferenceRewardModel, preference_rm_text
 
-    run = _launch(e2e["client"], "rm_preference", base_model="base/tiny-encoder", max_steps=8, eval_every_steps=8,
+    run = launch_run(e2e["client"], "rm_preference", base_model="base/tiny-encoder", max_steps=8, eval_every_steps=8,
                   log_every_steps=1, max_train_examples=24, max_eval_examples=8, max_length=192)
-    run, seen_while_running = _follow_to_the_end(e2e, run)
+    run, seen_while_running = follow_to_the_end(e2e, run)
     assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{run.log_tail}"
     assert seen_while_running, "no metric rows appeared while the run was running"
     assert Path(run.config["train_file"]).parent.name == "feedback"
@@ -206,14 +103,14 @@ def test_a_researcher_trains_the_preference_reward_model_with_its_score_stats(e2
 
 
 def test_cancelling_from_the_run_page_stops_the_trainer_within_seconds(e2e):
-    run = _launch(e2e["client"], "rm_relevance", base_model="base/tiny-encoder", epochs=500, log_every_steps=1)
-    _wait(e2e, lambda: RunMetric.objects.filter(run=run, key="train/loss").exists(), timeout=120, what="the first training metrics")
+    run = launch_run(e2e["client"], "rm_relevance", base_model="base/tiny-encoder", epochs=500, log_every_steps=1)
+    wait_for(e2e, lambda: RunMetric.objects.filter(run=run, key="train/loss").exists(), timeout=120, what="the first training metrics")
     pid = TrainingRun.objects.get(pk=run.pk).child_pid
 
     asked = time.monotonic()
     response = e2e["client"].post(reverse("training:run_cancel", args=[run.pk]))
     assert response.status_code == 302
-    _wait(e2e, lambda: TrainingRun.objects.get(pk=run.pk).is_finished, timeout=30, what="the run to stop")
+    wait_for(e2e, lambda: TrainingRun.objects.get(pk=run.pk).is_finished, timeout=30, what="the run to stop")
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert time.monotonic() - asked < 15
@@ -222,11 +119,11 @@ def test_cancelling_from_the_run_page_stops_the_trainer_within_seconds(e2e):
 
 
 def test_a_killed_trainer_leaves_a_failed_run_with_its_log_tail(e2e):
-    run = _launch(e2e["client"], "rm_relevance", base_model="base/tiny-encoder", epochs=500, log_every_steps=1)
-    _wait(e2e, lambda: RunMetric.objects.filter(run=run, key="train/loss").exists(), timeout=120, what="the first training metrics")
+    run = launch_run(e2e["client"], "rm_relevance", base_model="base/tiny-encoder", epochs=500, log_every_steps=1)
+    wait_for(e2e, lambda: RunMetric.objects.filter(run=run, key="train/loss").exists(), timeout=120, what="the first training metrics")
     pid = TrainingRun.objects.get(pk=run.pk).child_pid
     os.kill(pid, signal.SIGKILL)
-    _wait(e2e, lambda: TrainingRun.objects.get(pk=run.pk).is_finished, timeout=30, what="the run to be marked failed")
+    wait_for(e2e, lambda: TrainingRun.objects.get(pk=run.pk).is_finished, timeout=30, what="the run to be marked failed")
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "killed by SIGKILL" in run.error
@@ -237,4 +134,4 @@ def test_a_killed_trainer_leaves_a_failed_run_with_its_log_tail(e2e):
     again = TrainingRun.objects.get(resumed_from=run)
     assert response["Location"] == reverse("training:run_detail", args=[again.pk])
     e2e["client"].post(reverse("training:run_cancel", args=[again.pk]))
-    _wait(e2e, lambda: TrainingRun.objects.get(pk=again.pk).is_finished, timeout=120, what="the resumed run to stop")
+    wait_for(e2e, lambda: TrainingRun.objects.get(pk=again.pk).is_finished, timeout=120, what="the resumed run to stop")

@@ -160,6 +160,14 @@ class PPOConfig:
         for name in needed:
             if not getattr(self, name).strip():
                 problems.append((name, f"a {kind} run needs this reward model"))
+        # `{tiny_t5}` / `{tiny_encoder}` build a fresh random model; SFT and reward-model runs accept them,
+        # but PPO loads trained models, and would only fail later, in the worker, trying the model hub.
+        for name in ("policy_model", "value_model", "rm_relevance_model", "rm_factuality_model",
+                     "rm_completeness_model", "rm_preference_model"):
+            value = getattr(self, name).strip()
+            if value.startswith("{") and value.endswith("}"):
+                problems.append((name, f"{value} builds an untrained model; PPO needs a trained one "
+                                       "(a finished SFT or reward-model run's folder)"))
         return problems
 
     def resolved(self, kind: str) -> "PPOConfig":
