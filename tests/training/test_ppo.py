@@ -310,3 +310,35 @@ def test_a_tiny_model_placeholder_is_refused_where_ppo_needs_a_trained_model():
 
     assert set(problems) == {"policy_model", "rm_preference_model"}
     assert "{tiny_t5} builds an untrained model" in problems["policy_model"]
+
+
+def test_a_checkpoint_swap_holds_a_cancel_until_the_new_folder_is_in_place(tmp_path):
+    import os
+    import signal
+
+    from training.ml.checkpoints import replace_dir
+
+    final = tmp_path / "last"
+    final.mkdir()
+    (final / "state.json").write_text('{"step": 1}')
+    tmp = tmp_path / "last.tmp"
+    tmp.mkdir()
+    (tmp / "state.json").write_text('{"step": 2}')
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append((signum, final.exists())))
+    original_rename = Path.rename
+
+    def rename_then_get_cancelled(self, target):
+        result = original_rename(self, target)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives between the two renames
+        return result
+
+    try:
+        Path.rename = rename_then_get_cancelled
+        replace_dir(tmp, final)
+    finally:
+        Path.rename = original_rename
+        signal.signal(signal.SIGTERM, previous)
+    assert (final / "state.json").read_text() == '{"step": 2}'
+    # The signal was delivered, but only once the new checkpoint was in place.
+    assert received and all(in_place for _, in_place in received)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,15 @@ def replace_dir(tmp: Path, final: Path) -> None:
     old = final.with_name(final.name + ".old")
     if old.exists():
         shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
+    # A cancel (SIGTERM) between the two renames would leave no `final` at all: hold it until both are done.
+    blocked = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if old.exists():
         shutil.rmtree(old)
 
