@@ -49,6 +49,7 @@ from annotation.models import (
 )
 from annotation.qa_feedback import FEEDBACK, FORMATS, PREDICTION_KEYS, FormatError
 from annotation.selectors.datasets import IMPORT_USER_PREFIX, dataset_resolve, feedback_records_for, input_records_for
+from annotation.services.feedback import feedback_detail_rows
 
 # (stage, done, total); stages are "validate", "write" and "export".
 Progress = Callable[[str, int, int], None]
@@ -327,29 +328,14 @@ def _write_feedback(
             )
             for response, record in zip(first_responses, chunk, strict=True)
         )
-        errors = ErrorSpan.objects.bulk_create(
-            ErrorSpan(
-                feedback=feedback,
-                position=position,
-                error_type=error["error type"],
-                explanation=error["explanation"],
-                start=error["start"],
-                end=error["end"],
-            )
-            for feedback, record in zip(feedbacks, chunk, strict=True)
-            for position, error in enumerate(record["feedback"]["errors"])
-        )
-        missing = MissingInfo.objects.bulk_create(
-            MissingInfo(
-                feedback=feedback,
-                position=position,
-                error_type=item["error type"],
-                passage_id=item["passage_id"],
-                sentence_ids=item["sentence_id"],
-            )
-            for feedback, record in zip(feedbacks, chunk, strict=True)
-            for position, item in enumerate(record["feedback"]["missing-info"])
-        )
+        span_rows: list[ErrorSpan] = []
+        missing_rows: list[MissingInfo] = []
+        for feedback, record in zip(feedbacks, chunk, strict=True):
+            spans, missing_entries = feedback_detail_rows(feedback, record["feedback"])
+            span_rows += spans
+            missing_rows += missing_entries
+        errors = ErrorSpan.objects.bulk_create(span_rows)
+        missing = MissingInfo.objects.bulk_create(missing_rows)
         Comparison.objects.bulk_create(
             Comparison(
                 example=example,

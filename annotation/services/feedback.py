@@ -118,6 +118,50 @@ def _lost_message(assignment: Assignment) -> str:
     return "Your hold on this item expired and it was given to another annotator; your changes here were not saved."
 
 
+def _store_submission(record, *, submit_token: str, owner_filter: dict, current: int, base_version: int, now) -> "Submitted | None":
+    """Save a feedback or comparison row as submitted; the stored twin when a concurrent retry won the race."""
+    record.status = FeedbackStatus.SUBMITTED
+    record.version += 1
+    record.submit_token = submit_token
+    record.submitted_at = now
+    try:
+        with transaction.atomic():
+            record.save()
+    except IntegrityError:
+        # A concurrent retry with the same token (or the same annotator's other tab) won the race.
+        stored = _check_token(type(record), submit_token=submit_token, owner_filter=owner_filter)
+        if stored is not None:
+            return Submitted(stored, replayed=True)
+        raise StaleSubmit(_stale_message(current + 1, base_version)) from None
+    return None
+
+
+def feedback_detail_rows(record: FineGrainedFeedback, feedback: dict) -> tuple[list[ErrorSpan], list[MissingInfo]]:
+    """Unsaved ErrorSpan and MissingInfo rows for a qa-feedback `feedback` block, in list order."""
+    spans = [
+        ErrorSpan(
+            feedback=record,
+            position=position,
+            error_type=error["error type"],
+            explanation=error["explanation"],
+            start=error["start"],
+            end=error["end"],
+        )
+        for position, error in enumerate(feedback["errors"])
+    ]
+    missing = [
+        MissingInfo(
+            feedback=record,
+            position=position,
+            error_type=entry["error type"],
+            passage_id=entry["passage_id"],
+            sentence_ids=list(entry["sentence_id"]),
+        )
+        for position, entry in enumerate(feedback["missing-info"])
+    ]
+    return spans, missing
+
+
 def fine_grained_feedback_submit(
     *,
     response: Response,
@@ -153,43 +197,22 @@ def fine_grained_feedback_submit(
 
         record = existing or FineGrainedFeedback(response=response, annotator=annotator, version=0)
         record.corrected_prediction = feedback["corrected-prediction"]
-        record.status = FeedbackStatus.SUBMITTED
-        record.version += 1
-        record.submit_token = submit_token
-        record.submitted_at = now
-        try:
-            with transaction.atomic():
-                record.save()
-        except IntegrityError:
-            # A concurrent retry with the same token (or the same annotator's other tab) won the race.
-            stored = _check_token(FineGrainedFeedback, submit_token=submit_token, owner_filter={"response": response.pk, "annotator": annotator.pk})
-            if stored is not None:
-                return Submitted(stored, replayed=True)
-            raise StaleSubmit(_stale_message(current + 1, base_version)) from None
+        replay = _store_submission(
+            record,
+            submit_token=submit_token,
+            owner_filter={"response": response.pk, "annotator": annotator.pk},
+            current=current,
+            base_version=base_version,
+            now=now,
+        )
+        if replay is not None:
+            return replay
         if existing is not None:
             record.errors.all().delete()
             record.missing_info.all().delete()
-        ErrorSpan.objects.bulk_create(
-            ErrorSpan(
-                feedback=record,
-                position=position,
-                error_type=error["error type"],
-                explanation=error["explanation"],
-                start=error["start"],
-                end=error["end"],
-            )
-            for position, error in enumerate(feedback["errors"])
-        )
-        MissingInfo.objects.bulk_create(
-            MissingInfo(
-                feedback=record,
-                position=position,
-                error_type=entry["error type"],
-                passage_id=entry["passage_id"],
-                sentence_ids=list(entry["sentence_id"]),
-            )
-            for position, entry in enumerate(feedback["missing-info"])
-        )
+        spans, missing = feedback_detail_rows(record, feedback)
+        ErrorSpan.objects.bulk_create(spans)
+        MissingInfo.objects.bulk_create(missing)
         _finish_assignment(assignment, now=now)
     return Submitted(record, replayed=False)
 
@@ -224,18 +247,16 @@ def comparison_submit(
 
         record = existing or Comparison(example=example, annotator=annotator, version=0)
         record.preference = list(preference)
-        record.status = FeedbackStatus.SUBMITTED
-        record.version += 1
-        record.submit_token = submit_token
-        record.submitted_at = now
-        try:
-            with transaction.atomic():
-                record.save()
-        except IntegrityError:
-            stored = _check_token(Comparison, submit_token=submit_token, owner_filter={"example": example.pk, "annotator": annotator.pk})
-            if stored is not None:
-                return Submitted(stored, replayed=True)
-            raise StaleSubmit(_stale_message(current + 1, base_version)) from None
+        replay = _store_submission(
+            record,
+            submit_token=submit_token,
+            owner_filter={"example": example.pk, "annotator": annotator.pk},
+            current=current,
+            base_version=base_version,
+            now=now,
+        )
+        if replay is not None:
+            return replay
         _finish_assignment(assignment, now=now)
     return Submitted(record, replayed=False)
 

@@ -32,6 +32,13 @@ def build_tiny_tokenizer(out_dir: str | os.PathLike | None = None, *, texts: Ite
     return tokenizer
 
 
+def _save(model, tokenizer, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def build_tiny_t5(
     out_dir: str | os.PathLike,
     *,
@@ -63,11 +70,7 @@ def build_tiny_t5(
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
-    model = T5ForConditionalGeneration(config)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return _save(T5ForConditionalGeneration(config), tokenizer, out)
 
 
 def build_tiny_gpt2(out_dir: str | os.PathLike, *, texts: Iterable[str] | None = None, tokenizer=None, seed: int = 0) -> Path:
@@ -88,11 +91,7 @@ def build_tiny_gpt2(out_dir: str | os.PathLike, *, texts: Iterable[str] | None =
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = GPT2LMHeadModel(config)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return _save(GPT2LMHeadModel(config), tokenizer, out)
 
 
 def build_tiny_encoder(
@@ -127,11 +126,7 @@ def build_tiny_encoder(
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    model = BertModel(config)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return _save(BertModel(config), tokenizer, out)
 
 
 def minilm_path() -> Path:
