@@ -213,6 +213,16 @@ def model_sources(kind: str) -> dict[str, list]:
     }
 
 
+def default_splits(split_names: list[str]) -> tuple[str, str]:
+    """The launch form's starting train and eval splits: `train`/`dev` when some dataset has them,
+    else the first split there is, so the form's defaults launch as they stand."""
+    if not split_names:
+        return "train", "dev"
+    train = "train" if "train" in split_names else split_names[0]
+    evaluation = next((name for name in ("dev", "validation", "test") if name in split_names), train)
+    return train, evaluation
+
+
 class RunLaunchForm(forms.Form):
     kind = forms.ChoiceField(choices=RunKind.choices)
     name = forms.CharField(max_length=200, required=False, help_text="Optional; shown in the runs list and in wandb.")

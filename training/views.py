@@ -25,6 +25,7 @@ from training.forms import (
     RunLaunchForm,
     config_rows,
     default_preset,
+    default_splits,
     model_sources,
     overrides_from_post,
     overrides_from_sources,
@@ -95,8 +96,9 @@ def _kind_and_preset(data) -> tuple[str, str]:
 def run_launch(request):
     if request.method == "GET":
         kind, preset = _kind_and_preset(request.GET)
-        form = RunLaunchForm(initial={"kind": kind, "preset": preset, "train_split": "train", "eval_split": "dev"})
+        form = RunLaunchForm(initial={"kind": kind, "preset": preset})
         context = _launch_context(form, kind, preset)
+        form.initial["train_split"], form.initial["eval_split"] = default_splits(context["split_names"])
         # Changing the kind or preset swaps only the settings table.
         template = "training/run_launch.html#config-fields" if request.htmx else "training/run_launch.html"
         return render(request, template, context)

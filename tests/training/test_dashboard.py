@@ -283,3 +283,25 @@ def test_the_home_card_shows_runs_to_researchers_only(rf, researcher, annotator,
         html = card.render(Context({"request": request}))
         assert (reverse("training:run_detail", args=[run.pk]) in html) is shown
         assert ("1 queued or running" in html) is shown
+
+
+def test_it_starts_the_launch_form_on_splits_that_exist(researcher_client):
+    dataset = Dataset.objects.create(name="only-dev")
+    Example.objects.create(dataset=dataset, split="dev", position=0, question="q?")
+    page = researcher_client.get(reverse("training:run_launch")).content.decode()
+    assert 'name="train_split" id="id_train_split" list="split-names" maxlength="32" value="dev"' in page
+    assert 'name="eval_split" id="id_eval_split" list="split-names" maxlength="32" value="dev"' in page
+
+    Example.objects.create(dataset=dataset, split="train", position=0, question="q?")
+    page = researcher_client.get(reverse("training:run_launch")).content.decode()
+    assert 'id="id_train_split" list="split-names" maxlength="32" value="train"' in page
+    assert 'id="id_eval_split" list="split-names" maxlength="32" value="dev"' in page
+
+
+def test_default_splits_prefer_train_and_dev_and_fall_back_to_what_exists():
+    from training.forms import default_splits
+
+    assert default_splits([]) == ("train", "dev")
+    assert default_splits(["dev", "train"]) == ("train", "dev")
+    assert default_splits(["dev"]) == ("dev", "dev")
+    assert default_splits(["a", "validation"]) == ("a", "validation")
