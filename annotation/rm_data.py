@@ -164,6 +164,8 @@ class _Splits:
         self.nlp = nlp
         self._sentences: dict[str, list[Sentence]] = {}
         self._subsentences: dict[str, list[str]] = {}
+        # NF-ERR and F-ERR both read prediction 1's words: found once per batch.
+        self._words: dict[str, list[list[Word]]] = {}
 
     def prefetch(self, texts: Iterable[str]) -> None:
         todo = [text for text in dict.fromkeys(texts) if text not in self._sentences]
@@ -184,9 +186,21 @@ class _Splits:
             self._subsentences[text] = subs
         return self._subsentences[text]
 
+    def sentence_words(self, prediction: str) -> list[list[Word]]:
+        """Words of each sentence of the stripped `prediction`, with offsets into `prediction` itself."""
+        if prediction not in self._words:
+            stripped = prediction.strip()
+            shift = len(prediction) - len(prediction.lstrip())
+            self._words[prediction] = [
+                words_with_offsets(Sentence(sentence.start + shift, sentence.text))
+                for sentence in self.sentences(stripped)
+            ]
+        return self._words[prediction]
+
     def clear(self) -> None:
         self._sentences.clear()
         self._subsentences.clear()
+        self._words.clear()
 
 
 def _texts_to_split(record: Any, files: Collection[str]) -> list[str]:
@@ -210,15 +224,12 @@ def _texts_to_split(record: Any, files: Collection[str]) -> list[str]:
 
 def _segments(splits: _Splits, prediction: str, level: str) -> list[list[Word]]:
     """Segments of the stripped prediction; word offsets point into the unstripped text, as spans do."""
-    stripped = prediction.strip()
-    shift = len(prediction) - len(prediction.lstrip())
+    words_per_sentence = splits.sentence_words(prediction)
+    if level == "sentence":
+        return words_per_sentence
     segments: list[list[Word]] = []
-    for sentence in splits.sentences(stripped):
-        words = words_with_offsets(Sentence(sentence.start + shift, sentence.text))
-        if level == "sentence":
-            segments.append(words)
-        else:
-            segments += cut_subsentences(words, [w.text for w in words])
+    for words in words_per_sentence:
+        segments += cut_subsentences(words, [w.text for w in words])
     return segments
 
 
@@ -374,38 +385,51 @@ class WindowScorer:
             out[size] = (start[lo:hi], end[lo:hi], pads[lo:hi], length[lo:hi], window_first)
         return out
 
-    def _needs(self, sub: str) -> tuple[int, list[int], np.ndarray, int]:
+    def _needs(self, sub: str) -> tuple[int, list[int], list[int], int]:
         """(window size, alphabet rows of `sub`'s characters, their counts, matches among spaces)."""
         n = window_size(len(sub.split()))
         need = Counter(sub)
         spaces = need.pop(" ", 0)
-        rows, wanted = [], []
-        for ch, k in need.items():
-            row = self._row.get(ch)
-            if row is not None:
-                rows.append(row)
-                wanted.append(k)
+        row_of = self._row
+        # A character outside the alphabet is in no window: it adds to no row.
+        found = [(row_of[ch], k) for ch, k in need.items() if ch in row_of]
+        rows = [r for r, _ in found]
+        wanted = [k for _, k in found]
         # Every window of n words has exactly n - 1 spaces.
-        return n, rows, np.array(wanted, dtype=np.int64)[:, None], min(spaces, n - 1)
+        return n, rows, wanted, min(spaces, n - 1)
 
-    def _window_scores(self, sub: str, needs: tuple, layout: tuple) -> np.ndarray:
-        _, rows, wanted, space_matches = needs
+    def _scores_many(self, subs: Sequence[str], needs: Sequence[tuple], layout: tuple) -> np.ndarray:
+        """Best window quick_ratio per (sub-sentence, candidate) for sub-sentences of one window size.
+
+        The rows of every sub-sentence's own characters are stacked and scored
+        in one set of array operations, then summed per sub-sentence.
+        """
         start, end, pads, length, first = layout
+        rows: list[int] = []
+        wanted: list[int] = []
+        offsets: list[int] = []
+        pad_row = self._row[PAD_WORD]
+        for need in needs:
+            offsets.append(len(rows))
+            # A sub-sentence with no character in the alphabet reads one row wanting 0: 0 matches.
+            rows += need[1] or [pad_row]
+            wanted += need[2] or [0]
         prefix = self._prefix.take(rows, axis=0)
         have = prefix.take(end, axis=1)
         have -= prefix.take(start, axis=1)
-        pad_row = self._row[PAD_WORD]
         if pad_row in rows:
-            have[rows.index(pad_row)] += pads
-        np.minimum(have, wanted, out=have)
-        matches = have.sum(axis=0) + space_matches
+            have[[k for k, row in enumerate(rows) if row == pad_row]] += pads
+        np.minimum(have, np.array(wanted, dtype=np.int64)[:, None], out=have)
+        matches = np.add.reduceat(have, offsets, axis=0) if len(offsets) > 1 else have.sum(axis=0, keepdims=True)
+        matches += np.array([need[3] for need in needs], dtype=np.int64)[:, None]
+        lengths = np.array([len(sub) for sub in subs], dtype=np.int64)[:, None] + length
         # float64 division rounds as Python's does: the same float as difflib's 2.0 * matches / length.
-        return np.maximum.reduceat(2.0 * matches / (len(sub) + length), first)
+        return np.maximum.reduceat(2.0 * matches / lengths, first, axis=1)
 
     def window_scores(self, sub: str) -> np.ndarray:
         """For each candidate, the best window quick_ratio of `sub` (substrings are not scored 1.0 here)."""
         needs = self._needs(sub)
-        return self._window_scores(sub, needs, self._layouts([needs[0]])[needs[0]])
+        return self._scores_many([sub], [needs], self._layouts([needs[0]])[needs[0]])[0]
 
     def _first_containing(self, sub: str) -> int:
         if "\n" in sub:
@@ -433,6 +457,7 @@ class WindowScorer:
         n, rows, wanted, space_matches = needs
         if len(rows) + (" " in sub) < len(set(sub)) or space_matches != sub.count(" ") or sub.count(" ") != n - 1:
             return False
+        wanted = np.array(wanted, dtype=np.int64)[:, None]
         totals = self._totals[rows, :hit].copy()
         pad_row = self._row[PAD_WORD]
         if pad_row in rows:
@@ -457,13 +482,19 @@ class WindowScorer:
                 out[k] = hit
                 continue
             todo.append((k, sub, hit, needs))
-        layouts = self._layouts(needs[0] for _, _, _, needs in todo)
-        for k, sub, hit, needs in todo:
-            scores = self._window_scores(sub, needs, layouts[needs[0]])
-            if hit >= 0:
-                scores[hit] = 1.0
-            best = int(np.argmax(scores))
-            out[k] = best if scores[best] >= threshold else None
+        groups: dict[int, list[tuple[int, str, int, tuple]]] = {}
+        for item in todo:
+            groups.setdefault(item[3][0], []).append(item)
+        layouts = self._layouts(groups)
+        for size, group in groups.items():
+            scores = self._scores_many([sub for _, sub, _, _ in group], [needs for *_, needs in group], layouts[size])
+            for i, (_, _, hit, _) in enumerate(group):
+                if hit >= 0:
+                    scores[i, hit] = 1.0
+            best = scores.argmax(axis=1)
+            passes = scores[np.arange(len(group)), best] >= threshold
+            for (k, _, _, _), index, ok in zip(group, best.tolist(), passes.tolist()):
+                out[k] = index if ok else None
         return out
 
 

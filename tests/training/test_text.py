@@ -130,3 +130,26 @@ def test_segment_spans_point_at_the_words_in_the_original_text(nlp):
 def test_it_refuses_an_unknown_segment_level(nlp):
     with pytest.raises(ValueError, match="paragraph"):
         segment_spans(nlp, "Hello there.", "paragraph")
+
+
+AWKWARD_TEXTS = [
+    "", "   ", "...", "Hi... there. Yes?! No!", "The U.S. economy grew. It did.", '"Quoted." Then more.',
+    "victory.S the next", "No punctuation at all", "Ends with space. ", "中文句子。第二句！", "a\u00a0b. c\u00a0d.",
+    "Mr. Smith went to Washington D.C. on Monday. He left.", "Tabs\tand\nnewlines. More\n\nlines!",
+]
+
+
+def test_the_fast_sentencizer_path_matches_spacys_own_pipeline(nlp, qa_feedback_dir):
+    """`sentences_many` places sentence starts itself for a plain sentencizer pipeline; it must
+    cut exactly where spaCy's `nlp.pipe` + `doc.sents` cut, on real answers and odd inputs."""
+    import json
+
+    records = json.loads((qa_feedback_dir / "dev_feedback.json").read_text(encoding="utf-8"))[:150]
+    texts = AWKWARD_TEXTS + [r[f"prediction {k}"] for r in records for k in range(1, 5)]
+    texts += [sentence for r in records for passage in r["passages"] for sentence in passage[1:]]
+    assert splitting._plain_sentencizer(nlp) is not None  # the fast path is the one under test
+    expected = [
+        [] if not text or text.isspace() else [(s.start_char, s.text) for s in nlp(text).sents if s.text.strip()]
+        for text in texts
+    ]
+    assert [[(s.start, s.text) for s in found] for found in splitting.sentences_many(nlp, texts)] == expected
