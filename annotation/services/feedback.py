@@ -118,6 +118,34 @@ def _lost_message(assignment: Assignment) -> str:
     return "Your hold on this item expired and it was given to another annotator; your changes here were not saved."
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """Where a submit stands once its rows are locked: a replay to return, or the rows to update."""
+
+    replay: Submitted | None
+    assignment: Assignment | None = None
+    existing: FineGrainedFeedback | Comparison | None = None
+    current: int = 0
+
+
+def _open_submission(
+    model, *, owner: dict, submit_token: str, base_version: int, assignment: Assignment | None, base_draft_version: int | None
+) -> _Opened:
+    """Inside the caller's transaction: replay a stored submit, or lock the assignment and the owner's row.
+
+    Raises StaleSubmit when the stored row moved on since `base_version`.
+    """
+    stored = _check_token(model, submit_token=submit_token, owner_filter=owner)
+    if stored is not None:
+        return _Opened(Submitted(stored, replayed=True))
+    assignment = _lock_assignment(assignment, base_draft_version)
+    existing = model.objects.select_for_update().filter(**owner).first()
+    current = existing.version if existing else 0
+    if current != base_version:
+        raise StaleSubmit(_stale_message(current, base_version))
+    return _Opened(None, assignment, existing, current)
+
+
 def _store_submission(record, *, submit_token: str, owner_filter: dict, current: int, base_version: int, now) -> "Submitted | None":
     """Save a feedback or comparison row as submitted; the stored twin when a concurrent retry won the race."""
     record.status = FeedbackStatus.SUBMITTED
@@ -180,15 +208,19 @@ def fine_grained_feedback_submit(
     `base_draft_version`), LeaseLost when the assignment was given away.
     """
     now = timezone.now()
+    owner = {"response": response.pk, "annotator": annotator.pk}
     with transaction.atomic():
-        stored = _check_token(FineGrainedFeedback, submit_token=submit_token, owner_filter={"response": response.pk, "annotator": annotator.pk})
-        if stored is not None:
-            return Submitted(stored, replayed=True)
-        assignment = _lock_assignment(assignment, base_draft_version)
-        existing = FineGrainedFeedback.objects.select_for_update().filter(response=response, annotator=annotator).first()
-        current = existing.version if existing else 0
-        if current != base_version:
-            raise StaleSubmit(_stale_message(current, base_version))
+        opened = _open_submission(
+            FineGrainedFeedback,
+            owner=owner,
+            submit_token=submit_token,
+            base_version=base_version,
+            assignment=assignment,
+            base_draft_version=base_draft_version,
+        )
+        if opened.replay is not None:
+            return opened.replay
+        assignment, existing, current = opened.assignment, opened.existing, opened.current
 
         problems = validate_feedback_block(feedback, prediction=response.text, passages=example_passages(response.example))
         problems += completeness_problems(feedback)
@@ -200,7 +232,7 @@ def fine_grained_feedback_submit(
         replay = _store_submission(
             record,
             submit_token=submit_token,
-            owner_filter={"response": response.pk, "annotator": annotator.pk},
+            owner_filter=owner,
             current=current,
             base_version=base_version,
             now=now,
@@ -229,15 +261,19 @@ def comparison_submit(
 ) -> Submitted:
     """Store one annotator's six pairwise answers on one example (qa-feedback `preference` order)."""
     now = timezone.now()
+    owner = {"example": example.pk, "annotator": annotator.pk}
     with transaction.atomic():
-        stored = _check_token(Comparison, submit_token=submit_token, owner_filter={"example": example.pk, "annotator": annotator.pk})
-        if stored is not None:
-            return Submitted(stored, replayed=True)
-        assignment = _lock_assignment(assignment, base_draft_version)
-        existing = Comparison.objects.select_for_update().filter(example=example, annotator=annotator).first()
-        current = existing.version if existing else 0
-        if current != base_version:
-            raise StaleSubmit(_stale_message(current, base_version))
+        opened = _open_submission(
+            Comparison,
+            owner=owner,
+            submit_token=submit_token,
+            base_version=base_version,
+            assignment=assignment,
+            base_draft_version=base_draft_version,
+        )
+        if opened.replay is not None:
+            return opened.replay
+        assignment, existing, current = opened.assignment, opened.existing, opened.current
         problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
         problems = problems or validate_preference(preference)
         if not problems and example.responses.filter(number__in=preferences.RESPONSES).count() != len(preferences.RESPONSES):
@@ -250,7 +286,7 @@ def comparison_submit(
         replay = _store_submission(
             record,
             submit_token=submit_token,
-            owner_filter={"example": example.pk, "annotator": annotator.pk},
+            owner_filter=owner,
             current=current,
             base_version=base_version,
             now=now,
