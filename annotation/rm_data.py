@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from training.ml.text import Sentence, Word, cut_subsentences, sentences, sentences_many, words_with_offsets
+from annotation.qa.text import Sentence, Word, cut_subsentences, sentences, sentences_many, words_with_offsets
 
 NF_ERR_SUBSENTENCE = "NF-ERR_subsentence"
 F_ERR_SENTENCE = "F-ERR_sentence"

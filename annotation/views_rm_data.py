@@ -18,7 +18,7 @@ from annotation.selectors.rm_data import (
     rm_data_builds_active,
 )
 from annotation.services.rm_data import RmDataRefused, rm_data_build_request
-from training.ml.text import AUTO, SENTENCIZER
+from annotation.qa.text import AUTO, SENTENCIZER
 
 ACTIVE = (RmDataBuild.Status.QUEUED, RmDataBuild.Status.RUNNING)
 

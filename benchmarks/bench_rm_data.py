@@ -26,7 +26,7 @@ DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "dat
 sys.path.insert(0, str(REPO))
 
 from annotation.rm_data import FILE_NAMES, DifflibMatcher, build_rm_files
-from training.ml.text import load_splitter
+from annotation.qa.text import load_splitter
 
 
 def best_of(repeat: int, func) -> tuple[float, float, object]:

@@ -180,7 +180,7 @@ def main() -> int:
     from training.ml.rewards import FineGrainedReward, HolisticReward
     from training.ml.sft import SFTConfig, quiet_transformers
     from training.ml.sft import run as run_sft
-    from training.ml.text import load_splitter
+    from annotation.qa.text import load_splitter
     from training.ml.tiny import build_tiny_t5, build_tiny_tokenizer
 
     quiet_transformers()

@@ -20,7 +20,7 @@ from annotation.rm_data import (
     preference_pairs,
     preference_prompt,
 )
-from training.ml.text import load_splitter
+from annotation.qa.text import load_splitter
 
 
 @pytest.fixture(scope="module")

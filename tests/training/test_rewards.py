@@ -17,7 +17,7 @@ from training.ml.rewards import (
     kl_penalized_rewards,
     token_char_spans,
 )
-from training.ml.text import load_splitter
+from annotation.qa.text import load_splitter
 
 EOS = "</s>"
 

@@ -136,7 +136,7 @@ def test_a_cancelled_run_resumes_from_its_last_checkpoint(data, tmp_path):
 
 def test_rouge_lsum_is_one_for_a_copy_and_zero_for_disjoint_words():
     from training.ml.evaluate import rouge_lsum
-    from training.ml.text import load_splitter
+    from annotation.qa.text import load_splitter
 
     nlp, _ = load_splitter("sentencizer")
     scores = rouge_lsum(["The cat sat. It slept.", "zebra", ""], [["The cat sat. It slept."], ["a dog ran"], ["a dog"]], nlp=nlp)

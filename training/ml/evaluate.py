@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.ml import text as text_split
+from annotation.qa import text as text_split
 from training.ml.data import Example
 from training.ml.rewards import RewardResult
 

@@ -310,7 +310,7 @@ def train(
     from training.ml.evaluate import evaluate_policy
     from training.ml.policy import Policy
     from training.ml.sft import quiet_transformers
-    from training.ml.text import load_splitter
+    from annotation.qa.text import load_splitter
     from training.ml.value import ValueModel
 
     quiet_transformers()

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import torch
 
-from training.ml import text as text_split
+from annotation.qa import text as text_split
 from training.ml.reward_models import (
     SEPARATOR,
     answer_words_from_segments,

@@ -157,7 +157,7 @@ def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume
 
     from training.ml.evaluate import evaluate_policy
     from training.ml.policy import Policy
-    from training.ml.text import load_splitter
+    from annotation.qa.text import load_splitter
 
     quiet_transformers()
     output_dir = Path(output_dir)

@@ -4,8 +4,8 @@ from itertools import pairwise
 
 import pytest
 
-from training.ml import text as splitting
-from training.ml.text import (
+from annotation.qa import text as splitting
+from annotation.qa.text import (
     SplitterNotAvailable,
     load_splitter,
     segment_spans,
