@@ -1,7 +1,7 @@
 """The qa-feedback world: datasets, examples, responses and the feedback on them.
 
 Span rules are enforced twice: here as database constraints (bounds) and in
-annotation/spans.py as pure functions (word boundaries, overlap).
+annotation/qa/spans.py as pure functions (word boundaries, overlap).
 """
 
 from django.conf import settings

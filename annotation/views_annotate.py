@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
-from annotation import drafts, preferences
+from annotation.qa import drafts, preferences
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus
 from annotation.permissions import annotator_required
 from annotation.selectors.annotate import (
@@ -39,7 +39,7 @@ from annotation.services.feedback import (
     comparison_submit,
     fine_grained_feedback_submit,
 )
-from annotation.spans import word_spans
+from annotation.qa.spans import word_spans
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from annotation.qa_feedback import FEEDBACK, FORMATS, FormatError
+from annotation.qa.format import FEEDBACK, FORMATS, FormatError
 from annotation.selectors.datasets import dataset_list as select_datasets
 from annotation.selectors.datasets import dataset_split_stats, example_previews
 from annotation.services.datasets import ExportRefused, ImportRefused, dataset_dumps, dataset_import

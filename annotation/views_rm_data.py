@@ -10,7 +10,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset, RmDataBuild
 from annotation.permissions import researcher_required
-from annotation.rm_data import OUTPUT_NAMES
+from annotation.qa.rm_files import OUTPUT_NAMES
 from annotation.selectors.rm_data import (
     dataset_split_choices,
     rm_data_build_file,

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "data" / "qa_feedback"
 sys.path.insert(0, str(REPO))
 
-from annotation.rm_data import FILE_NAMES, DifflibMatcher, build_rm_files
+from annotation.qa.rm_files import FILE_NAMES, DifflibMatcher, build_rm_files
 from annotation.qa.text import load_splitter
 
 

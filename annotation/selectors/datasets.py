@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from annotation import qa_feedback
+from annotation.qa import format as qa_format
 from annotation.models import (
     Comparison,
     Dataset,
@@ -20,7 +20,7 @@ from annotation.models import (
 
 # Imported feedback belongs to the inactive account `import@<dataset>` (see services/datasets.py).
 IMPORT_USER_PREFIX = "import@"
-N_RESPONSES = len(qa_feedback.PREDICTION_KEYS)
+N_RESPONSES = len(qa_format.PREDICTION_KEYS)
 
 _LATEST = (F("submitted_at").desc(nulls_last=True), "-id")
 
@@ -99,7 +99,7 @@ def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]
         responses = list(example.responses.all())
         feedback = responses[0].submitted_feedback[0]
         records.append(
-            qa_feedback.feedback_record(
+            qa_format.feedback_record(
                 question=example.question,
                 passages=[[passage.title, *passage.sentences] for passage in example.passages.all()],
                 gold=_gold(example),
@@ -131,7 +131,7 @@ def input_records_for(dataset: Dataset | str | int, split: str) -> list[dict]:
     dataset = dataset_resolve(dataset)
     examples = Example.objects.filter(dataset=dataset, split=split, has_input_format=True).order_by("input_position")
     return [
-        qa_feedback.input_record(
+        qa_format.input_record(
             text=example.policy_text, answer=example.answers, passages=example.input_passages, question=example.question
         )
         for example in examples.only("policy_text", "answers", "input_passages", "question")

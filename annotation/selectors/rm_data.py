@@ -5,7 +5,7 @@ from pathlib import Path
 from django.db.models import Count, QuerySet
 
 from annotation.models import Comparison, Dataset, Example, FeedbackStatus, FineGrainedFeedback, RmDataBuild
-from annotation.rm_data import OUTPUT_NAMES, output_paths
+from annotation.qa.rm_files import OUTPUT_NAMES, output_paths
 from annotation.selectors.datasets import dataset_resolve
 
 RECENT_BUILDS = 20

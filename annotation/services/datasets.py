@@ -35,7 +35,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from annotation import qa_feedback
+from annotation.qa import format as qa_format
 from annotation.models import (
     Comparison,
     Dataset,
@@ -47,7 +47,7 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa_feedback import FEEDBACK, FORMATS, PREDICTION_KEYS, FormatError
+from annotation.qa.format import FEEDBACK, FORMATS, PREDICTION_KEYS, FormatError
 from annotation.selectors.datasets import IMPORT_USER_PREFIX, dataset_resolve, feedback_records_for, input_records_for
 from annotation.services.feedback import feedback_detail_rows
 
@@ -136,7 +136,7 @@ def dataset_import(
     began = time.perf_counter()
     _check_name(dataset_name, "dataset name", _DATASET_MAX)
     _check_name(split, "split", _SPLIT_MAX)
-    parsed = qa_feedback.read_file(path_or_file, progress=lambda done, total: progress("validate", done, total))
+    parsed = qa_format.read_file(path_or_file, progress=lambda done, total: progress("validate", done, total))
     records, fmt = parsed.records, parsed.format
 
     try:
@@ -214,7 +214,7 @@ def _join_by_question(
             message + f"; a {fmt}-format file joins an existing split only when it holds the same questions",
             index=index,
             field=where,
-            problems=problems[: qa_feedback.MAX_PROBLEMS],
+            problems=problems[: qa_format.MAX_PROBLEMS],
         )
     return ids
 
@@ -377,7 +377,7 @@ def dataset_export(
         raise ExportRefused(f"{dataset.name}/{split} has no examples in the {fmt} format")
 
     def chunks():
-        for done, chunk in enumerate(qa_feedback.iter_dump(records, fmt=fmt)):
+        for done, chunk in enumerate(qa_format.iter_dump(records, fmt=fmt)):
             yield chunk
             progress("export", min(done + 1, len(records)), len(records))
 

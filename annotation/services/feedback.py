@@ -19,8 +19,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation import preferences
-from annotation.drafts import completeness_problems
+from annotation.qa import preferences
+from annotation.qa.drafts import completeness_problems
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -32,7 +32,7 @@ from annotation.models import (
     MissingInfo,
     Response,
 )
-from annotation.qa_feedback import validate_feedback_block, validate_preference
+from annotation.qa.format import validate_feedback_block, validate_preference
 from annotation.selectors.annotate import example_passages
 
 

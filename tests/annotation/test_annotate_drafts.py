@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from annotation import drafts
-from annotation.qa_feedback import validate_feedback_block
+from annotation.qa import drafts
+from annotation.qa.format import validate_feedback_block
 from tests.annotation.annotate_data import PASSAGES, RESPONSES, offsets_of
 
 TEXT = RESPONSES[1]

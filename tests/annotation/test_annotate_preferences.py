@@ -1,6 +1,6 @@
 from itertools import product
 
-from annotation.preferences import PAIRS, intransitive_cycles, pair_index, unanswered
+from annotation.qa.preferences import PAIRS, intransitive_cycles, pair_index, unanswered
 
 
 def test_it_orders_pairs_like_the_qa_feedback_preference_list():

@@ -19,7 +19,7 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa_feedback import FormatError
+from annotation.qa.format import FormatError
 from annotation.services.datasets import ImportRefused, dataset_export, dataset_import
 
 BAD = 17  # the example the bad-input tests break; examples 0-16 before it are fine

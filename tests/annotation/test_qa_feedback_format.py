@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from annotation import qa_feedback as q
-from annotation.qa_feedback import FormatError, validate_feedback_block, validate_preference
+from annotation.qa import format as q
+from annotation.qa.format import FormatError, validate_feedback_block, validate_preference
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 

@@ -1,4 +1,4 @@
-"""Reward-model training files from qa-feedback records (annotation/rm_data.py): pure, no database."""
+"""Reward-model training files from qa-feedback records (annotation/qa/rm_files.py): pure, no database."""
 
 import copy
 import json
@@ -7,8 +7,8 @@ from difflib import SequenceMatcher
 
 import pytest
 
-from annotation import rm_data
-from annotation.rm_data import (
+from annotation.qa import rm_files
+from annotation.qa.rm_files import (
     COMP_SEQUENCE,
     F_ERR_SENTENCE,
     FILE_NAMES,
@@ -127,7 +127,7 @@ def test_the_fast_matcher_gives_the_same_files_as_difflib(dev_records, nlp):
 
 def difflib_window_scores(sub, texts):
     scores = []
-    n = rm_data.window_size(len(sub.split()))
+    n = rm_files.window_size(len(sub.split()))
     for text in texts:
         words = text.split()
         if len(words) <= n:

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Comparison, ErrorSpan, FeedbackStatus, FineGrainedFeedback, Response, RmDataBuild
-from annotation.rm_data import FILE_NAMES, NF_ERR_SUBSENTENCE, OUTPUT_NAMES, output_paths
+from annotation.qa.rm_files import FILE_NAMES, NF_ERR_SUBSENTENCE, OUTPUT_NAMES, output_paths
 from annotation.services.datasets import dataset_import
 from annotation.services.rm_data import RmDataRefused, rm_data_build, rm_data_build_request, rm_data_build_run
 

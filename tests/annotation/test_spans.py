@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from annotation.spans import snap_to_words, span_problems, word_spans
+from annotation.qa.spans import snap_to_words, span_problems, word_spans
 
 # Every whitespace kind str.split() knows about behaves the same; a few stand for them all.
 ALPHABET = ("a", "b", " ", "\n", "\u00a0")

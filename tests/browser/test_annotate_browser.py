@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from annotation.models import Assignment, CampaignTask, Comparison, FineGrainedFeedback
-from annotation.spans import word_spans
+from annotation.qa.spans import word_spans
 from tests.annotation.annotate_data import RESPONSES, make_campaign, make_dataset, offsets_of
 from tests.browser.conftest import PASSWORD, PHONE, log_in
 

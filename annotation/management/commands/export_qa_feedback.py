@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands._progress import StageBars, raw_stream
 from annotation.models import Dataset
-from annotation.qa_feedback import FEEDBACK, FORMATS
+from annotation.qa.format import FEEDBACK, FORMATS
 from annotation.services.datasets import ExportRefused, dataset_export
 
 

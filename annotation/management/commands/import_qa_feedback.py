@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands._progress import StageBars, raw_stream
-from annotation.qa_feedback import FormatError
+from annotation.qa.format import FormatError
 from annotation.services.datasets import ImportRefused, dataset_import
 
 # Enough lines to fix a file in one pass without burying the first problem.

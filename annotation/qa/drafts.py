@@ -7,15 +7,15 @@ same object. A comparison draft is {"preference": [six answers or None]}.
 
 Every edit is a function that changes a draft in place or raises DraftError
 with a message meant for the annotator; span rules come from
-annotation/spans.py so that the page refuses exactly what import refuses.
+annotation/qa/spans.py so that the page refuses exactly what import refuses.
 """
 
 import json
 from collections.abc import Sequence
 
-from annotation import preferences
-from annotation.qa_feedback import grounding_explanation
-from annotation.spans import snap_to_words, span_problems
+from annotation.qa import preferences
+from annotation.qa.format import grounding_explanation
+from annotation.qa.spans import snap_to_words, span_problems
 
 ERROR_TYPES = ("Irrelevant", "Redundant", "Incoherent", "Unverifiable", "Wrong-Grounding")
 ERROR_LABELS = {

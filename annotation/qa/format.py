@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from annotation.spans import span_problem_items
+from annotation.qa.spans import span_problem_items
 
 FEEDBACK = "feedback"
 INPUTS = "inputs"
