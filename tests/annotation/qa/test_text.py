@@ -1,4 +1,4 @@
-"""Sentence and sub-sentence splitting (training/ml/text.py): pure, no database."""
+"""Sentence and sub-sentence splitting (annotation/qa/text.py): pure, no database."""
 
 from itertools import pairwise
 

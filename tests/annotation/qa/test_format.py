@@ -11,7 +11,7 @@ import pytest
 from annotation.qa import format as q
 from annotation.qa.format import FormatError, validate_feedback_block, validate_preference
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[3] / "demo"
 
 PREDICTION = "Paris is the capital of France. It has two million people."
 PASSAGES = [
