@@ -40,6 +40,20 @@ from annotation.services.feedback import (
     fine_grained_feedback_submit,
 )
 from annotation.qa.spans import word_spans
+from annotation.qa.vocab import (
+    ERROR_LABELS,
+    INCOHERENT,
+    IRRELEVANT,
+    MISSING_ANSWER,
+    MISSING_LABELS,
+    MISSING_MAJOR,
+    MISSING_MINOR,
+    PREFERENCE_PAIRS,
+    REDUNDANT,
+    RESPONSES,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 
 
 @dataclass(frozen=True)
@@ -51,18 +65,25 @@ class TypeChoice:
     help: str
 
 
-ERROR_TYPE_CHOICES = (
-    TypeChoice("1", "Irrelevant", "Irrelevant", "t-irrelevant", "Does not help answer the question, or is off topic."),
-    TypeChoice("2", "Redundant", "Repetitive", "t-redundant", "Repeats something said earlier in the response."),
-    TypeChoice("3", "Incoherent", "Incoherent", "t-incoherent", "Hard to follow, ungrammatical or self-contradictory."),
-    TypeChoice("4", "Unverifiable", "Unverifiable", "t-unverifiable", "A claim that none of the passages supports."),
-    TypeChoice("5", "Wrong-Grounding", "Inconsistent Fact", "t-wrong-grounding", "Contradicts a sentence of the passages."),
+# How each type looks on the page, in vocab order: (keyboard key, CSS class, help); names and labels come from vocab.
+_ERROR_TYPE_LOOKS = {
+    IRRELEVANT: ("1", "t-irrelevant", "Does not help answer the question, or is off topic."),
+    REDUNDANT: ("2", "t-redundant", "Repeats something said earlier in the response."),
+    INCOHERENT: ("3", "t-incoherent", "Hard to follow, ungrammatical or self-contradictory."),
+    UNVERIFIABLE: ("4", "t-unverifiable", "A claim that none of the passages supports."),
+    WRONG_GROUNDING: ("5", "t-wrong-grounding", "Contradicts a sentence of the passages."),
+}
+ERROR_TYPE_CHOICES = tuple(
+    TypeChoice(key, value, ERROR_LABELS[value], css, help) for value, (key, css, help) in _ERROR_TYPE_LOOKS.items()
 )
 ERROR_TYPE_BY_VALUE = {choice.value: choice for choice in ERROR_TYPE_CHOICES}
-MISSING_TYPE_CHOICES = (
-    TypeChoice("", "Missing-Answer", "Missing Answer", "m-answer", "Information needed to answer the question is left out."),
-    TypeChoice("", "Missing-Major-Auxiliary", "Missing Major Auxiliary", "m-major", "Important supporting information is left out."),
-    TypeChoice("", "Missing-Minor-Auxiliary", "Missing Minor Auxiliary", "m-minor", "Helpful but minor detail is left out."),
+_MISSING_TYPE_LOOKS = {
+    MISSING_ANSWER: ("m-answer", "Information needed to answer the question is left out."),
+    MISSING_MAJOR: ("m-major", "Important supporting information is left out."),
+    MISSING_MINOR: ("m-minor", "Helpful but minor detail is left out."),
+}
+MISSING_TYPE_CHOICES = tuple(
+    TypeChoice("", value, MISSING_LABELS[value], css, help) for value, (css, help) in _MISSING_TYPE_LOOKS.items()
 )
 MISSING_TYPE_BY_VALUE = {choice.value: choice for choice in MISSING_TYPE_CHOICES}
 
@@ -123,14 +144,14 @@ def _sync_fine_grained_text(draft: dict, post) -> None:
         drafts.set_correction(draft, text=post["corrected-prediction"])
     for index, error in enumerate(draft["errors"]):
         key = f"explanation-{index}"
-        if key in post and error["error type"] == "Redundant":
+        if key in post and error["error type"] == REDUNDANT:
             error["explanation"] = post[key]
 
 
 def _error_rows(text: str, draft: dict) -> list[dict]:
     rows = []
     for index, error in enumerate(draft["errors"]):
-        grounding = drafts.parse_grounding(error["explanation"]) if error["error type"] == "Wrong-Grounding" else None
+        grounding = drafts.parse_grounding(error["explanation"]) if error["error type"] == WRONG_GROUNDING else None
         rows.append(
             {
                 "index": index,
@@ -226,7 +247,7 @@ def _fine_grained_page(request, assignment, *, status: int = 200, **extra) -> Ht
 
 def _comparison_state(assignment: Assignment, annotator):
     example = assignment.example
-    responses = [response_of(example, number) for number in preferences.RESPONSES]
+    responses = [response_of(example, number) for number in RESPONSES]
     if any(r is None for r in responses):
         raise Http404("This example does not have four responses to compare.")
     stored = stored_comparison(example=example, annotator=annotator)
@@ -237,7 +258,7 @@ def _comparison_state(assignment: Assignment, annotator):
 
 
 def _sync_comparison(draft: dict, post) -> None:
-    for index in range(len(preferences.PAIRS)):
+    for index in range(len(PREFERENCE_PAIRS)):
         answer = post.get(f"pair-{index}")
         if answer in preferences.ANSWER_VALUES:
             drafts.set_preference(draft, index=index, value=preferences.ANSWER_VALUES[answer])
@@ -257,7 +278,7 @@ def _comparison_context(request, assignment, *, responses, stored, draft, **extr
                 ("equal", "e", "Equal"),
             ],
         }
-        for index, ((a, b), value) in enumerate(zip(preferences.PAIRS, preference))
+        for index, ((a, b), value) in enumerate(zip(PREFERENCE_PAIRS, preference))
     ]
     context = {
         "assignment": assignment,
@@ -353,8 +374,8 @@ def _notice(op: str, draft: dict, index: int | None) -> str | None:
     """A short confirmation for screen readers and for the eye, after an edit that worked."""
     if op in ("add_span", "retype_span") and index is not None:
         error = draft["errors"][index]
-        label = drafts.ERROR_LABELS.get(error["error type"], error["error type"])
-        hint = {"Redundant": " Now give the earlier text it repeats.", "Wrong-Grounding": " Now click the passage sentence it contradicts."}
+        label = ERROR_LABELS.get(error["error type"], error["error type"])
+        hint = {REDUNDANT: " Now give the earlier text it repeats.", WRONG_GROUNDING: " Now click the passage sentence it contradicts."}
         return f"Span {index + 1} marked {label}.{hint.get(error['error type'], '')}"
     return {
         "remove_span": "Span removed.",

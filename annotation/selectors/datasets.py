@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from annotation.qa import format as qa_format
 from annotation.models import (
     Comparison,
     Dataset,
@@ -17,10 +16,13 @@ from annotation.models import (
     Passage,
     Response,
 )
+from annotation.qa import format as qa_format
+from annotation.qa.vocab import RESPONSES
+from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 
 # Imported feedback belongs to the inactive account `import@<dataset>` (see services/datasets.py).
 IMPORT_USER_PREFIX = "import@"
-N_RESPONSES = len(qa_format.PREDICTION_KEYS)
+N_RESPONSES = len(RESPONSES)
 
 _LATEST = (F("submitted_at").desc(nulls_last=True), "-id")
 
@@ -42,7 +44,7 @@ def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> Quer
     """
     dataset = dataset_resolve(dataset)
     responses = (
-        Response.objects.filter(example=OuterRef("pk"), number__in=list(range(1, N_RESPONSES + 1)))
+        Response.objects.filter(example=OuterRef("pk"), number__in=RESPONSES)
         .order_by()
         .values("example")
         .annotate(n=Count("id"))
@@ -54,7 +56,9 @@ def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> Quer
             n_responses=Coalesce(Subquery(responses, output_field=IntegerField()), 0),
             has_feedback=Exists(
                 FineGrainedFeedback.objects.filter(
-                    response__example=OuterRef("pk"), response__number=1, status=FeedbackStatus.SUBMITTED
+                    response__example=OuterRef("pk"),
+                    response__number=FINE_GRAINED_RESPONSE_NUMBER,
+                    status=FeedbackStatus.SUBMITTED,
                 )
             ),
             has_comparison=Exists(Comparison.objects.filter(example=OuterRef("pk"), status=FeedbackStatus.SUBMITTED)),
@@ -73,7 +77,7 @@ def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]
     whatever the size of the split.
     """
     latest_feedback = (
-        FineGrainedFeedback.objects.filter(response__number=1, status=FeedbackStatus.SUBMITTED)
+        FineGrainedFeedback.objects.filter(response__number=FINE_GRAINED_RESPONSE_NUMBER, status=FeedbackStatus.SUBMITTED)
         .order_by(*_LATEST)
         .prefetch_related(
             Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),

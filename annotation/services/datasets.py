@@ -35,7 +35,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from annotation.qa import format as qa_format
 from annotation.models import (
     Comparison,
     Dataset,
@@ -47,7 +46,9 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa.format import FEEDBACK, FORMATS, PREDICTION_KEYS, FormatError
+from annotation.qa import format as qa_format
+from annotation.qa.format import FEEDBACK, FORMATS, FormatError
+from annotation.qa.vocab import PREDICTION_KEYS, RESPONSES
 from annotation.selectors.datasets import IMPORT_USER_PREFIX, dataset_resolve, feedback_records_for, input_records_for
 from annotation.services.feedback import feedback_detail_rows
 
@@ -315,7 +316,7 @@ def _write_feedback(
         responses = Response.objects.bulk_create(
             Response(example=example, number=number, text=record[key])
             for example, record in zip(examples, chunk, strict=True)
-            for number, key in enumerate(PREDICTION_KEYS, start=1)
+            for number, key in zip(RESPONSES, PREDICTION_KEYS, strict=True)
         )
         first_responses = responses[:: len(PREDICTION_KEYS)]
         feedbacks = FineGrainedFeedback.objects.bulk_create(

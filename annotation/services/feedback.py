@@ -19,8 +19,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.qa import preferences
-from annotation.qa.drafts import completeness_problems
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -32,7 +30,10 @@ from annotation.models import (
     MissingInfo,
     Response,
 )
+from annotation.qa import preferences
+from annotation.qa.drafts import completeness_problems
 from annotation.qa.format import validate_feedback_block, validate_preference
+from annotation.qa.vocab import RESPONSES
 from annotation.selectors.annotate import example_passages
 
 
@@ -276,7 +277,7 @@ def comparison_submit(
         assignment, existing, current = opened.assignment, opened.existing, opened.current
         problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
         problems = problems or validate_preference(preference)
-        if not problems and example.responses.filter(number__in=preferences.RESPONSES).count() != len(preferences.RESPONSES):
+        if not problems and example.responses.filter(number__in=RESPONSES).count() != len(RESPONSES):
             problems.append(("preference", "this example does not have four responses to compare"))
         if problems:
             raise InvalidSubmit("Not submitted: please answer every question.", problems)

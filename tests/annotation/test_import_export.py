@@ -20,6 +20,7 @@ from annotation.models import (
     Response,
 )
 from annotation.qa.format import FormatError
+from annotation.qa.vocab import FIRST_PREDICTION, IRRELEVANT
 from annotation.services.datasets import ImportRefused, dataset_export, dataset_import
 
 BAD = 17  # the example the bad-input tests break; examples 0-16 before it are fine
@@ -130,7 +131,7 @@ def test_it_refuses_an_example_with_a_missing_key(refused, records):
 
 
 def test_it_refuses_a_span_outside_the_prediction(refused, records):
-    length = len(records[BAD]["prediction 1"])
+    length = len(records[BAD][FIRST_PREDICTION])
     records[BAD]["feedback"]["errors"][1]["end"] = length + 4
     message = refused(records)
     assert (
@@ -148,7 +149,7 @@ def test_it_refuses_a_span_off_word_boundaries(refused, records):
 
 def test_it_refuses_overlapping_spans(refused, records):
     errors = records[BAD]["feedback"]["errors"]
-    errors.append(dict(errors[0], **{"error type": "Irrelevant"}))
+    errors.append(dict(errors[0], **{"error type": IRRELEVANT}))
     first = errors[0]
     message = refused(records)
     assert (

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Comparison, ErrorSpan, FeedbackStatus, FineGrainedFeedback, Response, RmDataBuild
-from annotation.qa.rm_files import FILE_NAMES, NF_ERR_SUBSENTENCE, OUTPUT_NAMES, output_paths
+from annotation.qa.rm_files import OUTPUT_NAMES, output_paths
+from annotation.qa.vocab import IGNORE, IRRELEVANT, NF_ERR, NF_ERR_SUBSENTENCE, RM_FILE_NAMES
 from annotation.services.datasets import dataset_import
 from annotation.services.rm_data import RmDataRefused, rm_data_build, rm_data_build_request, rm_data_build_run
 
@@ -50,7 +51,7 @@ def eager_celery():
 def test_it_builds_the_three_files_byte_identical_after_import(dev_dataset, qa_feedback_dir, tmp_path):
     out = tmp_path / "rm"
     printed = build_command(dataset="qa", split="dev", out=str(out), splitter="sentencizer")
-    for name in FILE_NAMES:
+    for name in RM_FILE_NAMES:
         built = (out / name / "dev.json").read_bytes()
         assert built == (qa_feedback_dir / "reference" / name / "dev.json").read_bytes(), name
     assert "Sentence splitter: sentencizer" in printed
@@ -91,7 +92,7 @@ def test_it_uses_the_most_recent_submitted_annotation_and_says_so(small_dataset,
         submitted_at=timezone.now() + timedelta(minutes=5),
     )
     text = response.text
-    ErrorSpan.objects.create(feedback=later, position=0, error_type="Irrelevant", start=0, end=len(text))
+    ErrorSpan.objects.create(feedback=later, position=0, error_type=IRRELEVANT, start=0, end=len(text))
     # A newer draft by a third annotator is not submitted, so it must not count.
     FineGrainedFeedback.objects.create(
         response=response, annotator=make_user("third"), status=FeedbackStatus.DRAFT, submitted_at=None
@@ -100,8 +101,8 @@ def test_it_uses_the_most_recent_submitted_annotation_and_says_so(small_dataset,
     assert after["items_with_several_feedback"] == 1 and before["items_with_several_feedback"] == 0
     assert "most recently submitted" in after["annotation_rule"]
     first_line = json.loads((tmp_path / "after" / NF_ERR_SUBSENTENCE / "dev.json").read_text().splitlines()[0])
-    labels = [t for t in first_line["feedback_tags"] if t != "Ignore"]
-    assert labels and set(labels) == {"NF-ERR"}  # the whole answer is now one irrelevant span
+    labels = [t for t in first_line["feedback_tags"] if t != IGNORE]
+    assert labels and set(labels) == {NF_ERR}  # the whole answer is now one irrelevant span
     old_line = json.loads((tmp_path / "before" / NF_ERR_SUBSENTENCE / "dev.json").read_text().splitlines()[0])
     assert old_line["feedback_tags"] != first_line["feedback_tags"]
 
