@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from annotation.services.rm_data import rm_data_build_run
+from annotation.services.rm_files import rm_data_build_run
 
 
 @shared_task(name="annotation.build_rm_data", queue="default")

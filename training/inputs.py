@@ -246,7 +246,7 @@ def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], 
     for split, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         if how == "rm_file":
-            from annotation.services.rm_data import RmDataRefused, rm_data_build
+            from annotation.services.rm_files import RmDataRefused, rm_data_build
 
             try:
                 # Builds all three files of the split; the kind's own file is the one the config names.

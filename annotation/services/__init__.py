@@ -7,15 +7,6 @@ from annotation.services.campaigns import (  # noqa: E402,F401
     campaign_create,
     campaign_set_active,
 )
-from annotation.services.feedback import (  # noqa: E402,F401
-    InvalidSubmit,
-    LeaseLost,
-    StaleSubmit,
-    SubmitRefused,
-    assignment_draft_save,
-    comparison_submit,
-    fine_grained_feedback_submit,
-)
 from annotation.services.datasets import (  # noqa: E402,F401
     ExportRefused,
     ImportRefused,
@@ -25,7 +16,16 @@ from annotation.services.datasets import (  # noqa: E402,F401
     dataset_import,
     import_user_for,
 )
-from annotation.services.rm_data import (  # noqa: E402,F401
+from annotation.services.feedback import (  # noqa: E402,F401
+    InvalidSubmit,
+    LeaseLost,
+    StaleSubmit,
+    SubmitRefused,
+    assignment_draft_save,
+    comparison_submit,
+    fine_grained_feedback_submit,
+)
+from annotation.services.rm_files import (  # noqa: E402,F401
     RmDataRefused,
     rm_data_build,
     rm_data_build_request,

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.management.commands._progress import raw_stream
-from annotation.services.rm_data import RmDataRefused, rm_data_build
+from annotation.services.rm_files import RmDataRefused, rm_data_build
 
 
 class Command(BaseCommand):

@@ -30,9 +30,9 @@ from django.utils import timezone
 
 from annotation.models import Dataset, RmDataBuild
 from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
-from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
-from annotation.selectors.rm_data import rm_data_split_counts
 from annotation.qa.text import AUTO, SENTENCIZER, SplitterNotAvailable, load_splitter
+from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
+from annotation.selectors.rm_files import rm_data_split_counts
 
 logger = logging.getLogger(__name__)
 

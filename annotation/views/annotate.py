@@ -19,9 +19,24 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
-from annotation.qa import drafts, preferences
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus
 from annotation.permissions import annotator_required
+from annotation.qa import drafts, preferences
+from annotation.qa.spans import word_spans
+from annotation.qa.vocab import (
+    ERROR_LABELS,
+    INCOHERENT,
+    IRRELEVANT,
+    MISSING_ANSWER,
+    MISSING_LABELS,
+    MISSING_MAJOR,
+    MISSING_MINOR,
+    PREFERENCE_PAIRS,
+    REDUNDANT,
+    RESPONSES,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 from annotation.selectors.annotate import (
     FINE_GRAINED_RESPONSE_NUMBER,
     assignment_for_page,
@@ -38,21 +53,6 @@ from annotation.services.feedback import (
     assignment_draft_save,
     comparison_submit,
     fine_grained_feedback_submit,
-)
-from annotation.qa.spans import word_spans
-from annotation.qa.vocab import (
-    ERROR_LABELS,
-    INCOHERENT,
-    IRRELEVANT,
-    MISSING_ANSWER,
-    MISSING_LABELS,
-    MISSING_MAJOR,
-    MISSING_MINOR,
-    PREFERENCE_PAIRS,
-    REDUNDANT,
-    RESPONSES,
-    UNVERIFIABLE,
-    WRONG_GROUNDING,
 )
 
 

@@ -13,7 +13,7 @@ from annotation.models import Comparison, ErrorSpan, FeedbackStatus, FineGrained
 from annotation.qa.rm_files import OUTPUT_NAMES, output_paths
 from annotation.qa.vocab import IGNORE, IRRELEVANT, NF_ERR, NF_ERR_SUBSENTENCE, RM_FILE_NAMES
 from annotation.services.datasets import dataset_import
-from annotation.services.rm_data import RmDataRefused, rm_data_build, rm_data_build_request, rm_data_build_run
+from annotation.services.rm_files import RmDataRefused, rm_data_build, rm_data_build_request, rm_data_build_run
 
 
 def build_command(**options) -> str:

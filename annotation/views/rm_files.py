@@ -11,14 +11,14 @@ from django_htmx.http import HttpResponseStopPolling
 from annotation.models import Dataset, RmDataBuild
 from annotation.permissions import researcher_required
 from annotation.qa.rm_files import OUTPUT_NAMES
-from annotation.selectors.rm_data import (
+from annotation.qa.text import AUTO, SENTENCIZER
+from annotation.selectors.rm_files import (
     dataset_split_choices,
     rm_data_build_file,
     rm_data_builds,
     rm_data_builds_active,
 )
-from annotation.services.rm_data import RmDataRefused, rm_data_build_request
-from annotation.qa.text import AUTO, SENTENCIZER
+from annotation.services.rm_files import RmDataRefused, rm_data_build_request
 
 ACTIVE = (RmDataBuild.Status.QUEUED, RmDataBuild.Status.RUNNING)
 
