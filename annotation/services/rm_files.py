@@ -33,6 +33,7 @@ from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_file
 from annotation.qa.text import AUTO, SENTENCIZER, SplitterNotAvailable, load_splitter
 from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
 from annotation.selectors.rm_files import rm_data_split_counts
+from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ ANNOTATION_RULE = (
     "comes later)"
 )
 BUILDS_DIR = "rm_data"
+# The Celery task that runs a stored build (annotation/tasks.py) and its queue. Builds are sent by
+# task name, so this module never imports the tasks that call it.
+BUILD_TASK = "annotation.build_rm_data"
+BUILD_QUEUE = "default"
 # Progress is stored at most this often (in examples), so a build does not write a row per example.
 PROGRESS_EVERY = 25
 
@@ -141,13 +146,13 @@ def rm_data_build_dir(build: RmDataBuild) -> Path:
 
 
 def _enqueue(build_id: int) -> None:
-    from annotation.tasks import build_rm_data
-
-    build_rm_data.apply_async(args=[build_id], queue="default")
+    # A signature goes through the registered task where this process has it (annotation's AppConfig
+    # registers it everywhere), so CELERY_TASK_ALWAYS_EAGER runs the build in place; send_task would not.
+    celery_app.signature(BUILD_TASK, args=[build_id], queue=BUILD_QUEUE).apply_async()
 
 
 def rm_data_build_request(*, dataset: Dataset | str | int, split: str, splitter: str, user=None) -> RmDataBuild:
-    """Store a queued build and send it to the `default` queue once the transaction commits.
+    """Store a queued build and send it to the BUILD_QUEUE once the transaction commits.
 
     Raises RmDataRefused (unknown dataset, nothing to build from, splitter not installed).
     """

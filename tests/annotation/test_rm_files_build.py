@@ -38,6 +38,16 @@ def small_dataset(db, qa_feedback_dir, tmp_path):
     return records
 
 
+def not_sent(sent: list | None = None):
+    """Stands in for the build task's apply_async: records what would be queued instead of sending it."""
+
+    def apply_async(args=(), kwargs=None, **options):
+        if sent is not None:
+            sent.append({"args": list(args), **options})
+
+    return apply_async
+
+
 @pytest.fixture
 def eager_celery():
     from config.celery import app
@@ -165,7 +175,7 @@ def test_it_queues_the_build_on_the_default_queue_only_after_commit(
     from annotation.tasks import build_rm_data
 
     sent = []
-    monkeypatch.setattr(build_rm_data, "apply_async", lambda **kw: sent.append(kw))
+    monkeypatch.setattr(build_rm_data, "apply_async", not_sent(sent))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     assert sent == [] and build.status == RmDataBuild.Status.QUEUED
@@ -178,7 +188,7 @@ def test_the_job_list_polls_while_a_build_is_active_and_then_stops(small_dataset
     with pytest.MonkeyPatch.context() as patch:
         from annotation.tasks import build_rm_data
 
-        patch.setattr(build_rm_data, "apply_async", lambda **kw: None)
+        patch.setattr(build_rm_data, "apply_async", not_sent())
         build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     polled = researcher_client.get(reverse("annotation:rm_data"), HTTP_HX_REQUEST="true")
     assert polled.status_code == 200
@@ -207,7 +217,7 @@ def test_it_refuses_a_splitter_that_is_not_installed(small_dataset, researcher):
 def test_a_failed_build_records_why(small_dataset, researcher, monkeypatch):
     from annotation.tasks import build_rm_data
 
-    monkeypatch.setattr(build_rm_data, "apply_async", lambda **kw: None)
+    monkeypatch.setattr(build_rm_data, "apply_async", not_sent())
     build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     Comparison.objects.all().delete()  # the split has nothing complete any more
     build = rm_data_build_run(build_id=build.pk)
@@ -219,7 +229,7 @@ def test_a_failed_build_records_why(small_dataset, researcher, monkeypatch):
 def test_downloads_are_for_researchers_and_known_files_only(small_dataset, researcher, annotator, client, monkeypatch):
     from annotation.tasks import build_rm_data
 
-    monkeypatch.setattr(build_rm_data, "apply_async", lambda **kw: None)
+    monkeypatch.setattr(build_rm_data, "apply_async", not_sent())
     build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     url = reverse("annotation:rm_data_download", args=[build.pk, "summary"])
     client.force_login(researcher)
