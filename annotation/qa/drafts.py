@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 
 from annotation.qa import preferences
+from annotation.qa.errors import Refused
 from annotation.qa.format import grounding_explanation
 from annotation.qa.spans import snap_to_words, span_problems
 from annotation.qa.vocab import (
@@ -33,7 +34,7 @@ INCONSISTENT_FACT = ERROR_LABELS[WRONG_GROUNDING]
 Passages = Sequence[Sequence[str]]
 
 
-class DraftError(ValueError):
+class DraftError(Refused):
     """An edit the annotator asked for that cannot be made; the message says why."""
 
 

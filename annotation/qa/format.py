@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from annotation.qa.errors import BadRequest
 from annotation.qa.spans import span_problem_items
 from annotation.qa.vocab import (
     ERROR_TYPES,
@@ -49,12 +50,13 @@ MAX_PROBLEMS = 50
 Problem = tuple[str, str]  # (field, message)
 
 
-class FormatError(ValueError):
+class FormatError(BadRequest):
     """A file (or a record in it) that does not follow the format.
 
     `index` is the 0-based example index (None for whole-file problems),
     `field` the path inside the example (e.g. `feedback.errors[2].end`),
     `problems` every problem found as (index, field, message), first one first.
+    A bad request: the upload page answers 400 and lists every problem.
     """
 
     def __init__(
@@ -66,10 +68,9 @@ class FormatError(ValueError):
         problems: list[tuple[int | None, str | None, str]] | None = None,
     ):
         self.index = index
-        self.field = field
         self.detail = message
         self.problems = problems if problems is not None else [(index, field, message)]
-        super().__init__(_locate(index, field, message))
+        super().__init__(_locate(index, field, message), field=field)
 
     def __str__(self) -> str:
         text = _locate(self.index, self.field, self.detail)

@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
+from annotation.qa.errors import BadRequest
 from annotation.qa.vocab import SENTENCE, SUBSENTENCE
 
 AUTO = "auto"
@@ -43,7 +44,7 @@ Level = Literal["sentence", "subsentence"]
 T = TypeVar("T")
 
 
-class SplitterNotAvailable(ValueError):
+class SplitterNotAvailable(BadRequest):
     """The named splitter is neither `auto`, `sentencizer` nor an installed spaCy model."""
 
 

@@ -8,8 +8,6 @@ from annotation.services.campaigns import (  # noqa: E402,F401
     campaign_set_active,
 )
 from annotation.services.datasets import (  # noqa: E402,F401
-    ExportRefused,
-    ImportRefused,
     ImportSummary,
     dataset_dumps,
     dataset_export,
@@ -26,7 +24,6 @@ from annotation.services.feedback import (  # noqa: E402,F401
     fine_grained_feedback_submit,
 )
 from annotation.services.rm_files import (  # noqa: E402,F401
-    RmDataRefused,
     rm_data_build,
     rm_data_build_request,
     rm_data_build_run,

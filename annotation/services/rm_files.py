@@ -30,7 +30,8 @@ from django.utils import timezone
 
 from annotation.models import Dataset, RmDataBuild
 from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
-from annotation.qa.text import AUTO, SENTENCIZER, SplitterNotAvailable, load_splitter
+from annotation.qa.errors import BadRequest, NotFound, Refused
+from annotation.qa.text import AUTO, SENTENCIZER, load_splitter
 from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
 from annotation.selectors.rm_files import rm_data_split_counts
 from config.celery import app as celery_app
@@ -53,8 +54,18 @@ PROGRESS_EVERY = 25
 Progress = Callable[[int, int], None]
 
 
-class RmDataRefused(ValueError):
-    """The build cannot start: unknown dataset, nothing to build from, or an unavailable splitter."""
+def _dataset(dataset: Dataset | str | int) -> Dataset:
+    try:
+        return dataset_resolve(dataset)
+    except Dataset.DoesNotExist:
+        raise NotFound(f"no dataset {dataset!r}", field="dataset") from None
+
+
+def _nothing_to_build(dataset: Dataset, split: str) -> BadRequest:
+    return BadRequest(
+        f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison",
+        field="split",
+    )
 
 
 def splitter_problem(name: str) -> str | None:
@@ -92,24 +103,16 @@ def rm_data_build(
 ) -> dict[str, Any]:
     """Build the reward-model files of one split from the database into `out_dir`; return the summary.
 
-    `splitter` defaults to the SENTENCE_SPLITTER setting. Raises RmDataRefused
-    when the dataset does not exist, the split has no example with submitted
-    feedback and comparison, or the splitter is not available.
+    `splitter` defaults to the SENTENCE_SPLITTER setting. Raises NotFound
+    when the dataset does not exist, BadRequest when the split has no example
+    with submitted feedback and comparison or the splitter is not available.
     """
     began = time.perf_counter()
-    try:
-        dataset = dataset_resolve(dataset)
-    except Dataset.DoesNotExist:
-        raise RmDataRefused(f"no dataset {dataset!r}") from None
-    try:
-        nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)
-    except SplitterNotAvailable as exc:
-        raise RmDataRefused(str(exc)) from None
+    dataset = _dataset(dataset)
+    nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)  # SplitterNotAvailable is a BadRequest
     records = feedback_records_for(dataset, split)
     if not records:
-        raise RmDataRefused(
-            f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison"
-        )
+        raise _nothing_to_build(dataset, split)
     built = build_rm_files(records, nlp=nlp, splitter=resolved, progress=progress)
     pairs = preference_pairs(records)
     paths = output_paths(out_dir, split)
@@ -154,20 +157,15 @@ def _enqueue(build_id: int) -> None:
 def rm_data_build_request(*, dataset: Dataset | str | int, split: str, splitter: str, user=None) -> RmDataBuild:
     """Store a queued build and send it to the BUILD_QUEUE once the transaction commits.
 
-    Raises RmDataRefused (unknown dataset, nothing to build from, splitter not installed).
+    Raises NotFound (unknown dataset) or BadRequest (nothing to build from, splitter not installed).
     """
-    try:
-        dataset = dataset_resolve(dataset)
-    except Dataset.DoesNotExist:
-        raise RmDataRefused(f"no dataset {dataset!r}") from None
+    dataset = _dataset(dataset)
     splitter = splitter.strip() or settings.SENTENCE_SPLITTER
     problem = splitter_problem(splitter)
     if problem:
-        raise RmDataRefused(problem)
+        raise BadRequest(problem, field="splitter")
     if not feedback_complete_examples(dataset, split).exists():
-        raise RmDataRefused(
-            f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison"
-        )
+        raise _nothing_to_build(dataset, split)
     with transaction.atomic():
         build = RmDataBuild.objects.create(dataset=dataset, split=split, splitter=splitter, created_by=user)
         build.out_dir = str(rm_data_build_dir(build))
@@ -197,7 +195,7 @@ def rm_data_build_run(*, build_id: int) -> RmDataBuild:
         summary = rm_data_build(
             dataset=build.dataset, split=build.split, out_dir=build.out_dir, splitter=build.splitter, progress=progress
         )
-    except RmDataRefused as exc:
+    except Refused as exc:
         rows.update(status=RmDataBuild.Status.FAILED, error=str(exc), finished_at=timezone.now())
     except Exception as exc:  # the row must say the build failed, whatever the cause
         logger.exception("reward-model build %s failed", build.pk)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus
 from annotation.permissions import annotator_required
 from annotation.qa import drafts, preferences
+from annotation.qa.errors import BadRequest, Conflict
 from annotation.qa.spans import word_spans
 from annotation.qa.vocab import (
     ERROR_LABELS,
@@ -48,7 +49,6 @@ from annotation.selectors.annotate import (
 from annotation.selectors.campaigns import my_assignments
 from annotation.services.campaigns import assignment_next, assignment_open, assignment_skip
 from annotation.services.feedback import (
-    InvalidSubmit,
     SubmitRefused,
     assignment_draft_save,
     comparison_submit,
@@ -105,7 +105,7 @@ def _int(value: str | None, name: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+        raise BadRequest(f"{name} must be a whole number, not {value!r}", field=name) from None
 
 
 def _int_list(value: str | None, name: str) -> list[int]:
@@ -324,13 +324,14 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
     return _comparison_page(request, assignment)
 
 
-def _refused(assignment: Assignment, error: SubmitRefused, *, target: str, status: int) -> HttpResponse:
+def _refused(assignment: Assignment, error: SubmitRefused, *, target: str) -> HttpResponse:
+    """The problems partial in place of `target`, with the refusal's status (the page shows it inline)."""
     problems = [(_describe_field(field), message) for field, message in error.problems]
     html = render_to_string(
         "annotation/annotate/_problems.html",
-        {"message": error.message, "problems": problems, "stale": status == 409, "assignment": assignment},
+        {"message": error.message, "problems": problems, "stale": isinstance(error, Conflict), "assignment": assignment},
     )
-    response = HttpResponse(html, status=status)
+    response = HttpResponse(html, status=error.status)
     return reswap(retarget(response, target), "innerHTML")
 
 
@@ -366,7 +367,7 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
     elif op == "remove_missing":
         drafts.remove_missing(draft, index=_int(post.get("index"), "index"))
     elif op != "sync":
-        raise ValueError(f"unknown operation {op!r}")
+        raise BadRequest(f"unknown operation {op!r}", field="op")
     return None
 
 
@@ -395,12 +396,9 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
     """Autosave and edit the draft: sync the text fields, apply `op`, answer with the changed regions."""
     assignment = _own_assignment(request, pk)
     op = request.POST.get("op", "sync")
-    try:
-        base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
-    message = notice = None
-    focus_index = None
+    base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
+    refusal: drafts.DraftError | None = None
+    notice = focus_index = None
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         response, stored, state = _fine_grained_state(assignment, request.user)
         _sync_fine_grained_text(state, request.POST)
@@ -409,16 +407,15 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
             notice = _notice(op, state, focus_index)
         except drafts.DraftError as exc:
-            message = str(exc)
-        except ValueError as exc:
-            return HttpResponseBadRequest(str(exc))
+            # Shown inside the page's own message region, with the refusal's status.
+            refusal = exc
     else:
         responses, stored, state = _comparison_state(assignment, request.user)
         _sync_comparison(state, request.POST)
     try:
         saved = assignment_draft_save(assignment=assignment, draft=state, base_draft_version=base_draft_version)
     except SubmitRefused as exc:
-        return _refused(assignment, exc, target="#draft-problems", status=409)
+        return _refused(assignment, exc, target="#draft-problems")
     # Keep the copy with its example, passages and responses already loaded.
     assignment.draft, assignment.draft_version = saved.draft, saved.draft_version
 
@@ -429,7 +426,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             response=response,
             stored=stored,
             draft=state,
-            message=message,
+            message=str(refusal) if refusal else None,
             notice=notice,
             focus_index=focus_index,
             op=op,
@@ -447,7 +444,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         template = "annotation/annotate/comparison.html"
     # The partials need nothing from the request, so context processors (a query each) are skipped.
     html = "".join(render_to_string(f"{template}#{name}", context) for name in names)
-    return HttpResponse(html, status=422 if message else 200)
+    return HttpResponse(html, status=refusal.status if refusal else 200)
 
 
 def _next_url(request, assignment: Assignment) -> str:
@@ -463,11 +460,8 @@ def _next_url(request, assignment: Assignment) -> str:
 def submit(request: HttpRequest, pk: int) -> HttpResponse:
     """Validate and store the annotation, then move on to the next item."""
     assignment = _own_assignment(request, pk)
-    try:
-        base_version = _int(request.POST.get("version"), "version")
-        base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+    base_version = _int(request.POST.get("version"), "version")
+    base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
     token = request.POST.get("submit_token", "")
     try:
         if assignment.kind == AssignmentKind.FINE_GRAINED:
@@ -495,13 +489,12 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
                 base_draft_version=base_draft_version,
             )
     except SubmitRefused as exc:
-        status = 422 if isinstance(exc, InvalidSubmit) else 409
         if request.htmx:
-            return _refused(assignment, exc, target="#submit-problems", status=status)
+            return _refused(assignment, exc, target="#submit-problems")
         messages.error(request, exc.message)
         problems = [(_describe_field(field), message) for field, message in exc.problems]
         page = _fine_grained_page if assignment.kind == AssignmentKind.FINE_GRAINED else _comparison_page
-        return page(request, assignment, status=status, problems=problems)
+        return page(request, assignment, status=exc.status, problems=problems)
 
     if not result.replayed:
         messages.success(request, "Submitted. Here is your next item.")

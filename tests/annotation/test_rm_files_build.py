@@ -10,10 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Comparison, ErrorSpan, FeedbackStatus, FineGrainedFeedback, Response, RmDataBuild
+from annotation.qa.errors import BadRequest
 from annotation.qa.rm_files import OUTPUT_NAMES, output_paths
 from annotation.qa.vocab import IGNORE, IRRELEVANT, NF_ERR, NF_ERR_SUBSENTENCE, RM_FILE_NAMES
 from annotation.services.datasets import dataset_import
-from annotation.services.rm_files import RmDataRefused, rm_data_build, rm_data_build_request, rm_data_build_run
+from annotation.services.rm_files import rm_data_build, rm_data_build_request, rm_data_build_run
 
 
 def build_command(**options) -> str:
@@ -210,7 +211,7 @@ def test_it_refuses_a_build_with_nothing_to_build_from(small_dataset, researcher
 
 
 def test_it_refuses_a_splitter_that_is_not_installed(small_dataset, researcher):
-    with pytest.raises(RmDataRefused, match="not_a_model"):
+    with pytest.raises(BadRequest, match="not_a_model"):
         rm_data_build_request(dataset="small", split="dev", splitter="not_a_model", user=researcher)
 
 
