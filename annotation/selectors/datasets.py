@@ -77,7 +77,9 @@ def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]
     whatever the size of the split.
     """
     latest_feedback = (
-        FineGrainedFeedback.objects.filter(response__number=FINE_GRAINED_RESPONSE_NUMBER, status=FeedbackStatus.SUBMITTED)
+        FineGrainedFeedback.objects.filter(
+            response__number=FINE_GRAINED_RESPONSE_NUMBER, status=FeedbackStatus.SUBMITTED
+        )
         .order_by(*_LATEST)
         .prefetch_related(
             Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),

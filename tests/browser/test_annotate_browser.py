@@ -8,7 +8,14 @@ from django.core.management import call_command
 
 from annotation.models import Assignment, CampaignTask, Comparison, FineGrainedFeedback
 from annotation.qa.spans import word_spans
-from annotation.qa.vocab import FIRST_PREDICTION, MISSING_LABELS, MISSING_MAJOR, REDUNDANT, UNVERIFIABLE, WRONG_GROUNDING
+from annotation.qa.vocab import (
+    FIRST_PREDICTION,
+    MISSING_LABELS,
+    MISSING_MAJOR,
+    REDUNDANT,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 from tests.annotation.annotate_data import RESPONSES, make_campaign, make_dataset, offsets_of
 from tests.browser.conftest import PASSWORD, PHONE, log_in
 
