@@ -1,29 +1,28 @@
 """The qa-feedback world: datasets, examples, responses and the feedback on them.
 
 Span rules are enforced twice: here as database constraints (bounds) and in
-annotation/spans.py as pure functions (word boundaries, overlap).
+annotation/qa/spans.py as pure functions (word boundaries, overlap).
 """
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from annotation.qa import vocab
+
 
 class ErrorType(models.TextChoices):
-    IRRELEVANT = "Irrelevant", "Irrelevant"
-    REDUNDANT = "Redundant", "Repetitive"
-    INCOHERENT = "Incoherent", "Incoherent"
-    UNVERIFIABLE = "Unverifiable", "Unverifiable"
-    WRONG_GROUNDING = "Wrong-Grounding", "Inconsistent Fact"
-
-
-FACTUAL_ERROR_TYPES = frozenset({ErrorType.WRONG_GROUNDING, ErrorType.UNVERIFIABLE})
+    IRRELEVANT = vocab.IRRELEVANT, vocab.ERROR_LABELS[vocab.IRRELEVANT]
+    REDUNDANT = vocab.REDUNDANT, vocab.ERROR_LABELS[vocab.REDUNDANT]
+    INCOHERENT = vocab.INCOHERENT, vocab.ERROR_LABELS[vocab.INCOHERENT]
+    UNVERIFIABLE = vocab.UNVERIFIABLE, vocab.ERROR_LABELS[vocab.UNVERIFIABLE]
+    WRONG_GROUNDING = vocab.WRONG_GROUNDING, vocab.ERROR_LABELS[vocab.WRONG_GROUNDING]
 
 
 class MissingInfoType(models.TextChoices):
-    MISSING_ANSWER = "Missing-Answer", "Missing Answer"
-    MISSING_MAJOR = "Missing-Major-Auxiliary", "Missing Major Auxiliary"
-    MISSING_MINOR = "Missing-Minor-Auxiliary", "Missing Minor Auxiliary"
+    MISSING_ANSWER = vocab.MISSING_ANSWER, vocab.MISSING_LABELS[vocab.MISSING_ANSWER]
+    MISSING_MAJOR = vocab.MISSING_MAJOR, vocab.MISSING_LABELS[vocab.MISSING_MAJOR]
+    MISSING_MINOR = vocab.MISSING_MINOR, vocab.MISSING_LABELS[vocab.MISSING_MINOR]
 
 
 class Dataset(models.Model):

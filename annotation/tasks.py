@@ -2,10 +2,10 @@
 
 from celery import shared_task
 
-from annotation.services.rm_data import rm_data_build_run
+from annotation.services.rm_files import BUILD_QUEUE, BUILD_TASK, rm_data_build_run
 
 
-@shared_task(name="annotation.build_rm_data", queue="default")
+@shared_task(name=BUILD_TASK, queue=BUILD_QUEUE)
 def build_rm_data(build_id: int) -> None:
     """Build the reward-model files of one stored RmDataBuild; progress and outcome go to its row."""
     rm_data_build_run(build_id=build_id)

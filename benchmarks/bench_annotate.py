@@ -63,6 +63,7 @@ def main() -> None:
     from django.urls import reverse
 
     from annotation.models import Campaign, Comparison, Dataset, Example, FineGrainedFeedback, Passage, Response
+    from annotation.qa.vocab import REDUNDANT, WRONG_GROUNDING
     from annotation.selectors.annotate import stored_fine_grained
 
     call_command("migrate", verbosity=0)
@@ -122,11 +123,11 @@ def main() -> None:
             explanations = {}
             for index, error in enumerate(feedback["errors"]):
                 edit({"op": "add_span", "start": error["start"], "end": error["end"], "type": error["error type"]})
-                if error["error type"] == "Wrong-Grounding":
+                if error["error type"] == WRONG_GROUNDING:
                     cited = json.loads(error["explanation"])
                     sentences = " ".join(map(str, cited["sentence_id"]))
                     edit({"op": "set_grounding", "index": index, "passage_id": cited["passage_id"], "sentence_ids": sentences})
-                elif error["error type"] == "Redundant":
+                elif error["error type"] == REDUNDANT:
                     explanations[f"explanation-{index}"] = error["explanation"]
             for entry in feedback["missing-info"]:
                 sentences = " ".join(map(str, entry["sentence_id"]))

@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "data" / "qa_feedback"
 sys.path.insert(0, str(REPO))
 
-from annotation.rm_data import FILE_NAMES, DifflibMatcher, build_rm_files
+from annotation.qa.rm_files import DifflibMatcher, build_rm_files
 from annotation.qa.text import load_splitter
+from annotation.qa.vocab import RM_FILE_NAMES
 
 
 def best_of(repeat: int, func) -> tuple[float, float, object]:
@@ -52,7 +53,7 @@ def main() -> None:
     nlp("Warm the vocabulary up. Then time.")
     print(f"{len(records)} examples from {DATA / 'dev_feedback.json'}; splitter: {splitter}")
 
-    for name in FILE_NAMES:
+    for name in RM_FILE_NAMES:
         seconds, cpu, built = best_of(args.repeat, lambda name=name: build_rm_files(records, nlp=nlp, files=[name]))
         same = built.files[name].content == (DATA / "reference" / name / "dev.json").read_text(encoding="utf-8")
         print(
@@ -68,7 +69,7 @@ def main() -> None:
             1, lambda: build_rm_files(subset, nlp=nlp, matcher=DifflibMatcher, batch_size=1)
         )
         fast_subset = build_rm_files(subset, nlp=nlp)
-        same = all(naive.files[n].content == fast_subset.files[n].content for n in FILE_NAMES)
+        same = all(naive.files[n].content == fast_subset.files[n].content for n in RM_FILE_NAMES)
         per_example_slow = slow / len(subset)
         print(
             f"{'naive (difflib)':20s} {len(subset) / slow:8.0f} examples/s  {slow:6.3f} s (CPU {slow_cpu:.3f} s) "

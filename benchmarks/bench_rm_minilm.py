@@ -27,14 +27,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from annotation.qa.vocab import IGNORE, NF_ERR, NF_ERR_SUBSENTENCE, NO_ERROR  # noqa: E402
 from training.ml.configs import from_dict  # noqa: E402
 from training.ml.progress import NullReporter  # noqa: E402
 from training.ml.tiny import minilm_path  # noqa: E402
 from training.ml.train_rm import TokenRMConfig, classification_metrics, run_token_rm  # noqa: E402
 
 SHARED = Path(os.environ.get("GRANARY_SHARED_DIR", REPO_ROOT.parent / "shared"))
-REFERENCE = SHARED / "data" / "qa_feedback" / "reference" / "NF-ERR_subsentence" / "dev.json"
-LABELS = ["O", "NF-ERR"]
+REFERENCE = SHARED / "data" / "qa_feedback" / "reference" / NF_ERR_SUBSENTENCE / "dev.json"
+LABELS = [NO_ERROR, NF_ERR]
 
 
 class PrintingReporter(NullReporter):
@@ -50,7 +51,7 @@ class PrintingReporter(NullReporter):
 
 
 def _tags(lines: list[str]) -> list[str]:
-    return [t for line in lines for t in json.loads(line)["feedback_tags"] if t != "Ignore"]
+    return [t for line in lines for t in json.loads(line)["feedback_tags"] if t != IGNORE]
 
 
 def main() -> None:

@@ -40,9 +40,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
+from annotation.qa.vocab import F_ERR, NF_ERR, NO_ERROR, SEPARATOR  # noqa: E402
 from training.ml.configs import from_dict  # noqa: E402
 from training.ml.progress import NullReporter  # noqa: E402
-from training.ml.reward_models import SEPARATOR, marker_answer_start  # noqa: E402
+from training.ml.reward_models import marker_answer_start  # noqa: E402
 
 SHARED = Path(os.environ.get("GRANARY_SHARED_DIR", REPO_ROOT.parent / "shared"))
 DEV_FILE = SHARED / "data" / "qa_feedback" / "dev.json"
@@ -102,7 +103,7 @@ class ToyLabeler:
                     segments.append(current)
                 else:
                     current.append(w)
-            out.append([self.error if count_word(" ".join(s), self.word) else "O" for s in segments])
+            out.append([self.error if count_word(" ".join(s), self.word) else NO_ERROR for s in segments])
         return out
 
 
@@ -175,12 +176,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     word = args.word.lower()
 
+    from annotation.qa.text import load_splitter
     from training.ml.policy import load_tokenizer
     from training.ml.ppo import PPOConfig, train
     from training.ml.rewards import FineGrainedReward, HolisticReward
     from training.ml.sft import SFTConfig, quiet_transformers
     from training.ml.sft import run as run_sft
-    from annotation.qa.text import load_splitter
     from training.ml.tiny import build_tiny_t5, build_tiny_tokenizer
 
     quiet_transformers()
@@ -214,7 +215,7 @@ def main() -> int:
     nlp, _ = load_splitter("sentencizer")
     tokenizer = load_tokenizer(sft_dir)
     reward_fns = {
-        "fine_grained": FineGrainedReward(relevance=ToyLabeler(word, "NF-ERR"), factuality=ToyLabeler(word, "F-ERR"),
+        "fine_grained": FineGrainedReward(relevance=ToyLabeler(word, NF_ERR), factuality=ToyLabeler(word, F_ERR),
                                           completeness=ToyScorer(word, mean=mean, std=std), tokenizer=tokenizer, nlp=nlp),
         "holistic": HolisticReward(preference=ToyScorer(word, mean=mean, std=std), tokenizer=tokenizer),
     }

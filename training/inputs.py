@@ -246,7 +246,8 @@ def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], 
     for split, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         if how == "rm_file":
-            from annotation.services.rm_data import RmDataRefused, rm_data_build
+            from annotation.qa.errors import Refused
+            from annotation.services.rm_files import rm_data_build
 
             try:
                 # Builds all three files of the split; the kind's own file is the one the config names.
@@ -257,14 +258,15 @@ def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], 
                     splitter=settings.SENTENCE_SPLITTER,
                     progress=lambda done, total: beat(),
                 )
-            except RmDataRefused as exc:
+            except Refused as exc:
                 raise InputError(str(exc)) from None
         else:
-            from annotation.services.datasets import ExportRefused, dataset_export
+            from annotation.qa.errors import Refused
+            from annotation.services.datasets import dataset_export
 
             try:
                 dataset_export(dataset=run.dataset, split=split, fmt=name, out=target, progress=lambda stage, done, total: beat())
-            except ExportRefused as exc:
+            except Refused as exc:
                 raise InputError(str(exc)) from None
         if not target.is_file():
             raise InputError(f"building {name} for {run.dataset.name}/{split} wrote no {target.name}")

@@ -29,6 +29,9 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
+from annotation.qa.errors import BadRequest
+from annotation.qa.vocab import SENTENCE, SUBSENTENCE
+
 AUTO = "auto"
 SENTENCIZER = "sentencizer"
 PREFERRED_MODEL = "en_core_web_sm"
@@ -41,7 +44,7 @@ Level = Literal["sentence", "subsentence"]
 T = TypeVar("T")
 
 
-class SplitterNotAvailable(ValueError):
+class SplitterNotAvailable(BadRequest):
     """The named splitter is neither `auto`, `sentencizer` nor an installed spaCy model."""
 
 
@@ -266,11 +269,11 @@ def subsentence_words(nlp: Any, text: str) -> list[list[Word]]:
 
 def segment_words(nlp: Any, text: str, level: Level) -> list[list[Word]]:
     """Words with offsets per segment, where a segment is a sentence or a sub-sentence."""
-    if level == "sentence":
+    if level == SENTENCE:
         return sentence_words(nlp, text)
-    if level == "subsentence":
+    if level == SUBSENTENCE:
         return subsentence_words(nlp, text)
-    raise ValueError(f"unknown segment level {level!r}: use 'sentence' or 'subsentence'")
+    raise ValueError(f"unknown segment level {level!r}: use {SENTENCE!r} or {SUBSENTENCE!r}")
 
 
 def segment_spans(nlp: Any, text: str, level: Level) -> list[tuple[int, int]]:

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from django.db.models import Prefetch
 
 from annotation.models import Assignment, Comparison, Example, FineGrainedFeedback, Passage, Response
+from annotation.qa.vocab import RESPONSES
 
 # The qa-feedback format puts fine-grained feedback on `prediction 1`; campaign items use that response.
-FINE_GRAINED_RESPONSE_NUMBER = 1
+FINE_GRAINED_RESPONSE_NUMBER = RESPONSES[0]
 
 
 def example_passages(example: Example) -> list[list[str]]:

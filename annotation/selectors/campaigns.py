@@ -28,7 +28,7 @@ from annotation.models import (
     FineGrainedFeedback,
     Response,
 )
-from annotation.preferences import RESPONSES
+from annotation.qa.vocab import RESPONSES
 from annotation.roles import ANNOTATOR
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 

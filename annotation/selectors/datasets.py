@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from annotation import qa_feedback
 from annotation.models import (
     Comparison,
     Dataset,
@@ -17,10 +16,13 @@ from annotation.models import (
     Passage,
     Response,
 )
+from annotation.qa import format as qa_format
+from annotation.qa.vocab import RESPONSES
+from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 
 # Imported feedback belongs to the inactive account `import@<dataset>` (see services/datasets.py).
 IMPORT_USER_PREFIX = "import@"
-N_RESPONSES = len(qa_feedback.PREDICTION_KEYS)
+N_RESPONSES = len(RESPONSES)
 
 _LATEST = (F("submitted_at").desc(nulls_last=True), "-id")
 
@@ -42,7 +44,7 @@ def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> Quer
     """
     dataset = dataset_resolve(dataset)
     responses = (
-        Response.objects.filter(example=OuterRef("pk"), number__in=list(range(1, N_RESPONSES + 1)))
+        Response.objects.filter(example=OuterRef("pk"), number__in=RESPONSES)
         .order_by()
         .values("example")
         .annotate(n=Count("id"))
@@ -54,7 +56,9 @@ def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> Quer
             n_responses=Coalesce(Subquery(responses, output_field=IntegerField()), 0),
             has_feedback=Exists(
                 FineGrainedFeedback.objects.filter(
-                    response__example=OuterRef("pk"), response__number=1, status=FeedbackStatus.SUBMITTED
+                    response__example=OuterRef("pk"),
+                    response__number=FINE_GRAINED_RESPONSE_NUMBER,
+                    status=FeedbackStatus.SUBMITTED,
                 )
             ),
             has_comparison=Exists(Comparison.objects.filter(example=OuterRef("pk"), status=FeedbackStatus.SUBMITTED)),
@@ -73,7 +77,9 @@ def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]
     whatever the size of the split.
     """
     latest_feedback = (
-        FineGrainedFeedback.objects.filter(response__number=1, status=FeedbackStatus.SUBMITTED)
+        FineGrainedFeedback.objects.filter(
+            response__number=FINE_GRAINED_RESPONSE_NUMBER, status=FeedbackStatus.SUBMITTED
+        )
         .order_by(*_LATEST)
         .prefetch_related(
             Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),
@@ -99,7 +105,7 @@ def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]
         responses = list(example.responses.all())
         feedback = responses[0].submitted_feedback[0]
         records.append(
-            qa_feedback.feedback_record(
+            qa_format.feedback_record(
                 question=example.question,
                 passages=[[passage.title, *passage.sentences] for passage in example.passages.all()],
                 gold=_gold(example),
@@ -131,7 +137,7 @@ def input_records_for(dataset: Dataset | str | int, split: str) -> list[dict]:
     dataset = dataset_resolve(dataset)
     examples = Example.objects.filter(dataset=dataset, split=split, has_input_format=True).order_by("input_position")
     return [
-        qa_feedback.input_record(
+        qa_format.input_record(
             text=example.policy_text, answer=example.answers, passages=example.input_passages, question=example.question
         )
         for example in examples.only("policy_text", "answers", "input_passages", "question")

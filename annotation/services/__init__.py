@@ -7,6 +7,13 @@ from annotation.services.campaigns import (  # noqa: E402,F401
     campaign_create,
     campaign_set_active,
 )
+from annotation.services.datasets import (  # noqa: E402,F401
+    ImportSummary,
+    dataset_dumps,
+    dataset_export,
+    dataset_import,
+    import_user_for,
+)
 from annotation.services.feedback import (  # noqa: E402,F401
     InvalidSubmit,
     LeaseLost,
@@ -16,17 +23,7 @@ from annotation.services.feedback import (  # noqa: E402,F401
     comparison_submit,
     fine_grained_feedback_submit,
 )
-from annotation.services.datasets import (  # noqa: E402,F401
-    ExportRefused,
-    ImportRefused,
-    ImportSummary,
-    dataset_dumps,
-    dataset_export,
-    dataset_import,
-    import_user_for,
-)
-from annotation.services.rm_data import (  # noqa: E402,F401
-    RmDataRefused,
+from annotation.services.rm_files import (  # noqa: E402,F401
     rm_data_build,
     rm_data_build_request,
     rm_data_build_run,

@@ -35,7 +35,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from annotation import qa_feedback
 from annotation.models import (
     Comparison,
     Dataset,
@@ -47,7 +46,10 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa_feedback import FEEDBACK, FORMATS, PREDICTION_KEYS, FormatError
+from annotation.qa import format as qa_format
+from annotation.qa.errors import BadRequest, Conflict, NotFound
+from annotation.qa.format import FEEDBACK, FORMATS, FormatError
+from annotation.qa.vocab import PREDICTION_KEYS, RESPONSES
 from annotation.selectors.datasets import IMPORT_USER_PREFIX, dataset_resolve, feedback_records_for, input_records_for
 from annotation.services.feedback import feedback_detail_rows
 
@@ -59,14 +61,6 @@ CHUNK = 100
 _NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 _SPLIT_MAX = Example._meta.get_field("split").max_length
 _DATASET_MAX = Dataset._meta.get_field("name").max_length
-
-
-class ImportRefused(ValueError):
-    """An import that cannot go ahead for a reason outside the file (names, what the split already holds)."""
-
-
-class ExportRefused(ValueError):
-    """An export with nothing to write."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +92,10 @@ class ExportSummary:
     seconds: float
 
 
-def _check_name(value: str, what: str, max_length: int) -> None:
+def _check_name(value: str, what: str, max_length: int, *, field: str) -> None:
     if not value or not _NAME.match(value) or len(value) > max_length:
-        raise ImportRefused(f"{what} {value!r} must be 1-{max_length} letters, digits, hyphens or underscores")
+        message = f"{what} {value!r} must be 1-{max_length} letters, digits, hyphens or underscores"
+        raise BadRequest(message, field=field)
 
 
 def import_user_for(dataset_name: str) -> AbstractBaseUser:
@@ -129,14 +124,15 @@ def dataset_import(
 ) -> ImportSummary:
     """Import a qa-feedback file (either format, told by its keys) into one split of a dataset.
 
-    Raises FormatError (bad file, with example index and field), or
-    ImportRefused (bad names, format already present in the split).
+    Raises FormatError (bad file, with example index and field), BadRequest
+    (bad names, format already present in the split) or Conflict (the split
+    changed under the import).
     """
     progress = progress or _noop
     began = time.perf_counter()
-    _check_name(dataset_name, "dataset name", _DATASET_MAX)
-    _check_name(split, "split", _SPLIT_MAX)
-    parsed = qa_feedback.read_file(path_or_file, progress=lambda done, total: progress("validate", done, total))
+    _check_name(dataset_name, "dataset name", _DATASET_MAX, field="dataset")
+    _check_name(split, "split", _SPLIT_MAX, field="split")
+    parsed = qa_format.read_file(path_or_file, progress=lambda done, total: progress("validate", done, total))
     records, fmt = parsed.records, parsed.format
 
     try:
@@ -152,7 +148,7 @@ def dataset_import(
             flag = 2 if fmt == FEEDBACK else 3
             if any(row[flag] for row in existing):
                 count = sum(1 for row in existing if row[flag])
-                raise ImportRefused(
+                raise BadRequest(
                     f"{dataset_name}/{split} already holds the {fmt} format ({count} examples); "
                     "import into a new split instead (existing examples may carry annotators' feedback)"
                 )
@@ -162,7 +158,7 @@ def dataset_import(
             else:
                 counts = _write_inputs(dataset, split, records, example_ids, progress)
     except IntegrityError as exc:
-        raise ImportRefused(f"{dataset_name}/{split} changed during the import ({exc}); try again") from None
+        raise Conflict(f"{dataset_name}/{split} changed during the import ({exc}); try again") from None
 
     return ImportSummary(
         dataset=dataset_name,
@@ -214,7 +210,7 @@ def _join_by_question(
             message + f"; a {fmt}-format file joins an existing split only when it holds the same questions",
             index=index,
             field=where,
-            problems=problems[: qa_feedback.MAX_PROBLEMS],
+            problems=problems[: qa_format.MAX_PROBLEMS],
         )
     return ids
 
@@ -315,7 +311,7 @@ def _write_feedback(
         responses = Response.objects.bulk_create(
             Response(example=example, number=number, text=record[key])
             for example, record in zip(examples, chunk, strict=True)
-            for number, key in enumerate(PREDICTION_KEYS, start=1)
+            for number, key in zip(RESPONSES, PREDICTION_KEYS, strict=True)
         )
         first_responses = responses[:: len(PREDICTION_KEYS)]
         feedbacks = FineGrainedFeedback.objects.bulk_create(
@@ -365,19 +361,19 @@ def dataset_export(
     The feedback format holds the examples whose four responses, latest
     submitted fine-grained feedback on response 1 and latest submitted
     comparison all exist; the inputs format holds the examples imported in it.
-    Raises ExportRefused when there is nothing to write.
+    Raises BadRequest for an unknown format and NotFound when there is nothing to write.
     """
     progress = progress or _noop
     began = time.perf_counter()
     if fmt not in FORMATS:
-        raise ExportRefused(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="fmt")
     dataset = dataset_resolve(dataset)
     records = feedback_records_for(dataset, split) if fmt == FEEDBACK else input_records_for(dataset, split)
     if not records:
-        raise ExportRefused(f"{dataset.name}/{split} has no examples in the {fmt} format")
+        raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format")
 
     def chunks():
-        for done, chunk in enumerate(qa_feedback.iter_dump(records, fmt=fmt)):
+        for done, chunk in enumerate(qa_format.iter_dump(records, fmt=fmt)):
             yield chunk
             progress("export", min(done + 1, len(records)), len(records))
 

@@ -19,8 +19,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation import preferences
-from annotation.drafts import completeness_problems
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -32,29 +30,32 @@ from annotation.models import (
     MissingInfo,
     Response,
 )
-from annotation.qa_feedback import validate_feedback_block, validate_preference
+from annotation.qa import preferences
+from annotation.qa.drafts import completeness_problems
+from annotation.qa.errors import Conflict, Refused
+from annotation.qa.format import validate_feedback_block, validate_preference
+from annotation.qa.vocab import RESPONSES
 from annotation.selectors.annotate import example_passages
 
 
-class SubmitRefused(Exception):
-    """A submit or draft save that was not stored; `message` is for the annotator."""
+class SubmitRefused(Refused):
+    """A submit or draft save that was not stored; the message is for the annotator, `problems` name fields."""
 
     def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
         super().__init__(message)
-        self.message = message
         self.problems = problems or []
 
 
-class StaleSubmit(SubmitRefused):
-    pass
-
-
 class InvalidSubmit(SubmitRefused):
-    pass
+    """The annotation breaks the qa-feedback rules (422, with one problem per field)."""
 
 
-class LeaseLost(SubmitRefused):
-    pass
+class StaleSubmit(SubmitRefused, Conflict):
+    """The stored annotation or the draft moved on in another tab since the page was rendered (409)."""
+
+
+class LeaseLost(SubmitRefused, Conflict):
+    """The item was skipped or given to another annotator (409)."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def comparison_submit(
         assignment, existing, current = opened.assignment, opened.existing, opened.current
         problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
         problems = problems or validate_preference(preference)
-        if not problems and example.responses.filter(number__in=preferences.RESPONSES).count() != len(preferences.RESPONSES):
+        if not problems and example.responses.filter(number__in=RESPONSES).count() != len(RESPONSES):
             problems.append(("preference", "this example does not have four responses to compare"))
         if problems:
             raise InvalidSubmit("Not submitted: please answer every question.", problems)

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import AssignmentStatus, CampaignTask, Comparison, ErrorSpan, FineGrainedFeedback
+from annotation.qa.vocab import IRRELEVANT, MISSING_ANSWER, REDUNDANT, UNVERIFIABLE, WRONG_GROUNDING
 from annotation.services.campaigns import assignment_next, assignment_skip
 from annotation.services.feedback import (
     InvalidSubmit,
@@ -32,7 +33,7 @@ def feedback(*errors, missing=(), corrected="A corrected answer."):
     return {"errors": list(errors), "missing-info": list(missing), "corrected-prediction": corrected}
 
 
-def error(phrase, kind="Irrelevant", explanation="", occurrence=1):
+def error(phrase, kind=IRRELEVANT, explanation="", occurrence=1):
     start, end = offsets_of(TEXT, phrase, occurrence)
     return {"error type": kind, "explanation": explanation, "start": start, "end": end}
 
@@ -40,9 +41,9 @@ def error(phrase, kind="Irrelevant", explanation="", occurrence=1):
 def test_it_stores_feedback_in_the_qa_feedback_shape(item, annotator):
     assignment, response = item
     block = feedback(
-        error("It was released on 31 August 2018.", "Redundant", "It was released on 31 August 2018.", occurrence=2),
-        error("born in Perth, Australia.", "Wrong-Grounding", '{"passage_id":2,"sentence_id":[2]}'),
-        missing=[{"error type": "Missing-Answer", "passage_id": 1, "sentence_id": [2]}],
+        error("It was released on 31 August 2018.", REDUNDANT, "It was released on 31 August 2018.", occurrence=2),
+        error("born in Perth, Australia.", WRONG_GROUNDING, '{"passage_id":2,"sentence_id":[2]}'),
+        missing=[{"error type": MISSING_ANSWER, "passage_id": 1, "sentence_id": [2]}],
     )
     result = fine_grained_feedback_submit(
         response=response, annotator=annotator, feedback=block, submit_token="t1", base_version=0, assignment=assignment
@@ -53,7 +54,7 @@ def test_it_stores_feedback_in_the_qa_feedback_shape(item, annotator):
     assert [(e.position, e.error_type, e.explanation, e.start, e.end) for e in stored.errors.order_by("position")] == [
         (i, e["error type"], e["explanation"], e["start"], e["end"]) for i, e in enumerate(block["errors"])
     ]
-    assert [(m.error_type, m.passage_id, m.sentence_ids) for m in stored.missing_info.all()] == [("Missing-Answer", 1, [2])]
+    assert [(m.error_type, m.passage_id, m.sentence_ids) for m in stored.missing_info.all()] == [(MISSING_ANSWER, 1, [2])]
     assignment.refresh_from_db()
     assert assignment.status == AssignmentStatus.SUBMITTED
     assert assignment.draft == {}
@@ -61,7 +62,7 @@ def test_it_stores_feedback_in_the_qa_feedback_shape(item, annotator):
 
 def test_it_stores_one_annotation_when_the_same_submit_arrives_twice(item, annotator):
     assignment, response = item
-    block = feedback(error("ten million copies", "Unverifiable"))
+    block = feedback(error("ten million copies", UNVERIFIABLE))
     first = fine_grained_feedback_submit(
         response=response, annotator=annotator, feedback=block, submit_token="same", base_version=0, assignment=assignment
     )
@@ -93,17 +94,17 @@ def test_it_replaces_an_annotation_submitted_again_on_the_current_version(item, 
         response=response, annotator=annotator, feedback=feedback(error("first week.")), submit_token="a", base_version=0
     )
     fine_grained_feedback_submit(
-        response=response, annotator=annotator, feedback=feedback(error("ten million copies", "Unverifiable")), submit_token="b", base_version=1
+        response=response, annotator=annotator, feedback=feedback(error("ten million copies", UNVERIFIABLE)), submit_token="b", base_version=1
     )
     stored = FineGrainedFeedback.objects.get()
     assert stored.version == 2
-    assert list(stored.errors.values_list("error_type", flat=True)) == ["Unverifiable"]
+    assert list(stored.errors.values_list("error_type", flat=True)) == [UNVERIFIABLE]
 
 
 def test_it_refuses_spans_off_word_boundaries_naming_the_field(item, annotator):
     _assignment, response = item
     start, end = offsets_of(TEXT, "million")
-    bad = {"error type": "Irrelevant", "explanation": "", "start": start + 1, "end": end}
+    bad = {"error type": IRRELEVANT, "explanation": "", "start": start + 1, "end": end}
     with pytest.raises(InvalidSubmit) as refused:
         fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback(bad), submit_token="t", base_version=0)
     fields = [field for field, _message in refused.value.problems]
@@ -125,7 +126,7 @@ def test_it_refuses_an_inconsistent_fact_without_its_sentence(item, annotator):
         fine_grained_feedback_submit(
             response=response,
             annotator=annotator,
-            feedback=feedback(error("born in Perth, Australia.", "Wrong-Grounding")),
+            feedback=feedback(error("born in Perth, Australia.", WRONG_GROUNDING)),
             submit_token="t",
             base_version=0,
         )
@@ -136,7 +137,7 @@ def test_it_refuses_an_inconsistent_fact_without_its_sentence(item, annotator):
 
 def test_it_refuses_a_grounding_to_a_sentence_that_does_not_exist(item, annotator):
     _assignment, response = item
-    block = feedback(error("born in Perth, Australia.", "Wrong-Grounding", '{"passage_id":2,"sentence_id":[7]}'))
+    block = feedback(error("born in Perth, Australia.", WRONG_GROUNDING, '{"passage_id":2,"sentence_id":[7]}'))
     with pytest.raises(InvalidSubmit) as refused:
         fine_grained_feedback_submit(response=response, annotator=annotator, feedback=block, submit_token="t", base_version=0)
     assert any("sentence 7 does not exist in passage 2" in message for _field, message in refused.value.problems)

@@ -6,6 +6,15 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Assignment, CampaignTask, Comparison, FineGrainedFeedback
+from annotation.qa.vocab import (
+    ERROR_LABELS,
+    IRRELEVANT,
+    MISSING_LABELS,
+    MISSING_MINOR,
+    REDUNDANT,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 from annotation.services.campaigns import assignment_next
 from tests.annotation.annotate_data import PASSAGES, QUESTION, RESPONSES, make_campaign, make_dataset, offsets_of
 
@@ -47,7 +56,7 @@ def test_it_shows_the_question_the_numbered_passage_sentences_and_the_response(a
     html = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()
     assert f"{QUESTION} (#1)" in html
     assert 'data-p="2" data-s="3"' in html and PASSAGES[1][3] in html
-    assert "Inconsistent Fact" in html and "Missing Minor Auxiliary" in html
+    assert ERROR_LABELS[WRONG_GROUNDING] in html and MISSING_LABELS[MISSING_MINOR] in html
     assert 'id="fg-correction"' in html and TEXT in html
 
 
@@ -72,7 +81,7 @@ def test_it_adds_a_span_and_answers_with_only_the_changed_regions(annotator_clie
     fields = open_page(annotator_client, fine_grained)
     start, end = offsets_of(TEXT, "ten million copies")
     response = draft_op(
-        annotator_client, fine_grained, op="add_span", start=start + 2, end=end - 2, type="Unverifiable", draft_version=fields["draft_version"]
+        annotator_client, fine_grained, op="add_span", start=start + 2, end=end - 2, type=UNVERIFIABLE, draft_version=fields["draft_version"]
     )
     html = response.content.decode()
     assert response.status_code == 200
@@ -81,13 +90,13 @@ def test_it_adds_a_span_and_answers_with_only_the_changed_regions(annotator_clie
     assert "Span 1 marked Unverifiable." in html
     fine_grained.refresh_from_db()
     assert fine_grained.draft_version == 1
-    assert fine_grained.draft["errors"] == [{"error type": "Unverifiable", "explanation": "", "start": start, "end": end}]
+    assert fine_grained.draft["errors"] == [{"error type": UNVERIFIABLE, "explanation": "", "start": start, "end": end}]
 
 
 def test_it_refuses_an_overlapping_span_with_a_visible_message(annotator_client, fine_grained):
     start, end = offsets_of(TEXT, "ten million copies")
-    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type="Unverifiable", draft_version=0)
-    response = draft_op(annotator_client, fine_grained, op="add_span", start=start - 5, end=start + 3, type="Irrelevant", draft_version=1)
+    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type=UNVERIFIABLE, draft_version=0)
+    response = draft_op(annotator_client, fine_grained, op="add_span", start=start - 5, end=start + 3, type=IRRELEVANT, draft_version=1)
     assert response.status_code == 422
     assert "overlaps span 1 (Unverifiable" in response.content.decode()
     fine_grained.refresh_from_db()
@@ -95,7 +104,7 @@ def test_it_refuses_an_overlapping_span_with_a_visible_message(annotator_client,
 
 
 def test_it_keeps_the_text_fields_with_every_edit(annotator_client, fine_grained):
-    draft_op(annotator_client, fine_grained, op="add_span", start=0, end=5, type="Redundant", draft_version=0)
+    draft_op(annotator_client, fine_grained, op="add_span", start=0, end=5, type=REDUNDANT, draft_version=0)
     draft_op(annotator_client, fine_grained, **{"explanation-0": "Bloom", "corrected-prediction": "Fixed.", "draft_version": 1})
     fine_grained.refresh_from_db()
     assert fine_grained.draft["errors"][0]["explanation"] == "Bloom"
@@ -114,7 +123,7 @@ def test_it_refuses_an_autosave_from_a_tab_that_fell_behind(annotator_client, fi
 
 def test_it_cites_a_sentence_for_an_inconsistent_fact(annotator_client, fine_grained):
     start, end = offsets_of(TEXT, "born in Perth, Australia.")
-    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type="Wrong-Grounding", draft_version=0)
+    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type=WRONG_GROUNDING, draft_version=0)
     response = draft_op(annotator_client, fine_grained, op="set_grounding", index=0, passage_id=2, sentence_ids="2", draft_version=1)
     assert "Contradicts <strong>passage 2, sentence 2</strong>" in response.content.decode()
     fine_grained.refresh_from_db()
@@ -122,7 +131,7 @@ def test_it_cites_a_sentence_for_an_inconsistent_fact(annotator_client, fine_gra
 
 
 def test_it_answers_malformed_edits_with_400(annotator_client, fine_grained):
-    assert draft_op(annotator_client, fine_grained, op="add_span", start="x", end=3, type="Irrelevant", draft_version=0).status_code == 400
+    assert draft_op(annotator_client, fine_grained, op="add_span", start="x", end=3, type=IRRELEVANT, draft_version=0).status_code == 400
     assert draft_op(annotator_client, fine_grained, op="explode", draft_version=0).status_code == 400
     assert draft_op(annotator_client, fine_grained, op="sync").status_code == 400
 
@@ -150,7 +159,7 @@ def test_it_stores_one_row_when_submit_is_sent_twice(annotator_client, fine_grai
 
 
 def test_it_refuses_an_invalid_submit_with_a_message_naming_the_problem(annotator_client, fine_grained):
-    draft_op(annotator_client, fine_grained, op="add_span", start=0, end=5, type="Redundant", draft_version=0)
+    draft_op(annotator_client, fine_grained, op="add_span", start=0, end=5, type=REDUNDANT, draft_version=0)
     fields = open_page(annotator_client, fine_grained)
     response = annotator_client.post(reverse("annotation:annotate_submit", args=[fine_grained.pk]), fields, **HTMX)
     html = response.content.decode()
@@ -161,7 +170,7 @@ def test_it_refuses_an_invalid_submit_with_a_message_naming_the_problem(annotato
 
 
 def test_it_shows_the_problems_on_the_page_without_htmx(annotator_client, fine_grained):
-    draft_op(annotator_client, fine_grained, op="add_span", start=0, end=5, type="Redundant", draft_version=0)
+    draft_op(annotator_client, fine_grained, op="add_span", start=0, end=5, type=REDUNDANT, draft_version=0)
     fields = open_page(annotator_client, fine_grained)
     response = annotator_client.post(reverse("annotation:annotate_submit", args=[fine_grained.pk]), fields)
     assert response.status_code == 422
@@ -181,7 +190,7 @@ def test_it_refuses_a_submit_from_a_stale_tab(annotator_client, fine_grained):
 
 def test_it_reopens_submitted_work_with_what_was_stored(annotator_client, fine_grained):
     start, end = offsets_of(TEXT, "ten million copies")
-    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type="Unverifiable", draft_version=0)
+    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type=UNVERIFIABLE, draft_version=0)
     fields = open_page(annotator_client, fine_grained)
     annotator_client.post(reverse("annotation:annotate_submit", args=[fine_grained.pk]), {**fields, "corrected-prediction": "Kept."}, **HTMX)
     html = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()

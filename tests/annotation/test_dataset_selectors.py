@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import Comparison, ErrorSpan, Example, FeedbackStatus, FineGrainedFeedback, Response
+from annotation.qa.vocab import FIRST_PREDICTION, INCOHERENT
 from annotation.selectors.datasets import (
     dataset_list,
     dataset_split_stats,
@@ -47,7 +48,7 @@ def annotate(example: Example, annotator, *, status=FeedbackStatus.SUBMITTED, wh
     ErrorSpan.objects.create(
         feedback=feedback,
         position=0,
-        error_type="Incoherent",
+        error_type=INCOHERENT,
         explanation="",
         start=0,
         end=len(response.text.split()[0]),
@@ -67,9 +68,9 @@ def test_it_uses_the_latest_submitted_feedback_and_comparison(demo, make_user):
     example = Example.objects.get(dataset__name="demo", position=2)
     annotate(example, make_user("ann", role="annotator"), preference=(2, 2, 2, 2, 2, 2))
     record = feedback_records_for("demo", "dev")[2]
-    first_word = record["prediction 1"].split()[0]
+    first_word = record[FIRST_PREDICTION].split()[0]
     assert record["feedback"] == {
-        "errors": [{"error type": "Incoherent", "explanation": "", "start": 0, "end": len(first_word)}],
+        "errors": [{"error type": INCOHERENT, "explanation": "", "start": 0, "end": len(first_word)}],
         "missing-info": [],
         "corrected-prediction": "fixed",
     }

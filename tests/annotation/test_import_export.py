@@ -19,8 +19,10 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa_feedback import FormatError
-from annotation.services.datasets import ImportRefused, dataset_export, dataset_import
+from annotation.qa.errors import BadRequest
+from annotation.qa.format import FormatError
+from annotation.qa.vocab import FIRST_PREDICTION, IRRELEVANT
+from annotation.services.datasets import dataset_export, dataset_import
 
 BAD = 17  # the example the bad-input tests break; examples 0-16 before it are fine
 
@@ -130,7 +132,7 @@ def test_it_refuses_an_example_with_a_missing_key(refused, records):
 
 
 def test_it_refuses_a_span_outside_the_prediction(refused, records):
-    length = len(records[BAD]["prediction 1"])
+    length = len(records[BAD][FIRST_PREDICTION])
     records[BAD]["feedback"]["errors"][1]["end"] = length + 4
     message = refused(records)
     assert (
@@ -148,7 +150,7 @@ def test_it_refuses_a_span_off_word_boundaries(refused, records):
 
 def test_it_refuses_overlapping_spans(refused, records):
     errors = records[BAD]["feedback"]["errors"]
-    errors.append(dict(errors[0], **{"error type": "Irrelevant"}))
+    errors.append(dict(errors[0], **{"error type": IRRELEVANT}))
     first = errors[0]
     message = refused(records)
     assert (
@@ -254,7 +256,7 @@ def test_it_writes_nothing_when_a_write_fails_midway(qa_feedback_dir, monkeypatc
 @pytest.mark.django_db
 @pytest.mark.parametrize(("dataset", "split"), [("Bad Name", "dev"), ("qa", "dev/1"), ("qa", "x" * 33)])
 def test_it_refuses_names_that_are_not_slugs(qa_feedback_dir, dataset, split):
-    with pytest.raises(ImportRefused, match="must be 1-"):
+    with pytest.raises(BadRequest, match="must be 1-"):
         dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name=dataset, split=split)
     assert_nothing_written()
 

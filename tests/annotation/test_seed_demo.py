@@ -44,14 +44,14 @@ def test_it_creates_the_demo_accounts_with_printed_passwords():
 
 def test_it_imports_the_demo_data_in_both_formats():
     seed()
-    from annotation import qa_feedback
+    from annotation.qa import format as qa_format
 
     assert (
-        qa_feedback.dumps(feedback_records_for("demo", "dev"), fmt="feedback")
+        qa_format.dumps(feedback_records_for("demo", "dev"), fmt="feedback")
         == (DEMO_DIR / "qa_feedback_demo.json").read_text()
     )
     assert (
-        qa_feedback.dumps(input_records_for("demo", "dev"), fmt="inputs")
+        qa_format.dumps(input_records_for("demo", "dev"), fmt="inputs")
         == (DEMO_DIR / "qa_feedback_demo_inputs.json").read_text()
     )
 

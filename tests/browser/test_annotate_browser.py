@@ -7,7 +7,15 @@ import pytest
 from django.core.management import call_command
 
 from annotation.models import Assignment, CampaignTask, Comparison, FineGrainedFeedback
-from annotation.spans import word_spans
+from annotation.qa.spans import word_spans
+from annotation.qa.vocab import (
+    FIRST_PREDICTION,
+    MISSING_LABELS,
+    MISSING_MAJOR,
+    REDUNDANT,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 from tests.annotation.annotate_data import RESPONSES, make_campaign, make_dataset, offsets_of
 from tests.browser.conftest import PASSWORD, PHONE, log_in
 
@@ -129,7 +137,7 @@ def test_it_stores_spans_correction_and_missing_info_from_real_mouse_selection(
     # Step 2: the correction.
     page.get_by_label("Corrected response").fill(CORRECTED)
     # Step 3: one missing-information entry.
-    page.get_by_text("Missing Major Auxiliary", exact=True).click()
+    page.get_by_text(MISSING_LABELS[MISSING_MAJOR], exact=True).click()
     page.locator('.sent[data-p="1"][data-s="3"]').click()
     page.get_by_role("button", name="Add missing information").click()
     page.locator("#fg-missing .missing-item").wait_for()
@@ -152,14 +160,14 @@ def test_it_stores_spans_correction_and_missing_info_from_real_mouse_selection(
     [record] = json.loads(out.read_text())
     assert record["feedback"] == {
         "errors": [
-            {"error type": "Redundant", "explanation": REPEATED, "start": rep_start, "end": rep_end},
-            {"error type": "Wrong-Grounding", "explanation": '{"passage_id":2,"sentence_id":[2]}', "start": wrong_start, "end": wrong_end},
+            {"error type": REDUNDANT, "explanation": REPEATED, "start": rep_start, "end": rep_end},
+            {"error type": WRONG_GROUNDING, "explanation": '{"passage_id":2,"sentence_id":[2]}', "start": wrong_start, "end": wrong_end},
         ],
-        "missing-info": [{"error type": "Missing-Major-Auxiliary", "passage_id": 1, "sentence_id": [3]}],
+        "missing-info": [{"error type": MISSING_MAJOR, "passage_id": 1, "sentence_id": [3]}],
         "corrected-prediction": CORRECTED,
     }
     assert record["preference"] == [1, 2, 1, 1, 1, 0]
-    assert record["prediction 1"] == TEXT
+    assert record[FIRST_PREDICTION] == TEXT
 
 
 def test_it_drives_the_comparison_with_the_keyboard_only_and_warns_about_cycles(new_page, make_user, screenshot):
@@ -246,7 +254,7 @@ def test_it_stores_one_annotation_when_submit_is_pressed_twice_or_retried(new_pa
     assert replay == 200
     stored = FineGrainedFeedback.objects.get(annotator=user)
     assert stored.version == 1
-    assert list(stored.errors.values_list("error_type", "start", "end")) == [("Unverifiable", start, end)]
+    assert list(stored.errors.values_list("error_type", "start", "end")) == [(UNVERIFIABLE, start, end)]
     assert FineGrainedFeedback.objects.count() == 1
 
 

@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.management.commands._progress import raw_stream
-from annotation.services.rm_data import RmDataRefused, rm_data_build
+from annotation.qa.errors import Refused
+from annotation.services.rm_files import rm_data_build
 
 
 class Command(BaseCommand):
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         try:
             with bar:
                 summary = rm_data_build(dataset=dataset, split=split, out_dir=out, splitter=splitter, progress=progress)
-        except RmDataRefused as exc:
+        except Refused as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"cannot write into {out}: {exc.strerror or exc}") from None

@@ -2,8 +2,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands._progress import StageBars, raw_stream
 from annotation.models import Dataset
-from annotation.qa_feedback import FEEDBACK, FORMATS
-from annotation.services.datasets import ExportRefused, dataset_export
+from annotation.qa.errors import Refused
+from annotation.qa.format import FEEDBACK, FORMATS
+from annotation.services.datasets import dataset_export
 
 
 class Command(BaseCommand):
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         with StageBars(raw_stream(self.stderr), disable=verbosity == 0) as bars:
             try:
                 summary = dataset_export(dataset=dataset, split=split, fmt=fmt, out=out, progress=bars)
-            except ExportRefused as exc:
+            except Refused as exc:
                 raise CommandError(str(exc)) from None
             except OSError as exc:
                 raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None

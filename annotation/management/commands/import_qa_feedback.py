@@ -1,8 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands._progress import StageBars, raw_stream
-from annotation.qa_feedback import FormatError
-from annotation.services.datasets import ImportRefused, dataset_import
+from annotation.qa.errors import Refused
+from annotation.qa.format import FormatError
+from annotation.services.datasets import dataset_import
 
 # Enough lines to fix a file in one pass without burying the first problem.
 SHOWN_PROBLEMS = 20
@@ -32,7 +33,7 @@ class Command(BaseCommand):
                     more = len(lines) - SHOWN_PROBLEMS
                     text += f"\nother problems:\n  {shown}" + (f"\n  ... and {more} more" if more > 0 else "")
                 raise CommandError(text) from None
-            except ImportRefused as exc:
+            except Refused as exc:
                 raise CommandError(f"{path} was not imported: {exc}") from None
         if verbosity:
             self.stdout.write(str(summary))

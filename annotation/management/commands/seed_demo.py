@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from annotation.models import Campaign, CampaignTask, Dataset, Example
-from annotation.qa_feedback import FEEDBACK, INPUTS
+from annotation.qa.format import FEEDBACK, INPUTS
 from annotation.roles import ANNOTATOR, RESEARCHER
 from annotation.services.campaigns import campaign_create
 from annotation.services.datasets import dataset_import

@@ -1,4 +1,4 @@
-"""Sentence and sub-sentence splitting (training/ml/text.py): pure, no database."""
+"""Sentence and sub-sentence splitting (annotation/qa/text.py): pure, no database."""
 
 from itertools import pairwise
 
@@ -16,6 +16,7 @@ from annotation.qa.text import (
     subsentence_starts,
     subsentence_words,
 )
+from annotation.qa.vocab import SENTENCE, SUBSENTENCE
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_it_keeps_the_pieces_of_a_word_spacy_splits_between_sentences(nlp):
 def test_it_returns_no_sentences_for_blank_text(nlp):
     assert split_sentences(nlp, "") == []
     assert split_sentences(nlp, " \n\t ") == []
-    assert segment_spans(nlp, "   ", "sentence") == []
+    assert segment_spans(nlp, "   ", SENTENCE) == []
     assert sentences_many(nlp, ["", "One. Two.", "  "])[0] == []
 
 
@@ -118,7 +119,7 @@ def test_sub_sentences_never_cross_a_sentence_end(nlp):
 
 def test_segment_spans_point_at_the_words_in_the_original_text(nlp):
     text = "  Ça va, très bien merci beaucoup mon ami,  vraiment bien.\n\nZürich is   big!  "
-    for level, segments in (("sentence", sentence_words(nlp, text)), ("subsentence", subsentence_words(nlp, text))):
+    for level, segments in ((SENTENCE, sentence_words(nlp, text)), (SUBSENTENCE, subsentence_words(nlp, text))):
         spans = segment_spans(nlp, text, level)
         assert len(spans) == len(segments)
         for (start, end), words in zip(spans, segments):

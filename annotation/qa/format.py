@@ -19,36 +19,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from annotation.spans import span_problem_items
+from annotation.qa.errors import BadRequest
+from annotation.qa.spans import span_problem_items
+from annotation.qa.vocab import (
+    ERROR_TYPES,
+    FIRST_PREDICTION,
+    MISSING_INFO_TYPES,
+    PREDICTION_KEYS,
+    PREFERENCE_PAIRS,
+    PREFERENCE_VALUES,
+    WRONG_GROUNDING,
+)
 
 FEEDBACK = "feedback"
 INPUTS = "inputs"
 FORMATS = (FEEDBACK, INPUTS)
 
-FEEDBACK_KEYS = (
-    "question",
-    "passages",
-    "gold",
-    "prediction 1",
-    "prediction 2",
-    "prediction 3",
-    "prediction 4",
-    "feedback",
-    "preference",
-)
-PREDICTION_KEYS = FEEDBACK_KEYS[3:7]
+FEEDBACK_KEYS = ("question", "passages", "gold", *PREDICTION_KEYS, "feedback", "preference")
 FEEDBACK_BLOCK_KEYS = ("errors", "missing-info", "corrected-prediction")
 ERROR_KEYS = ("error type", "explanation", "start", "end")
 MISSING_INFO_KEYS = ("error type", "passage_id", "sentence_id")
 INPUT_KEYS = ("text", "answer", "passages", "question")
 INPUT_PASSAGE_KEYS = ("content", "wikipage")
-
-# Mirrors annotation.models.ErrorType / MissingInfoType; kept literal so this module needs no Django.
-ERROR_TYPES = ("Irrelevant", "Redundant", "Incoherent", "Unverifiable", "Wrong-Grounding")
-MISSING_INFO_TYPES = ("Missing-Answer", "Missing-Major-Auxiliary", "Missing-Minor-Auxiliary")
-# The six pairs of the four predictions, in the order of the preference list.
-PREFERENCE_PAIRS = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
-PREFERENCE_VALUES = (0, 1, 2)
 
 FEEDBACK_INDENT = 2
 INPUTS_INDENT = 4
@@ -58,12 +50,13 @@ MAX_PROBLEMS = 50
 Problem = tuple[str, str]  # (field, message)
 
 
-class FormatError(ValueError):
+class FormatError(BadRequest):
     """A file (or a record in it) that does not follow the format.
 
     `index` is the 0-based example index (None for whole-file problems),
     `field` the path inside the example (e.g. `feedback.errors[2].end`),
     `problems` every problem found as (index, field, message), first one first.
+    A bad request: the upload page answers 400 and lists every problem.
     """
 
     def __init__(
@@ -75,10 +68,9 @@ class FormatError(ValueError):
         problems: list[tuple[int | None, str | None, str]] | None = None,
     ):
         self.index = index
-        self.field = field
         self.detail = message
         self.problems = problems if problems is not None else [(index, field, message)]
-        super().__init__(_locate(index, field, message))
+        super().__init__(_locate(index, field, message), field=field)
 
     def __str__(self) -> str:
         text = _locate(self.index, self.field, self.detail)
@@ -132,7 +124,7 @@ def _str_problem(value: Any, where: str) -> list[Problem]:
 
 
 def grounding_explanation(passage_id: int, sentence_ids: Iterable[int]) -> str:
-    """The explanation of a Wrong-Grounding error, spelled as in the shared data."""
+    """The explanation of a WRONG_GROUNDING error (an inconsistent fact), spelled as in the shared data."""
     return json.dumps({"passage_id": passage_id, "sentence_id": list(sentence_ids)}, separators=(",", ":"))
 
 
@@ -149,7 +141,7 @@ def _sentence_ref_problems(
     if not sentence_ids:
         return [(where_sentences, "must name at least one sentence")]
     # Sentence ids are 1-based after the title, but 0 (the title line) is accepted: three
-    # missing-info entries and two Wrong-Grounding explanations in dev_feedback.json use it.
+    # missing-info entries and two WRONG_GROUNDING explanations in dev_feedback.json use it.
     last = len(passages[passage_id - 1]) - 1
     problems = []
     for k, sentence_id in enumerate(sentence_ids):
@@ -172,7 +164,7 @@ def validate_feedback_block(feedback: Any, *, prediction: str, passages: list[li
     check serves imports (which add the example index) and the annotation
     editor (which has none). `prediction` is the text the spans point into
     (prediction 1); `passages` are the example's [title, sentence, ...] lists.
-    The explanation of a Wrong-Grounding error, when given, must be the JSON
+    The explanation of a WRONG_GROUNDING error, when given, must be the JSON
     written by `grounding_explanation` and name sentences that exist.
     """
     problems = _key_problems(feedback, FEEDBACK_BLOCK_KEYS, "feedback")
@@ -196,7 +188,7 @@ def validate_feedback_block(feedback: Any, *, prediction: str, passages: list[li
             item_problems.append((f"{where}.error type", f"{error_type!r} is not one of {', '.join(ERROR_TYPES)}"))
         if "explanation" in error:
             item_problems += _str_problem(error["explanation"], f"{where}.explanation")
-            if error_type == "Wrong-Grounding" and isinstance(error["explanation"], str) and error["explanation"]:
+            if error_type == WRONG_GROUNDING and isinstance(error["explanation"], str) and error["explanation"]:
                 item_problems += _grounding_problems(error["explanation"], passages, f"{where}.explanation")
         bounds_ok = True
         for key in ("start", "end"):
@@ -211,7 +203,7 @@ def validate_feedback_block(feedback: Any, *, prediction: str, passages: list[li
         # Spans are numbered among the well-typed errors; name them by their index in the error list.
         owner = span_owner[problem.index]
         where = f"feedback.errors[{owner}]" + (f".{problem.attribute}" if problem.attribute else "")
-        message = problem.message.replace("the text", "prediction 1")
+        message = problem.message.replace("the text", FIRST_PREDICTION)
         if problem.other is not None:
             message = message.replace("{other}", f"error {span_owner[problem.other]}")
         problems.append((where, message))
@@ -249,7 +241,7 @@ def _grounding_problems(explanation: str, passages: list[list[str]], where: str)
     except ValueError:
         ref = None
     if not isinstance(ref, dict) or set(ref) != {"passage_id", "sentence_id"}:
-        return [(where, 'a Wrong-Grounding explanation must look like {"passage_id":2,"sentence_id":[4]}')]
+        return [(where, f'a {WRONG_GROUNDING} explanation must look like {{"passage_id":2,"sentence_id":[4]}}')]
     # The ids live inside one string, so every problem is reported on the explanation itself.
     return [
         (where, message)
@@ -303,7 +295,7 @@ def validate_feedback_record(record: Any) -> list[Problem]:
     problems += passage_problems
     if "preference" in record:
         problems += validate_preference(record["preference"])
-    prediction = record.get("prediction 1")
+    prediction = record.get(FIRST_PREDICTION)
     # Span and id checks need a sound prediction and passages to point into.
     if "feedback" in record and isinstance(prediction, str) and not passage_problems:
         problems += validate_feedback_block(
@@ -360,7 +352,7 @@ def detect_format(records: Any) -> str:
     if not isinstance(first, dict):
         raise FormatError(f"must be an object, not {_type_name(first)}", index=0)
     keys = set(first)
-    if keys & {"prediction 1", "feedback", "preference", "gold"}:
+    if keys & {FIRST_PREDICTION, "feedback", "preference", "gold"}:
         return FEEDBACK
     if keys & {"text", "answer"}:
         return INPUTS

@@ -1,10 +1,11 @@
 from itertools import product
 
-from annotation.preferences import PAIRS, intransitive_cycles, pair_index, unanswered
+from annotation.qa.preferences import intransitive_cycles, pair_index, unanswered
+from annotation.qa.vocab import PREFERENCE_PAIRS
 
 
 def test_it_orders_pairs_like_the_qa_feedback_preference_list():
-    assert PAIRS == ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
+    assert PREFERENCE_PAIRS == ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
     assert pair_index(2, 4) == 4
 
 
@@ -65,4 +66,4 @@ def test_it_flags_every_complete_answer_set_that_no_ranking_explains():
 
 
 def _answers(ranks):
-    return [0 if ranks[a - 1] == ranks[b - 1] else (1 if ranks[a - 1] < ranks[b - 1] else 2) for a, b in PAIRS]
+    return [0 if ranks[a - 1] == ranks[b - 1] else (1 if ranks[a - 1] < ranks[b - 1] else 2) for a, b in PREFERENCE_PAIRS]

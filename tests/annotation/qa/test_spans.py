@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from annotation.spans import snap_to_words, span_problems, word_spans
+from annotation.qa.spans import snap_to_words, span_problems, word_spans
+from annotation.qa.vocab import FIRST_PREDICTION
 
 # Every whitespace kind str.split() knows about behaves the same; a few stand for them all.
 ALPHABET = ("a", "b", " ", "\n", "\u00a0")
@@ -135,7 +136,7 @@ def test_it_refuses_a_selection_of_only_whitespace():
 def test_it_accepts_every_span_of_the_shared_dev_feedback(qa_feedback_dir):
     records = json.loads((qa_feedback_dir / "dev_feedback.json").read_text())
     problems = {
-        index: span_problems(r["prediction 1"], [(e["start"], e["end"]) for e in r["feedback"]["errors"]])
+        index: span_problems(r[FIRST_PREDICTION], [(e["start"], e["end"]) for e in r["feedback"]["errors"]])
         for index, r in enumerate(records)
     }
     assert len(records) == 500

@@ -36,30 +36,37 @@ from typing import Any
 import numpy as np
 
 from annotation.qa.text import Sentence, Word, cut_subsentences, sentences, sentences_many, words_with_offsets
+from annotation.qa.vocab import (
+    COMP_SEQUENCE,
+    F_ERR,
+    F_ERR_SENTENCE,
+    FACTUAL_ERROR_TYPES,
+    FIRST_PREDICTION,
+    FIRST_PREFERRED,
+    IGNORE,
+    MISSING_MINOR,
+    NF_ERR,
+    NF_ERR_SUBSENTENCE,
+    NO_ERROR,
+    NO_PREFERENCE,
+    PREDICTION_KEYS,
+    PREFERENCE_INDEX_PAIRS,
+    PREFERENCE_VALUES,
+    RM_FILE_NAMES,
+    SECOND_PREFERRED,
+    SENTENCE,
+    SEPARATOR,
+    SUBSENTENCE,
+)
 
-NF_ERR_SUBSENTENCE = "NF-ERR_subsentence"
-F_ERR_SENTENCE = "F-ERR_sentence"
-COMP_SEQUENCE = "COMP_sequence"
-FILE_NAMES = (NF_ERR_SUBSENTENCE, F_ERR_SENTENCE, COMP_SEQUENCE)
 PREFERENCE_PAIRS_FILE = "preference_pairs"
 SUMMARY = "summary"
-OUTPUT_NAMES = (*FILE_NAMES, PREFERENCE_PAIRS_FILE, SUMMARY)
+OUTPUT_NAMES = (*RM_FILE_NAMES, PREFERENCE_PAIRS_FILE, SUMMARY)
 
-SEPARATOR = "</s>"
-IGNORE = "Ignore"
-NO_ERROR = "O"
-NF_ERR = "NF-ERR"
-F_ERR = "F-ERR"
-
-FACTUAL_ERROR_TYPES = frozenset({"Wrong-Grounding", "Unverifiable"})
 MIN_NON_FACTUAL_SPAN_WORDS = 5
-MINOR_MISSING_TYPE = "Missing-Minor-Auxiliary"
 MATCH_THRESHOLD = 0.85
 WINDOW_SLACK = 0.05
 PAD_WORD = "#"
-PREDICTION_KEYS = ("prediction 1", "prediction 2", "prediction 3", "prediction 4")
-# Order of `preference`: (1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4), as 0-based prediction indexes.
-PREFERENCE_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
 Progress = Callable[[int, int], None]
 
@@ -214,8 +221,8 @@ def _texts_to_split(record: Any, files: Collection[str]) -> list[str]:
         if isinstance(feedback, dict) and isinstance(feedback.get("corrected-prediction"), str):
             texts.append(feedback["corrected-prediction"])
         out += [norm(text) for text in texts]
-    if {NF_ERR_SUBSENTENCE, F_ERR_SENTENCE} & set(files) and isinstance(record.get("prediction 1"), str):
-        out.append(record["prediction 1"].strip())
+    if {NF_ERR_SUBSENTENCE, F_ERR_SENTENCE} & set(files) and isinstance(record.get(FIRST_PREDICTION), str):
+        out.append(record[FIRST_PREDICTION].strip())
     return out
 
 
@@ -225,7 +232,7 @@ def _texts_to_split(record: Any, files: Collection[str]) -> list[str]:
 def _segments(splits: _Splits, prediction: str, level: str) -> list[list[Word]]:
     """Segments of the stripped prediction; word offsets point into the unstripped text, as spans do."""
     words_per_sentence = splits.sentence_words(prediction)
-    if level == "sentence":
+    if level == SENTENCE:
         return words_per_sentence
     segments: list[list[Word]] = []
     for words in words_per_sentence:
@@ -274,9 +281,9 @@ def _split_spans(record: dict, prediction: str) -> tuple[list[tuple[int, int]], 
 
 
 def _nf_err_line(record: dict, position: int, splits: _Splits) -> str:
-    prediction = _require_str(record, "prediction 1")
+    prediction = _require_str(record, FIRST_PREDICTION)
     _, non_factual = _split_spans(record, prediction)
-    segments = _segments(splits, prediction, "subsentence")
+    segments = _segments(splits, prediction, SUBSENTENCE)
     if not segments:
         raise SkipExample("prediction 1 has no sentences")
     labelled = [(seg, NF_ERR if _hits(seg, non_factual) else NO_ERROR) for seg in segments]
@@ -284,9 +291,9 @@ def _nf_err_line(record: dict, position: int, splits: _Splits) -> str:
 
 
 def _f_err_line(record: dict, position: int, splits: _Splits) -> str:
-    prediction = _require_str(record, "prediction 1")
+    prediction = _require_str(record, FIRST_PREDICTION)
     factual, non_factual = _split_spans(record, prediction)
-    segments = _segments(splits, prediction, "sentence")
+    segments = _segments(splits, prediction, SENTENCE)
     if not segments:
         raise SkipExample("prediction 1 has no sentences")
     labelled = []
@@ -554,7 +561,7 @@ def _minor_ids(record: dict) -> set[tuple[int, int]]:
     for n, entry in enumerate(missing):
         if not isinstance(entry, dict):
             raise SkipExample(f"missing-info {n} is not an object")
-        if entry.get("error type") != MINOR_MISSING_TYPE:
+        if entry.get("error type") != MISSING_MINOR:
             continue
         passage, sentences_ = entry.get("passage_id"), entry.get("sentence_id")
         if type(passage) is not int or not isinstance(sentences_, list):
@@ -596,7 +603,10 @@ def _completeness_preference(record: dict, splits: _Splits, matcher: Matcher) ->
     prediction_subs = [splits.subsentence_strings(p) for p in predictions]
     match_all(sub for subs in prediction_subs for sub in subs)
     covered = [len({matched[sub] for sub in subs} & relevant) for subs in prediction_subs]
-    return [0 if covered[a] == covered[b] else 1 if covered[a] > covered[b] else 2 for a, b in PREFERENCE_PAIRS]
+    return [
+        NO_PREFERENCE if covered[a] == covered[b] else FIRST_PREFERRED if covered[a] > covered[b] else SECOND_PREFERRED
+        for a, b in PREFERENCE_INDEX_PAIRS
+    ]
 
 
 # --- the files ----------------------------------------------------------------------------------
@@ -607,7 +617,7 @@ def build_rm_files(
     *,
     nlp: Any,
     splitter: str = "",
-    files: Collection[str] = FILE_NAMES,
+    files: Collection[str] = RM_FILE_NAMES,
     progress: Progress | None = None,
     matcher: Matcher = WindowScorer,
     batch_size: int = 64,
@@ -618,10 +628,10 @@ def build_rm_files(
     file is left out of that file and its reason counted in the summary.
     `progress(done, total)` is called after every example.
     """
-    unknown = set(files) - set(FILE_NAMES)
+    unknown = set(files) - set(RM_FILE_NAMES)
     if unknown:
-        raise ValueError(f"unknown reward-model files {sorted(unknown)}: choose from {list(FILE_NAMES)}")
-    results = {name: FileResult(name) for name in FILE_NAMES if name in files}
+        raise ValueError(f"unknown reward-model files {sorted(unknown)}: choose from {list(RM_FILE_NAMES)}")
+    results = {name: FileResult(name) for name in RM_FILE_NAMES if name in files}
     tagged = [(name, build, []) for name, build in ((NF_ERR_SUBSENTENCE, _nf_err_line), (F_ERR_SENTENCE, _f_err_line))]
     tagged = [(name, build, lines) for name, build, lines in tagged if name in results]
     kept: list[dict] = []
@@ -678,7 +688,7 @@ def preference_pairs(records: Sequence[dict]) -> FileResult:
 
     chosen / rejected are the prediction texts as annotated; ties (0) are left out.
     """
-    result = FileResult("preference_pairs")
+    result = FileResult(PREFERENCE_PAIRS_FILE)
     lines = []
     for record in records:
         try:
@@ -688,8 +698,8 @@ def preference_pairs(records: Sequence[dict]) -> FileResult:
             preference = record.get("preference")
             if (
                 not isinstance(preference, list)
-                or len(preference) != len(PREFERENCE_PAIRS)
-                or any(type(p) is not int or p not in (0, 1, 2) for p in preference)
+                or len(preference) != len(PREFERENCE_INDEX_PAIRS)
+                or any(type(p) is not int or p not in PREFERENCE_VALUES for p in preference)
             ):
                 raise SkipExample("'preference' is not a list of six values in 0, 1, 2")
             prompt = preference_prompt(record)
@@ -697,16 +707,16 @@ def preference_pairs(records: Sequence[dict]) -> FileResult:
             result.skipped[str(reason)] += 1
             continue
         ties = 0
-        for (a, b), choice in zip(PREFERENCE_PAIRS, preference):
-            if choice == 0:
+        for (a, b), choice in zip(PREFERENCE_INDEX_PAIRS, preference):
+            if choice == NO_PREFERENCE:
                 ties += 1
                 continue
-            chosen, rejected = (a, b) if choice == 1 else (b, a)
+            chosen, rejected = (a, b) if choice == FIRST_PREFERRED else (b, a)
             line = {"prompt": prompt, "chosen": predictions[chosen], "rejected": predictions[rejected]}
             lines.append(json.dumps(line) + "\n")
             result.written += 1
         result.skipped["tied pairs"] += ties
-        if ties == len(PREFERENCE_PAIRS):
+        if ties == len(PREFERENCE_INDEX_PAIRS):
             result.skipped["examples with every pair tied"] += 1
     result.content = "".join(lines)
     return result

@@ -9,30 +9,24 @@ same six questions in the same order, so an answer list maps one-to-one.
 from collections.abc import Sequence
 from itertools import combinations, product
 
-PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
-RESPONSES = (1, 2, 3, 4)
-
-FIRST_BETTER = 1
-SECOND_BETTER = 2
-EQUAL = 0
-VALUES = (FIRST_BETTER, SECOND_BETTER, EQUAL)
+from annotation.qa.vocab import FIRST_PREFERRED, NO_PREFERENCE, PREFERENCE_PAIRS, RESPONSES, SECOND_PREFERRED
 
 # The comparison form's answer names, and the keys that choose them.
-ANSWER_VALUES = {"first": FIRST_BETTER, "second": SECOND_BETTER, "equal": EQUAL}
+ANSWER_VALUES = {"first": FIRST_PREFERRED, "second": SECOND_PREFERRED, "equal": NO_PREFERENCE}
 VALUE_ANSWERS = {value: name for name, value in ANSWER_VALUES.items()}
 
 
 def pair_index(a: int, b: int) -> int:
-    return PAIRS.index((a, b))
+    return PREFERENCE_PAIRS.index((a, b))
 
 
 def empty_answers() -> list[int | None]:
-    return [None] * len(PAIRS)
+    return [None] * len(PREFERENCE_PAIRS)
 
 
 def unanswered(preference: Sequence[object]) -> list[str]:
     """The pairs still without an answer, as "1 vs 2"."""
-    return [f"{a} vs {b}" for (a, b), value in zip(PAIRS, preference) if value is None]
+    return [f"{a} vs {b}" for (a, b), value in zip(PREFERENCE_PAIRS, preference) if value is None]
 
 
 def _relation(preference: Sequence[int | None], a: int, b: int) -> int | None:
@@ -45,7 +39,7 @@ def _relation(preference: Sequence[int | None], a: int, b: int) -> int | None:
         flip = -1
     if value is None:
         return None
-    return {FIRST_BETTER: -1, SECOND_BETTER: 1, EQUAL: 0}[value] * flip
+    return {FIRST_PREFERRED: -1, SECOND_PREFERRED: 1, NO_PREFERENCE: 0}[value] * flip
 
 
 def _consistent(preference: Sequence[int | None], items: Sequence[int]) -> bool:
@@ -83,7 +77,7 @@ def intransitive_cycles(preference: Sequence[int | None]) -> list[str]:
         if not _consistent(preference, triple):
             cycles.append(", ".join(_describe(preference, a, b) for a, b in _cycle_order(triple)))
     if not cycles and not _consistent(preference, RESPONSES):
-        cycles.append(", ".join(text for a, b in PAIRS if (text := _describe(preference, a, b))))
+        cycles.append(", ".join(text for a, b in PREFERENCE_PAIRS if (text := _describe(preference, a, b))))
     return cycles
 
 

@@ -10,9 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Comparison, ErrorSpan, FeedbackStatus, FineGrainedFeedback, Response, RmDataBuild
-from annotation.rm_data import FILE_NAMES, NF_ERR_SUBSENTENCE, OUTPUT_NAMES, output_paths
+from annotation.qa.errors import BadRequest
+from annotation.qa.rm_files import OUTPUT_NAMES, output_paths
+from annotation.qa.vocab import IGNORE, IRRELEVANT, NF_ERR, NF_ERR_SUBSENTENCE, RM_FILE_NAMES
 from annotation.services.datasets import dataset_import
-from annotation.services.rm_data import RmDataRefused, rm_data_build, rm_data_build_request, rm_data_build_run
+from annotation.services.rm_files import rm_data_build, rm_data_build_request, rm_data_build_run
 
 
 def build_command(**options) -> str:
@@ -37,6 +39,16 @@ def small_dataset(db, qa_feedback_dir, tmp_path):
     return records
 
 
+def not_sent(sent: list | None = None):
+    """Stands in for the build task's apply_async: records what would be queued instead of sending it."""
+
+    def apply_async(args=(), kwargs=None, **options):
+        if sent is not None:
+            sent.append({"args": list(args), **options})
+
+    return apply_async
+
+
 @pytest.fixture
 def eager_celery():
     from config.celery import app
@@ -50,7 +62,7 @@ def eager_celery():
 def test_it_builds_the_three_files_byte_identical_after_import(dev_dataset, qa_feedback_dir, tmp_path):
     out = tmp_path / "rm"
     printed = build_command(dataset="qa", split="dev", out=str(out), splitter="sentencizer")
-    for name in FILE_NAMES:
+    for name in RM_FILE_NAMES:
         built = (out / name / "dev.json").read_bytes()
         assert built == (qa_feedback_dir / "reference" / name / "dev.json").read_bytes(), name
     assert "Sentence splitter: sentencizer" in printed
@@ -91,7 +103,7 @@ def test_it_uses_the_most_recent_submitted_annotation_and_says_so(small_dataset,
         submitted_at=timezone.now() + timedelta(minutes=5),
     )
     text = response.text
-    ErrorSpan.objects.create(feedback=later, position=0, error_type="Irrelevant", start=0, end=len(text))
+    ErrorSpan.objects.create(feedback=later, position=0, error_type=IRRELEVANT, start=0, end=len(text))
     # A newer draft by a third annotator is not submitted, so it must not count.
     FineGrainedFeedback.objects.create(
         response=response, annotator=make_user("third"), status=FeedbackStatus.DRAFT, submitted_at=None
@@ -100,8 +112,8 @@ def test_it_uses_the_most_recent_submitted_annotation_and_says_so(small_dataset,
     assert after["items_with_several_feedback"] == 1 and before["items_with_several_feedback"] == 0
     assert "most recently submitted" in after["annotation_rule"]
     first_line = json.loads((tmp_path / "after" / NF_ERR_SUBSENTENCE / "dev.json").read_text().splitlines()[0])
-    labels = [t for t in first_line["feedback_tags"] if t != "Ignore"]
-    assert labels and set(labels) == {"NF-ERR"}  # the whole answer is now one irrelevant span
+    labels = [t for t in first_line["feedback_tags"] if t != IGNORE]
+    assert labels and set(labels) == {NF_ERR}  # the whole answer is now one irrelevant span
     old_line = json.loads((tmp_path / "before" / NF_ERR_SUBSENTENCE / "dev.json").read_text().splitlines()[0])
     assert old_line["feedback_tags"] != first_line["feedback_tags"]
 
@@ -164,7 +176,7 @@ def test_it_queues_the_build_on_the_default_queue_only_after_commit(
     from annotation.tasks import build_rm_data
 
     sent = []
-    monkeypatch.setattr(build_rm_data, "apply_async", lambda **kw: sent.append(kw))
+    monkeypatch.setattr(build_rm_data, "apply_async", not_sent(sent))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     assert sent == [] and build.status == RmDataBuild.Status.QUEUED
@@ -177,7 +189,7 @@ def test_the_job_list_polls_while_a_build_is_active_and_then_stops(small_dataset
     with pytest.MonkeyPatch.context() as patch:
         from annotation.tasks import build_rm_data
 
-        patch.setattr(build_rm_data, "apply_async", lambda **kw: None)
+        patch.setattr(build_rm_data, "apply_async", not_sent())
         build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     polled = researcher_client.get(reverse("annotation:rm_data"), HTTP_HX_REQUEST="true")
     assert polled.status_code == 200
@@ -199,14 +211,14 @@ def test_it_refuses_a_build_with_nothing_to_build_from(small_dataset, researcher
 
 
 def test_it_refuses_a_splitter_that_is_not_installed(small_dataset, researcher):
-    with pytest.raises(RmDataRefused, match="not_a_model"):
+    with pytest.raises(BadRequest, match="not_a_model"):
         rm_data_build_request(dataset="small", split="dev", splitter="not_a_model", user=researcher)
 
 
 def test_a_failed_build_records_why(small_dataset, researcher, monkeypatch):
     from annotation.tasks import build_rm_data
 
-    monkeypatch.setattr(build_rm_data, "apply_async", lambda **kw: None)
+    monkeypatch.setattr(build_rm_data, "apply_async", not_sent())
     build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     Comparison.objects.all().delete()  # the split has nothing complete any more
     build = rm_data_build_run(build_id=build.pk)
@@ -218,7 +230,7 @@ def test_a_failed_build_records_why(small_dataset, researcher, monkeypatch):
 def test_downloads_are_for_researchers_and_known_files_only(small_dataset, researcher, annotator, client, monkeypatch):
     from annotation.tasks import build_rm_data
 
-    monkeypatch.setattr(build_rm_data, "apply_async", lambda **kw: None)
+    monkeypatch.setattr(build_rm_data, "apply_async", not_sent())
     build = rm_data_build_request(dataset="small", split="dev", splitter="sentencizer", user=researcher)
     url = reverse("annotation:rm_data_download", args=[build.pk, "summary"])
     client.force_login(researcher)

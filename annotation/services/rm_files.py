@@ -29,10 +29,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Dataset, RmDataBuild
-from annotation.rm_data import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
+from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
+from annotation.qa.errors import BadRequest, NotFound, Refused
+from annotation.qa.text import AUTO, SENTENCIZER, load_splitter
 from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
-from annotation.selectors.rm_data import rm_data_split_counts
-from annotation.qa.text import AUTO, SENTENCIZER, SplitterNotAvailable, load_splitter
+from annotation.selectors.rm_files import rm_data_split_counts
+from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +44,28 @@ ANNOTATION_RULE = (
     "comes later)"
 )
 BUILDS_DIR = "rm_data"
+# The Celery task that runs a stored build (annotation/tasks.py) and its queue. Builds are sent by
+# task name, so this module never imports the tasks that call it.
+BUILD_TASK = "annotation.build_rm_data"
+BUILD_QUEUE = "default"
 # Progress is stored at most this often (in examples), so a build does not write a row per example.
 PROGRESS_EVERY = 25
 
 Progress = Callable[[int, int], None]
 
 
-class RmDataRefused(ValueError):
-    """The build cannot start: unknown dataset, nothing to build from, or an unavailable splitter."""
+def _dataset(dataset: Dataset | str | int) -> Dataset:
+    try:
+        return dataset_resolve(dataset)
+    except Dataset.DoesNotExist:
+        raise NotFound(f"no dataset {dataset!r}", field="dataset") from None
+
+
+def _nothing_to_build(dataset: Dataset, split: str) -> BadRequest:
+    return BadRequest(
+        f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison",
+        field="split",
+    )
 
 
 def splitter_problem(name: str) -> str | None:
@@ -87,24 +103,16 @@ def rm_data_build(
 ) -> dict[str, Any]:
     """Build the reward-model files of one split from the database into `out_dir`; return the summary.
 
-    `splitter` defaults to the SENTENCE_SPLITTER setting. Raises RmDataRefused
-    when the dataset does not exist, the split has no example with submitted
-    feedback and comparison, or the splitter is not available.
+    `splitter` defaults to the SENTENCE_SPLITTER setting. Raises NotFound
+    when the dataset does not exist, BadRequest when the split has no example
+    with submitted feedback and comparison or the splitter is not available.
     """
     began = time.perf_counter()
-    try:
-        dataset = dataset_resolve(dataset)
-    except Dataset.DoesNotExist:
-        raise RmDataRefused(f"no dataset {dataset!r}") from None
-    try:
-        nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)
-    except SplitterNotAvailable as exc:
-        raise RmDataRefused(str(exc)) from None
+    dataset = _dataset(dataset)
+    nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)  # SplitterNotAvailable is a BadRequest
     records = feedback_records_for(dataset, split)
     if not records:
-        raise RmDataRefused(
-            f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison"
-        )
+        raise _nothing_to_build(dataset, split)
     built = build_rm_files(records, nlp=nlp, splitter=resolved, progress=progress)
     pairs = preference_pairs(records)
     paths = output_paths(out_dir, split)
@@ -141,28 +149,23 @@ def rm_data_build_dir(build: RmDataBuild) -> Path:
 
 
 def _enqueue(build_id: int) -> None:
-    from annotation.tasks import build_rm_data
-
-    build_rm_data.apply_async(args=[build_id], queue="default")
+    # A signature goes through the registered task where this process has it (annotation's AppConfig
+    # registers it everywhere), so CELERY_TASK_ALWAYS_EAGER runs the build in place; send_task would not.
+    celery_app.signature(BUILD_TASK, args=[build_id], queue=BUILD_QUEUE).apply_async()
 
 
 def rm_data_build_request(*, dataset: Dataset | str | int, split: str, splitter: str, user=None) -> RmDataBuild:
-    """Store a queued build and send it to the `default` queue once the transaction commits.
+    """Store a queued build and send it to the BUILD_QUEUE once the transaction commits.
 
-    Raises RmDataRefused (unknown dataset, nothing to build from, splitter not installed).
+    Raises NotFound (unknown dataset) or BadRequest (nothing to build from, splitter not installed).
     """
-    try:
-        dataset = dataset_resolve(dataset)
-    except Dataset.DoesNotExist:
-        raise RmDataRefused(f"no dataset {dataset!r}") from None
+    dataset = _dataset(dataset)
     splitter = splitter.strip() or settings.SENTENCE_SPLITTER
     problem = splitter_problem(splitter)
     if problem:
-        raise RmDataRefused(problem)
+        raise BadRequest(problem, field="splitter")
     if not feedback_complete_examples(dataset, split).exists():
-        raise RmDataRefused(
-            f"{dataset.name}/{split} has no example with submitted feedback on prediction 1 and a submitted comparison"
-        )
+        raise _nothing_to_build(dataset, split)
     with transaction.atomic():
         build = RmDataBuild.objects.create(dataset=dataset, split=split, splitter=splitter, created_by=user)
         build.out_dir = str(rm_data_build_dir(build))
@@ -192,7 +195,7 @@ def rm_data_build_run(*, build_id: int) -> RmDataBuild:
         summary = rm_data_build(
             dataset=build.dataset, split=build.split, out_dir=build.out_dir, splitter=build.splitter, progress=progress
         )
-    except RmDataRefused as exc:
+    except Refused as exc:
         rows.update(status=RmDataBuild.Status.FAILED, error=str(exc), finished_at=timezone.now())
     except Exception as exc:  # the row must say the build failed, whatever the cause
         logger.exception("reward-model build %s failed", build.pk)

@@ -3,22 +3,23 @@
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset, RmDataBuild
 from annotation.permissions import researcher_required
-from annotation.rm_data import OUTPUT_NAMES
-from annotation.selectors.rm_data import (
+from annotation.qa.errors import NotFound, Refused
+from annotation.qa.rm_files import OUTPUT_NAMES
+from annotation.qa.text import AUTO, SENTENCIZER
+from annotation.selectors.rm_files import (
     dataset_split_choices,
     rm_data_build_file,
     rm_data_builds,
     rm_data_builds_active,
 )
-from annotation.services.rm_data import RmDataRefused, rm_data_build_request
-from annotation.qa.text import AUTO, SENTENCIZER
+from annotation.services.rm_files import rm_data_build_request
 
 ACTIVE = (RmDataBuild.Status.QUEUED, RmDataBuild.Status.RUNNING)
 
@@ -49,6 +50,7 @@ def rm_data_page(request):
     status = 200
     if request.method == "POST":
         form = RmDataBuildForm(request.POST)
+        status = 400  # the form as posted was not accepted
         if form.is_valid():
             try:
                 build = rm_data_build_request(
@@ -57,12 +59,12 @@ def rm_data_page(request):
                     splitter=form.cleaned_data["splitter"],
                     user=request.user,
                 )
-            except RmDataRefused as exc:
+            except Refused as exc:
                 form.add_error(None, str(exc))
+                status = exc.status
             else:
                 messages.success(request, f"Build #{build.pk} of {build.dataset.name}/{build.split} queued.")
                 return redirect("annotation:rm_data")
-        status = 400
     else:
         form = RmDataBuildForm(initial={"splitter": settings.SENTENCE_SPLITTER})
     if request.htmx and request.method == "GET":
@@ -78,6 +80,6 @@ def rm_data_download(request, pk: int, name: str):
     build = get_object_or_404(RmDataBuild, pk=pk)
     path = rm_data_build_file(build=build, name=name)
     if path is None:
-        raise Http404(f"build #{pk} has no {name} file")
+        raise NotFound(f"build #{pk} has no {name} file")
     filename = f"{build.dataset.name}-{build.split}-{name}{path.suffix}"
     return FileResponse(path.open("rb"), as_attachment=True, filename=filename, content_type="application/json")

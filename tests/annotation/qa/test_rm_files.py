@@ -1,4 +1,4 @@
-"""Reward-model training files from qa-feedback records (annotation/rm_data.py): pure, no database."""
+"""Reward-model training files from qa-feedback records (annotation/qa/rm_files.py): pure, no database."""
 
 import copy
 import json
@@ -7,13 +7,8 @@ from difflib import SequenceMatcher
 
 import pytest
 
-from annotation import rm_data
-from annotation.rm_data import (
-    COMP_SEQUENCE,
-    F_ERR_SENTENCE,
-    FILE_NAMES,
-    NF_ERR_SUBSENTENCE,
-    PREFERENCE_PAIRS,
+from annotation.qa import rm_files
+from annotation.qa.rm_files import (
     DifflibMatcher,
     WindowScorer,
     build_rm_files,
@@ -21,6 +16,24 @@ from annotation.rm_data import (
     preference_prompt,
 )
 from annotation.qa.text import load_splitter
+from annotation.qa.vocab import (
+    COMP_SEQUENCE,
+    F_ERR_SENTENCE,
+    FIRST_PREDICTION,
+    F_ERR,
+    IGNORE,
+    IRRELEVANT,
+    MISSING_MINOR,
+    NF_ERR,
+    NF_ERR_SUBSENTENCE,
+    NO_ERROR,
+    PREDICTION_KEYS,
+    PREFERENCE_INDEX_PAIRS,
+    RM_FILE_NAMES,
+    SEPARATOR,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +65,11 @@ def record(**changes):
             ["Frank Herbert", "Franklin Patrick Herbert Jr. was an American science fiction author."],
         ],
         "gold": "Dune was written by Frank Herbert.",
-        "prediction 1": "Dune is a 1965 epic science fiction novel by American author Frank Herbert. "
+        FIRST_PREDICTION: "Dune is a 1965 epic science fiction novel by American author Frank Herbert. "
         "It won the Nebula Award and was later adapted into films by several directors.",
-        "prediction 2": "Frank Herbert wrote Dune.",
-        "prediction 3": "Dune is a 1965 epic science fiction novel by American author Frank Herbert.",
-        "prediction 4": "It was written by Roger Zelazny in 1970.",
+        PREDICTION_KEYS[1]: "Frank Herbert wrote Dune.",
+        PREDICTION_KEYS[2]: "Dune is a 1965 epic science fiction novel by American author Frank Herbert.",
+        PREDICTION_KEYS[3]: "It was written by Roger Zelazny in 1970.",
         "feedback": {
             "errors": [],
             "missing-info": [],
@@ -78,7 +91,7 @@ def lines_of(content):
 # --- exactness -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", FILE_NAMES)
+@pytest.mark.parametrize("name", RM_FILE_NAMES)
 def test_it_builds_each_file_byte_identical_to_the_reference(dev_build, qa_feedback_dir, name):
     reference = (qa_feedback_dir / "reference" / name / "dev.json").read_bytes()
     assert dev_build.files[name].content.encode("utf-8") == reference
@@ -92,7 +105,7 @@ def test_it_counts_what_it_wrote_and_why_it_skipped_the_rest(dev_build, dev_reco
         assert summary["files"][name]["written"] == len(lines)
     comp = json.loads((qa_feedback_dir / "reference" / COMP_SEQUENCE / "dev.json").read_text(encoding="utf-8"))
     assert summary["files"][COMP_SEQUENCE]["written"] == len(comp)
-    for name in FILE_NAMES:
+    for name in RM_FILE_NAMES:
         entry = summary["files"][name]
         assert entry["written"] + sum(entry["skipped"].values()) == len(dev_records)
 
@@ -127,7 +140,7 @@ def test_the_fast_matcher_gives_the_same_files_as_difflib(dev_records, nlp):
 
 def difflib_window_scores(sub, texts):
     scores = []
-    n = rm_data.window_size(len(sub.split()))
+    n = rm_files.window_size(len(sub.split()))
     for text in texts:
         words = text.split()
         if len(words) <= n:
@@ -189,61 +202,61 @@ def build(records, nlp):
 
 @pytest.mark.parametrize("prediction", ["", "   \n  "])
 def test_it_skips_a_prediction_without_sentences_with_a_reason(nlp, prediction):
-    built = build([record(**{"prediction 1": prediction})], nlp)
+    built = build([record(**{FIRST_PREDICTION: prediction})], nlp)
     for name in (NF_ERR_SUBSENTENCE, F_ERR_SENTENCE):
         assert built.files[name].content == ""
         assert built.files[name].skipped == {"prediction 1 has no sentences": 1}
 
 
 def test_it_scores_an_empty_other_prediction_as_covering_nothing(nlp):
-    built = build([record(**{"prediction 4": ""})], nlp)
+    built = build([record(**{PREDICTION_KEYS[3]: ""})], nlp)
     kept = json.loads(built.files[COMP_SEQUENCE].content)
     assert len(kept) == 1
     # Prediction 4 covers nothing, so every prediction that covers something beats it.
-    by_pair = dict(zip(PREFERENCE_PAIRS, kept[0]["preference"]))
+    by_pair = dict(zip(PREFERENCE_INDEX_PAIRS, kept[0]["preference"]))
     assert by_pair[(0, 3)] == 1 and by_pair[(2, 3)] == 1
 
 
 def test_it_tags_spans_touching_both_ends_of_the_text(nlp):
-    prediction = record()["prediction 1"]
+    prediction = record()[FIRST_PREDICTION]
     errors = [
-        {"error type": "Unverifiable", "explanation": "", "start": 0, "end": 4},
-        {"error type": "Irrelevant", "explanation": "", "start": prediction.index("It won"), "end": len(prediction)},
+        {"error type": UNVERIFIABLE, "explanation": "", "start": 0, "end": 4},
+        {"error type": IRRELEVANT, "explanation": "", "start": prediction.index("It won"), "end": len(prediction)},
     ]
     built = build([record(feedback={"errors": errors})], nlp)
     (nf,) = lines_of(built.files[NF_ERR_SUBSENTENCE].content)
     (f,) = lines_of(built.files[F_ERR_SENTENCE].content)
-    assert [t for t in nf["feedback_tags"] if t != "Ignore"] == ["O", "NF-ERR"]
-    separators = [i for i, word in enumerate(f["text"]) if word == "</s>"]
-    assert [f["feedback_tags"][i] for i in separators] == ["F-ERR", "Ignore"]
+    assert [t for t in nf["feedback_tags"] if t != IGNORE] == [NO_ERROR, NF_ERR]
+    separators = [i for i, word in enumerate(f["text"]) if word == SEPARATOR]
+    assert [f["feedback_tags"][i] for i in separators] == [F_ERR, IGNORE]
 
 
 def test_it_drops_short_non_factual_spans_but_keeps_short_factual_ones(nlp):
-    prediction = record()["prediction 1"]
+    prediction = record()[FIRST_PREDICTION]
     start = prediction.index("Nebula")
     errors = [
-        {"error type": "Irrelevant", "explanation": "", "start": start, "end": start + len("Nebula Award")},
-        {"error type": "Wrong-Grounding", "explanation": "", "start": 0, "end": 4},
+        {"error type": IRRELEVANT, "explanation": "", "start": start, "end": start + len("Nebula Award")},
+        {"error type": WRONG_GROUNDING, "explanation": "", "start": 0, "end": 4},
     ]
     built = build([record(feedback={"errors": errors})], nlp)
     (nf,) = lines_of(built.files[NF_ERR_SUBSENTENCE].content)
     (f,) = lines_of(built.files[F_ERR_SENTENCE].content)
-    assert "NF-ERR" not in nf["feedback_tags"]
-    assert [t for t in f["feedback_tags"] if t != "Ignore"] == ["F-ERR", "O"]
+    assert NF_ERR not in nf["feedback_tags"]
+    assert [t for t in f["feedback_tags"] if t != IGNORE] == [F_ERR, NO_ERROR]
 
 
 def test_it_maps_spans_through_unicode_and_repeated_whitespace(nlp):
     prediction = "  Ça   commence bien.\n\nEnsuite,   Zürich     est   une très grande ville suisse célèbre.  "
     start = prediction.index("Zürich")
-    errors = [{"error type": "Unverifiable", "explanation": "", "start": start, "end": start + len("Zürich")}]
-    built = build([record(**{"prediction 1": prediction}, feedback={"errors": errors})], nlp)
+    errors = [{"error type": UNVERIFIABLE, "explanation": "", "start": start, "end": start + len("Zürich")}]
+    built = build([record(**{FIRST_PREDICTION: prediction}, feedback={"errors": errors})], nlp)
     (f,) = lines_of(built.files[F_ERR_SENTENCE].content)
     answer = f["text"][f["text"].index("answer:") + 1 :]
     assert " ".join(answer) == "</s> " + " </s> ".join(
         " ".join(s.split()) for s in ["Ça commence bien.", "Ensuite, Zürich est une très grande ville suisse célèbre."]
     )
     tags = f["feedback_tags"][f["text"].index("answer:") + 1 :]
-    assert [t for t in tags if t != "Ignore"] == ["O", "F-ERR"]
+    assert [t for t in tags if t != IGNORE] == [NO_ERROR, F_ERR]
     assert "\\u00c7a" in built.files[F_ERR_SENTENCE].content  # ASCII escapes, as json.dumps writes them
 
 
@@ -256,8 +269,8 @@ def test_it_writes_no_context_for_an_example_without_passages(nlp):
 
 
 def test_it_skips_an_example_whose_sentences_all_have_only_non_factual_errors(nlp):
-    prediction = record()["prediction 1"]
-    errors = [{"error type": "Irrelevant", "explanation": "", "start": 0, "end": len(prediction)}]
+    prediction = record()[FIRST_PREDICTION]
+    errors = [{"error type": IRRELEVANT, "explanation": "", "start": 0, "end": len(prediction)}]
     built = build([record(feedback={"errors": errors})], nlp)
     assert built.files[F_ERR_SENTENCE].written == 0
     assert built.files[F_ERR_SENTENCE].skipped == {"every sentence has only non-factual errors (all tags Ignore)": 1}
@@ -269,7 +282,7 @@ def test_it_skips_an_example_whose_sentences_all_have_only_non_factual_errors(nl
     [{"start": 5, "end": 5000}, {"start": -1, "end": 3}, {"start": 7, "end": 7}, {"start": "0", "end": 3}],
 )
 def test_it_skips_an_example_with_a_span_outside_the_prediction(nlp, span):
-    errors = [{"error type": "Irrelevant", "explanation": "", **span}]
+    errors = [{"error type": IRRELEVANT, "explanation": "", **span}]
     built = build([record(feedback={"errors": errors})], nlp)
     (reason,) = built.files[NF_ERR_SUBSENTENCE].skipped
     assert reason.startswith("error 0 span")
@@ -279,7 +292,7 @@ def test_it_skips_malformed_records_and_keeps_going(nlp):
     broken = record()
     del broken["question"]
     built = build([42, broken, record()], nlp)
-    for name in FILE_NAMES:
+    for name in RM_FILE_NAMES:
         assert built.files[name].written == 1
     assert built.files[NF_ERR_SUBSENTENCE].skipped == {
         "record is not an object": 1,
@@ -297,11 +310,11 @@ def test_it_leaves_out_an_example_with_no_relevant_passage_sentence(nlp):
 
 def test_a_minor_missing_sentence_counts_only_when_prediction_1_says_it(nlp):
     corrected = record()["feedback"]["corrected-prediction"]
-    minor = [{"error type": "Missing-Minor-Auxiliary", "passage_id": 1, "sentence_id": [3]}]
+    minor = [{"error type": MISSING_MINOR, "passage_id": 1, "sentence_id": [3]}]
     # Hugo sentence (1, 3) is minor and prediction 1 does not say it: only (1, 1) stays relevant.
     built = build([record(feedback={"missing-info": minor, "corrected-prediction": corrected})], nlp)
     (kept,) = json.loads(built.files[COMP_SEQUENCE].content)
-    by_pair = dict(zip(PREFERENCE_PAIRS, kept["preference"]))
+    by_pair = dict(zip(PREFERENCE_INDEX_PAIRS, kept["preference"]))
     assert by_pair[(0, 2)] == 0  # predictions 1 and 3 both cover (1, 1)
 
 
@@ -331,8 +344,8 @@ def test_it_orders_chosen_and_rejected_by_the_preference():
     r = record(preference=[1, 2, 0, 0, 0, 0])
     pairs = lines_of(preference_pairs([r]).content)
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [
-        (r["prediction 1"], r["prediction 2"]),
-        (r["prediction 3"], r["prediction 1"]),
+        (r[FIRST_PREDICTION], r[PREDICTION_KEYS[1]]),
+        (r[PREDICTION_KEYS[2]], r[FIRST_PREDICTION]),
     ]
 
 

@@ -12,16 +12,32 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
-from annotation import drafts, preferences
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus
 from annotation.permissions import annotator_required
+from annotation.qa import drafts, preferences
+from annotation.qa.errors import BadRequest, Conflict
+from annotation.qa.spans import word_spans
+from annotation.qa.vocab import (
+    ERROR_LABELS,
+    INCOHERENT,
+    IRRELEVANT,
+    MISSING_ANSWER,
+    MISSING_LABELS,
+    MISSING_MAJOR,
+    MISSING_MINOR,
+    PREFERENCE_PAIRS,
+    REDUNDANT,
+    RESPONSES,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 from annotation.selectors.annotate import (
     FINE_GRAINED_RESPONSE_NUMBER,
     assignment_for_page,
@@ -33,13 +49,11 @@ from annotation.selectors.annotate import (
 from annotation.selectors.campaigns import my_assignments
 from annotation.services.campaigns import assignment_next, assignment_open, assignment_skip
 from annotation.services.feedback import (
-    InvalidSubmit,
     SubmitRefused,
     assignment_draft_save,
     comparison_submit,
     fine_grained_feedback_submit,
 )
-from annotation.spans import word_spans
 
 
 @dataclass(frozen=True)
@@ -51,18 +65,25 @@ class TypeChoice:
     help: str
 
 
-ERROR_TYPE_CHOICES = (
-    TypeChoice("1", "Irrelevant", "Irrelevant", "t-irrelevant", "Does not help answer the question, or is off topic."),
-    TypeChoice("2", "Redundant", "Repetitive", "t-redundant", "Repeats something said earlier in the response."),
-    TypeChoice("3", "Incoherent", "Incoherent", "t-incoherent", "Hard to follow, ungrammatical or self-contradictory."),
-    TypeChoice("4", "Unverifiable", "Unverifiable", "t-unverifiable", "A claim that none of the passages supports."),
-    TypeChoice("5", "Wrong-Grounding", "Inconsistent Fact", "t-wrong-grounding", "Contradicts a sentence of the passages."),
+# How each type looks on the page, in vocab order: (keyboard key, CSS class, help); names and labels come from vocab.
+_ERROR_TYPE_LOOKS = {
+    IRRELEVANT: ("1", "t-irrelevant", "Does not help answer the question, or is off topic."),
+    REDUNDANT: ("2", "t-redundant", "Repeats something said earlier in the response."),
+    INCOHERENT: ("3", "t-incoherent", "Hard to follow, ungrammatical or self-contradictory."),
+    UNVERIFIABLE: ("4", "t-unverifiable", "A claim that none of the passages supports."),
+    WRONG_GROUNDING: ("5", "t-wrong-grounding", "Contradicts a sentence of the passages."),
+}
+ERROR_TYPE_CHOICES = tuple(
+    TypeChoice(key, value, ERROR_LABELS[value], css, help) for value, (key, css, help) in _ERROR_TYPE_LOOKS.items()
 )
 ERROR_TYPE_BY_VALUE = {choice.value: choice for choice in ERROR_TYPE_CHOICES}
-MISSING_TYPE_CHOICES = (
-    TypeChoice("", "Missing-Answer", "Missing Answer", "m-answer", "Information needed to answer the question is left out."),
-    TypeChoice("", "Missing-Major-Auxiliary", "Missing Major Auxiliary", "m-major", "Important supporting information is left out."),
-    TypeChoice("", "Missing-Minor-Auxiliary", "Missing Minor Auxiliary", "m-minor", "Helpful but minor detail is left out."),
+_MISSING_TYPE_LOOKS = {
+    MISSING_ANSWER: ("m-answer", "Information needed to answer the question is left out."),
+    MISSING_MAJOR: ("m-major", "Important supporting information is left out."),
+    MISSING_MINOR: ("m-minor", "Helpful but minor detail is left out."),
+}
+MISSING_TYPE_CHOICES = tuple(
+    TypeChoice("", value, MISSING_LABELS[value], css, help) for value, (css, help) in _MISSING_TYPE_LOOKS.items()
 )
 MISSING_TYPE_BY_VALUE = {choice.value: choice for choice in MISSING_TYPE_CHOICES}
 
@@ -84,7 +105,7 @@ def _int(value: str | None, name: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+        raise BadRequest(f"{name} must be a whole number, not {value!r}", field=name) from None
 
 
 def _int_list(value: str | None, name: str) -> list[int]:
@@ -123,14 +144,14 @@ def _sync_fine_grained_text(draft: dict, post) -> None:
         drafts.set_correction(draft, text=post["corrected-prediction"])
     for index, error in enumerate(draft["errors"]):
         key = f"explanation-{index}"
-        if key in post and error["error type"] == "Redundant":
+        if key in post and error["error type"] == REDUNDANT:
             error["explanation"] = post[key]
 
 
 def _error_rows(text: str, draft: dict) -> list[dict]:
     rows = []
     for index, error in enumerate(draft["errors"]):
-        grounding = drafts.parse_grounding(error["explanation"]) if error["error type"] == "Wrong-Grounding" else None
+        grounding = drafts.parse_grounding(error["explanation"]) if error["error type"] == WRONG_GROUNDING else None
         rows.append(
             {
                 "index": index,
@@ -226,7 +247,7 @@ def _fine_grained_page(request, assignment, *, status: int = 200, **extra) -> Ht
 
 def _comparison_state(assignment: Assignment, annotator):
     example = assignment.example
-    responses = [response_of(example, number) for number in preferences.RESPONSES]
+    responses = [response_of(example, number) for number in RESPONSES]
     if any(r is None for r in responses):
         raise Http404("This example does not have four responses to compare.")
     stored = stored_comparison(example=example, annotator=annotator)
@@ -237,7 +258,7 @@ def _comparison_state(assignment: Assignment, annotator):
 
 
 def _sync_comparison(draft: dict, post) -> None:
-    for index in range(len(preferences.PAIRS)):
+    for index in range(len(PREFERENCE_PAIRS)):
         answer = post.get(f"pair-{index}")
         if answer in preferences.ANSWER_VALUES:
             drafts.set_preference(draft, index=index, value=preferences.ANSWER_VALUES[answer])
@@ -257,7 +278,7 @@ def _comparison_context(request, assignment, *, responses, stored, draft, **extr
                 ("equal", "e", "Equal"),
             ],
         }
-        for index, ((a, b), value) in enumerate(zip(preferences.PAIRS, preference))
+        for index, ((a, b), value) in enumerate(zip(PREFERENCE_PAIRS, preference))
     ]
     context = {
         "assignment": assignment,
@@ -303,13 +324,14 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
     return _comparison_page(request, assignment)
 
 
-def _refused(assignment: Assignment, error: SubmitRefused, *, target: str, status: int) -> HttpResponse:
+def _refused(assignment: Assignment, error: SubmitRefused, *, target: str) -> HttpResponse:
+    """The problems partial in place of `target`, with the refusal's status (the page shows it inline)."""
     problems = [(_describe_field(field), message) for field, message in error.problems]
     html = render_to_string(
         "annotation/annotate/_problems.html",
-        {"message": error.message, "problems": problems, "stale": status == 409, "assignment": assignment},
+        {"message": error.message, "problems": problems, "stale": isinstance(error, Conflict), "assignment": assignment},
     )
-    response = HttpResponse(html, status=status)
+    response = HttpResponse(html, status=error.status)
     return reswap(retarget(response, target), "innerHTML")
 
 
@@ -345,7 +367,7 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
     elif op == "remove_missing":
         drafts.remove_missing(draft, index=_int(post.get("index"), "index"))
     elif op != "sync":
-        raise ValueError(f"unknown operation {op!r}")
+        raise BadRequest(f"unknown operation {op!r}", field="op")
     return None
 
 
@@ -353,8 +375,8 @@ def _notice(op: str, draft: dict, index: int | None) -> str | None:
     """A short confirmation for screen readers and for the eye, after an edit that worked."""
     if op in ("add_span", "retype_span") and index is not None:
         error = draft["errors"][index]
-        label = drafts.ERROR_LABELS.get(error["error type"], error["error type"])
-        hint = {"Redundant": " Now give the earlier text it repeats.", "Wrong-Grounding": " Now click the passage sentence it contradicts."}
+        label = ERROR_LABELS.get(error["error type"], error["error type"])
+        hint = {REDUNDANT: " Now give the earlier text it repeats.", WRONG_GROUNDING: " Now click the passage sentence it contradicts."}
         return f"Span {index + 1} marked {label}.{hint.get(error['error type'], '')}"
     return {
         "remove_span": "Span removed.",
@@ -374,12 +396,9 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
     """Autosave and edit the draft: sync the text fields, apply `op`, answer with the changed regions."""
     assignment = _own_assignment(request, pk)
     op = request.POST.get("op", "sync")
-    try:
-        base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
-    message = notice = None
-    focus_index = None
+    base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
+    refusal: drafts.DraftError | None = None
+    notice = focus_index = None
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         response, stored, state = _fine_grained_state(assignment, request.user)
         _sync_fine_grained_text(state, request.POST)
@@ -388,16 +407,15 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
             notice = _notice(op, state, focus_index)
         except drafts.DraftError as exc:
-            message = str(exc)
-        except ValueError as exc:
-            return HttpResponseBadRequest(str(exc))
+            # Shown inside the page's own message region, with the refusal's status.
+            refusal = exc
     else:
         responses, stored, state = _comparison_state(assignment, request.user)
         _sync_comparison(state, request.POST)
     try:
         saved = assignment_draft_save(assignment=assignment, draft=state, base_draft_version=base_draft_version)
     except SubmitRefused as exc:
-        return _refused(assignment, exc, target="#draft-problems", status=409)
+        return _refused(assignment, exc, target="#draft-problems")
     # Keep the copy with its example, passages and responses already loaded.
     assignment.draft, assignment.draft_version = saved.draft, saved.draft_version
 
@@ -408,7 +426,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             response=response,
             stored=stored,
             draft=state,
-            message=message,
+            message=str(refusal) if refusal else None,
             notice=notice,
             focus_index=focus_index,
             op=op,
@@ -426,7 +444,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         template = "annotation/annotate/comparison.html"
     # The partials need nothing from the request, so context processors (a query each) are skipped.
     html = "".join(render_to_string(f"{template}#{name}", context) for name in names)
-    return HttpResponse(html, status=422 if message else 200)
+    return HttpResponse(html, status=refusal.status if refusal else 200)
 
 
 def _next_url(request, assignment: Assignment) -> str:
@@ -442,11 +460,8 @@ def _next_url(request, assignment: Assignment) -> str:
 def submit(request: HttpRequest, pk: int) -> HttpResponse:
     """Validate and store the annotation, then move on to the next item."""
     assignment = _own_assignment(request, pk)
-    try:
-        base_version = _int(request.POST.get("version"), "version")
-        base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+    base_version = _int(request.POST.get("version"), "version")
+    base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
     token = request.POST.get("submit_token", "")
     try:
         if assignment.kind == AssignmentKind.FINE_GRAINED:
@@ -474,13 +489,12 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
                 base_draft_version=base_draft_version,
             )
     except SubmitRefused as exc:
-        status = 422 if isinstance(exc, InvalidSubmit) else 409
         if request.htmx:
-            return _refused(assignment, exc, target="#submit-problems", status=status)
+            return _refused(assignment, exc, target="#submit-problems")
         messages.error(request, exc.message)
         problems = [(_describe_field(field), message) for field, message in exc.problems]
         page = _fine_grained_page if assignment.kind == AssignmentKind.FINE_GRAINED else _comparison_page
-        return page(request, assignment, status=status, problems=problems)
+        return page(request, assignment, status=exc.status, problems=problems)
 
     if not result.replayed:
         messages.success(request, "Submitted. Here is your next item.")

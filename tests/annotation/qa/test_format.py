@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from annotation import qa_feedback as q
-from annotation.qa_feedback import FormatError, validate_feedback_block, validate_preference
+from annotation.qa import format as q
+from annotation.qa.format import FormatError, validate_feedback_block, validate_preference
+from annotation.qa.vocab import (
+    ERROR_TYPES,
+    IRRELEVANT,
+    MISSING_ANSWER,
+    MISSING_INFO_TYPES,
+    MISSING_MINOR,
+    UNVERIFIABLE,
+    WRONG_GROUNDING,
+)
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[3] / "demo"
 
 PREDICTION = "Paris is the capital of France. It has two million people."
 PASSAGES = [
@@ -22,8 +31,8 @@ PASSAGES = [
 
 def block(**overrides) -> dict:
     feedback = {
-        "errors": [{"error type": "Irrelevant", "explanation": "", "start": 32, "end": 58}],
-        "missing-info": [{"error type": "Missing-Minor-Auxiliary", "passage_id": 2, "sentence_id": [1]}],
+        "errors": [{"error type": IRRELEVANT, "explanation": "", "start": 32, "end": 58}],
+        "missing-info": [{"error type": MISSING_MINOR, "passage_id": 2, "sentence_id": [1]}],
         "corrected-prediction": "Paris is the capital of France.",
     }
     feedback.update(overrides)
@@ -46,7 +55,7 @@ def test_it_accepts_a_valid_feedback_block():
 
 
 def test_it_names_the_field_of_a_span_past_the_prediction():
-    feedback = block(errors=[{"error type": "Irrelevant", "explanation": "", "start": 32, "end": 99}])
+    feedback = block(errors=[{"error type": IRRELEVANT, "explanation": "", "start": 32, "end": 99}])
     assert validate_feedback_block(feedback, prediction=PREDICTION, passages=PASSAGES) == [
         ("feedback.errors[0].end", "end 99 is past the end of prediction 1 (length 58)")
     ]
@@ -54,9 +63,9 @@ def test_it_names_the_field_of_a_span_past_the_prediction():
 
 def test_it_names_overlapping_errors_by_their_list_index():
     errors = [
-        {"error type": "Irrelevant", "explanation": "", "start": 32, "end": 58},
-        {"error type": "Unverifiable", "explanation": "", "start": 0, "end": "5"},
-        {"error type": "Unverifiable", "explanation": "", "start": 39, "end": 58},
+        {"error type": IRRELEVANT, "explanation": "", "start": 32, "end": 58},
+        {"error type": UNVERIFIABLE, "explanation": "", "start": 0, "end": "5"},
+        {"error type": UNVERIFIABLE, "explanation": "", "start": 39, "end": 58},
     ]
     problems = validate_feedback_block(block(errors=errors), prediction=PREDICTION, passages=PASSAGES)
     assert problems == [
@@ -78,9 +87,9 @@ def test_it_refuses_unknown_error_and_missing_info_types():
 def test_it_refuses_passage_and_sentence_ids_that_do_not_exist():
     feedback = block()
     feedback["missing-info"] = [
-        {"error type": "Missing-Answer", "passage_id": 3, "sentence_id": [1]},
-        {"error type": "Missing-Answer", "passage_id": 1, "sentence_id": [2, 3]},
-        {"error type": "Missing-Answer", "passage_id": 1, "sentence_id": []},
+        {"error type": MISSING_ANSWER, "passage_id": 3, "sentence_id": [1]},
+        {"error type": MISSING_ANSWER, "passage_id": 1, "sentence_id": [2, 3]},
+        {"error type": MISSING_ANSWER, "passage_id": 1, "sentence_id": []},
     ]
     assert validate_feedback_block(feedback, prediction=PREDICTION, passages=PASSAGES) == [
         ("feedback.missing-info[0].passage_id", "passage 3 does not exist (the example has passages 1-2)"),
@@ -91,7 +100,7 @@ def test_it_refuses_passage_and_sentence_ids_that_do_not_exist():
 
 def test_it_accepts_sentence_zero_which_the_shared_data_uses_for_the_title():
     feedback = block()
-    feedback["missing-info"] = [{"error type": "Missing-Minor-Auxiliary", "passage_id": 1, "sentence_id": [0]}]
+    feedback["missing-info"] = [{"error type": MISSING_MINOR, "passage_id": 1, "sentence_id": [0]}]
     assert validate_feedback_block(feedback, prediction=PREDICTION, passages=PASSAGES) == []
 
 
@@ -104,7 +113,7 @@ def test_it_refuses_missing_info_when_there_are_no_passages():
 
 def test_it_checks_wrong_grounding_explanations_point_at_real_sentences():
     def with_explanation(explanation):
-        errors = [{"error type": "Wrong-Grounding", "explanation": explanation, "start": 32, "end": 58}]
+        errors = [{"error type": WRONG_GROUNDING, "explanation": explanation, "start": 32, "end": 58}]
         return validate_feedback_block(block(errors=errors), prediction=PREDICTION, passages=PASSAGES)
 
     assert with_explanation(q.grounding_explanation(1, [2])) == []
@@ -112,7 +121,7 @@ def test_it_checks_wrong_grounding_explanations_point_at_real_sentences():
     assert with_explanation(q.grounding_explanation(1, [5])) == [
         ("feedback.errors[0].explanation", "sentence 5 does not exist in passage 1 (it has sentences 1-2)")
     ]
-    assert with_explanation("passage 1")[0][1].startswith("a Wrong-Grounding explanation must look like")
+    assert with_explanation("passage 1")[0][1].startswith(f"a {WRONG_GROUNDING} explanation must look like")
 
 
 def test_it_spells_grounding_explanations_as_the_shared_data_does(shared_feedback):
@@ -120,7 +129,7 @@ def test_it_spells_grounding_explanations_as_the_shared_data_does(shared_feedbac
         e["explanation"]
         for r in json.loads(shared_feedback)
         for e in r["feedback"]["errors"]
-        if e["error type"] == "Wrong-Grounding"
+        if e["error type"] == WRONG_GROUNDING
     }
     assert len(explanations) > 30
     for explanation in explanations:
@@ -249,6 +258,6 @@ def test_it_accepts_both_demo_files_and_they_hold_the_same_questions():
 def test_it_finds_real_feedback_in_the_demo_data():
     records = q.read_file(DEMO_DIR / "qa_feedback_demo.json").records
     kinds = {e["error type"] for r in records for e in r["feedback"]["errors"]}
-    assert kinds == set(q.ERROR_TYPES)
-    assert {m["error type"] for r in records for m in r["feedback"]["missing-info"]} == set(q.MISSING_INFO_TYPES)
+    assert kinds == set(ERROR_TYPES)
+    assert {m["error type"] for r in records for m in r["feedback"]["missing-info"]} == set(MISSING_INFO_TYPES)
     assert all(r["feedback"]["corrected-prediction"] for r in records)

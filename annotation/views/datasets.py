@@ -2,16 +2,17 @@
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from annotation.qa_feedback import FEEDBACK, FORMATS, FormatError
+from annotation.qa.errors import NotFound, Refused
+from annotation.qa.format import FEEDBACK, FORMATS, FormatError
 from annotation.selectors.datasets import dataset_list as select_datasets
 from annotation.selectors.datasets import dataset_split_stats, example_previews
-from annotation.services.datasets import ExportRefused, ImportRefused, dataset_dumps, dataset_import
+from annotation.services.datasets import dataset_dumps, dataset_import
 
 SHOWN_PROBLEMS = 20
 
@@ -46,6 +47,7 @@ def dataset_upload(request):
     status = 200
     if request.method == "POST":
         form = DatasetUploadForm(request.POST, request.FILES)
+        status = 400  # the form as posted was not accepted
         if form.is_valid():
             try:
                 summary = dataset_import(
@@ -57,12 +59,13 @@ def dataset_upload(request):
             except FormatError as exc:
                 problems = exc.lines()
                 form.add_error(None, f"{form.cleaned_data['file'].name} was not imported; nothing was written.")
-            except ImportRefused as exc:
+                status = exc.status
+            except Refused as exc:
                 form.add_error(None, str(exc))
+                status = exc.status
             else:
                 messages.success(request, str(summary))
                 return redirect("annotation:dataset_detail", name=summary.dataset)
-        status = 400
     else:
         form = DatasetUploadForm(initial={"dataset": request.GET.get("dataset", "")})
     context = {
@@ -78,12 +81,9 @@ def dataset_upload(request):
 @require_GET
 def dataset_download(request, name: str, split: str, fmt: str):
     if fmt not in FORMATS:
-        raise Http404(f"unknown format {fmt!r}")
+        raise NotFound(f"unknown format {fmt!r}")
     dataset = get_object_or_404(Dataset, name=name)
-    try:
-        content = dataset_dumps(dataset=dataset, split=split, fmt=fmt)
-    except ExportRefused as exc:
-        raise Http404(str(exc)) from None
+    content = dataset_dumps(dataset=dataset, split=split, fmt=fmt)  # NotFound when the split has none
     # Named like the shared files: dev_feedback.json for feedback, dev.json for inputs.
     filename = f"{dataset.name}-{split}{'_feedback' if fmt == FEEDBACK else ''}.json"
     response = HttpResponse(content.encode("utf-8"), content_type="application/json")

@@ -7,35 +7,34 @@ same object. A comparison draft is {"preference": [six answers or None]}.
 
 Every edit is a function that changes a draft in place or raises DraftError
 with a message meant for the annotator; span rules come from
-annotation/spans.py so that the page refuses exactly what import refuses.
+annotation/qa/spans.py so that the page refuses exactly what import refuses.
 """
 
 import json
 from collections.abc import Sequence
 
-from annotation import preferences
-from annotation.qa_feedback import grounding_explanation
-from annotation.spans import snap_to_words, span_problems
+from annotation.qa import preferences
+from annotation.qa.errors import Refused
+from annotation.qa.format import grounding_explanation
+from annotation.qa.spans import snap_to_words, span_problems
+from annotation.qa.vocab import (
+    ERROR_LABELS,
+    ERROR_TYPES,
+    MISSING_INFO_TYPES,
+    PREFERENCE_PAIRS,
+    PREFERENCE_VALUES,
+    REDUNDANT,
+    WRONG_GROUNDING,
+)
 
-ERROR_TYPES = ("Irrelevant", "Redundant", "Incoherent", "Unverifiable", "Wrong-Grounding")
-ERROR_LABELS = {
-    "Irrelevant": "Irrelevant",
-    "Redundant": "Repetitive",
-    "Incoherent": "Incoherent",
-    "Unverifiable": "Unverifiable",
-    "Wrong-Grounding": "Inconsistent Fact",
-}
-MISSING_TYPES = ("Missing-Answer", "Missing-Major-Auxiliary", "Missing-Minor-Auxiliary")
-MISSING_LABELS = {
-    "Missing-Answer": "Missing Answer",
-    "Missing-Major-Auxiliary": "Missing Major Auxiliary",
-    "Missing-Minor-Auxiliary": "Missing Minor Auxiliary",
-}
+# The names annotators see for the two error types that take an explanation.
+REPETITIVE = ERROR_LABELS[REDUNDANT]
+INCONSISTENT_FACT = ERROR_LABELS[WRONG_GROUNDING]
 
 Passages = Sequence[Sequence[str]]
 
 
-class DraftError(ValueError):
+class DraftError(Refused):
     """An edit the annotator asked for that cannot be made; the message says why."""
 
 
@@ -48,7 +47,7 @@ def empty_comparison() -> dict:
 
 
 def parse_grounding(explanation: str) -> tuple[int, list[int]] | None:
-    """(passage_id, sentence_ids) of a Wrong-Grounding explanation, or None if it names none."""
+    """(passage_id, sentence_ids) of a WRONG_GROUNDING explanation, or None if it names none."""
     try:
         data = json.loads(explanation)
         passage_id, sentence_ids = data["passage_id"], data["sentence_id"]
@@ -127,22 +126,22 @@ def set_error_type(draft: dict, *, index: int, error_type: str) -> None:
 def set_explanation(draft: dict, *, index: int, explanation: str) -> None:
     """The repeated earlier text of a Repetitive span; other types take no free text."""
     error = _error(draft, index)
-    if error["error type"] != "Redundant":
-        raise DraftError(f"Span {index + 1} is not Repetitive; only Repetitive spans take a text explanation.")
+    if error["error type"] != REDUNDANT:
+        raise DraftError(f"Span {index + 1} is not {REPETITIVE}; only {REPETITIVE} spans take a text explanation.")
     error["explanation"] = explanation
 
 
 def set_grounding(draft: dict, *, index: int, passage_id: int, sentence_ids: Sequence[int], passages: Passages) -> None:
     """The passage sentences an Inconsistent Fact span contradicts."""
     error = _error(draft, index)
-    if error["error type"] != "Wrong-Grounding":
-        raise DraftError(f"Span {index + 1} is not an Inconsistent Fact; only those point at a passage sentence.")
+    if error["error type"] != WRONG_GROUNDING:
+        raise DraftError(f"Span {index + 1} is not an {INCONSISTENT_FACT}; only those point at a passage sentence.")
     _check_sentences(passages, passage_id, sentence_ids)
     error["explanation"] = grounding_explanation(passage_id, sorted(set(sentence_ids)))
 
 
 def add_missing(draft: dict, *, error_type: str, passage_id: int, sentence_ids: Sequence[int], passages: Passages) -> None:
-    if error_type not in MISSING_TYPES:
+    if error_type not in MISSING_INFO_TYPES:
         raise DraftError("Choose the kind of missing information first.")
     _check_sentences(passages, passage_id, sentence_ids)
     entry = {"error type": error_type, "passage_id": passage_id, "sentence_id": sorted(set(sentence_ids))}
@@ -171,19 +170,18 @@ def completeness_problems(feedback: dict) -> list[tuple[str, str]]:
     problems = []
     for number, error in enumerate(feedback.get("errors", []), start=1):
         kind = error.get("error type")
-        if kind == "Redundant" and not str(error.get("explanation", "")).strip():
-            problems.append((f"feedback.errors[{number - 1}].explanation", f"span {number} (Repetitive): give the earlier text it repeats"))
-        if kind == "Wrong-Grounding" and parse_grounding(str(error.get("explanation", ""))) is None:
-            problems.append(
-                (f"feedback.errors[{number - 1}].explanation", f"span {number} (Inconsistent Fact): click the passage sentence it contradicts")
-            )
+        where = f"feedback.errors[{number - 1}].explanation"
+        if kind == REDUNDANT and not str(error.get("explanation", "")).strip():
+            problems.append((where, f"span {number} ({REPETITIVE}): give the earlier text it repeats"))
+        if kind == WRONG_GROUNDING and parse_grounding(str(error.get("explanation", ""))) is None:
+            problems.append((where, f"span {number} ({INCONSISTENT_FACT}): click the passage sentence it contradicts"))
     return problems
 
 
 def set_preference(draft: dict, *, index: int, value: int | None) -> None:
-    if not 0 <= index < len(preferences.PAIRS):
+    if not 0 <= index < len(PREFERENCE_PAIRS):
         raise DraftError(f"There is no question {index + 1}.")
-    if value is not None and value not in preferences.VALUES:
+    if value is not None and value not in PREFERENCE_VALUES:
         raise DraftError("Answer with first better, second better or equal.")
     draft["preference"][index] = value
 

@@ -5,7 +5,8 @@ from pathlib import Path
 from django.db.models import Count, QuerySet
 
 from annotation.models import Comparison, Dataset, Example, FeedbackStatus, FineGrainedFeedback, RmDataBuild
-from annotation.rm_data import OUTPUT_NAMES, output_paths
+from annotation.qa.rm_files import OUTPUT_NAMES, output_paths
+from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 from annotation.selectors.datasets import dataset_resolve
 
 RECENT_BUILDS = 20
@@ -25,7 +26,9 @@ def rm_data_split_counts(*, dataset: Dataset | str | int, split: str) -> dict[st
     dataset = dataset_resolve(dataset)
     in_split = {"response__example__dataset": dataset, "response__example__split": split}
     several_feedback = (
-        FineGrainedFeedback.objects.filter(**in_split, response__number=1, status=FeedbackStatus.SUBMITTED)
+        FineGrainedFeedback.objects.filter(
+            **in_split, response__number=FINE_GRAINED_RESPONSE_NUMBER, status=FeedbackStatus.SUBMITTED
+        )
         .values("response")
         .annotate(n=Count("id"))
         .filter(n__gt=1)
