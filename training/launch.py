@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training import kinds
+
 logger = logging.getLogger(__name__)
 
 ENTRY_MODULE = "training.ml.entry"
@@ -49,14 +51,14 @@ def child_argv(
     accelerate_config: str = "",
     base_command: Sequence[str] | None = None,
 ) -> list[str]:
-    """The command line that starts the trainer for one run.
+    """The command line that starts the trainer for one run: the kind's trainer and config class, then the run's files.
 
     `base_command` replaces the launcher and module (tests use it to run a
     stand-in trainer). Otherwise several GPUs, or an accelerate config file,
     mean `accelerate launch`; anything else is a plain `python -m`.
     """
     trainer_args = [
-        kind,
+        *kinds.get(kind).entry_args(),
         "--config",
         str(config_path),
         "--output-dir",

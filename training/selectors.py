@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from training.models import Artifact, RunKind, RunMetric, RunSample, RunStatus, TrainingRun
+from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -125,6 +125,3 @@ def dataset_split_counts(*, dataset) -> dict[str, dict[str, int]]:
     )
     return {row["split"]: {"feedback": row["feedback"], "inputs": row["inputs"]} for row in rows}
 
-
-def run_kind_label(kind: str) -> str:
-    return RunKind(kind).label if kind in RunKind.values else kind

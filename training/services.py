@@ -20,10 +20,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from training import inputs
+from training import inputs, kinds
 from training.launch import LOG_FILE, tail_lines
 from training.ml.configs import ConfigError
-from training.models import Artifact, RunKind, RunMetric, RunSample, RunStatus, TrainingRun
+from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ def run_create(
     (`uploads` maps "train"/"eval" to a file). Raises ConfigError listing
     every (field, message) that is wrong; nothing is stored then.
     """
-    if kind not in RunKind.values:
-        raise ConfigError([("kind", f"unknown run kind {kind!r}; expected one of {', '.join(RunKind.values)}")])
+    kinds.get(kind)  # an unknown kind is refused before anything else
     uploads = {role: f for role, f in (uploads or {}).items() if f}
     train_split, eval_split = train_split.strip(), eval_split.strip()
     inputs.check_sources(kind=kind, dataset=dataset, train_split=train_split, eval_split=eval_split, uploads=uploads)

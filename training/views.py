@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from training import selectors, services
+from training import kinds, selectors, services
 from training.forms import (
     RunLaunchForm,
     config_rows,
@@ -33,8 +33,8 @@ from training.forms import (
 )
 from training.inputs import resolve_config
 from training.launch import LOG_FILE
-from training.ml.configs import ConfigError, config_class, list_presets
-from training.models import Artifact, RunKind, TrainingRun
+from training.ml.configs import ConfigError
+from training.models import Artifact, TrainingRun
 
 # Form fields that a ConfigError can name; anything else is a config setting.
 _FORM_FIELDS = ("kind", "name", "dataset", "train_split", "eval_split", "train_file", "eval_file", "preset", "overrides")
@@ -69,9 +69,9 @@ def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, e
         "form": form,
         "kind": kind,
         "preset": preset,
-        "presets": list_presets(kind),
+        "presets": kinds.get(kind).preset_names(),
         "rows": config_rows(kind, preset, submitted=submitted, sources=sources, selected_sources=selected, errors=errors),
-        "kinds": RunKind.choices,
+        "kinds": kinds.choices(),
         "split_names": sorted({split for counts in splits_by_dataset.values() for split in counts}),
         "splits_by_dataset": splits_by_dataset,
     }
@@ -82,11 +82,11 @@ def _split_counts() -> dict[str, dict]:
 
 
 def _kind_and_preset(data) -> tuple[str, str]:
-    kind = data.get("kind") or RunKind.RM_RELEVANCE
-    if kind not in RunKind.values:
-        kind = RunKind.RM_RELEVANCE
+    kind = data.get("kind") or kinds.DEFAULT_KIND
+    if kind not in kinds.KINDS:
+        kind = kinds.DEFAULT_KIND
     preset = data.get("preset", None)
-    if preset is None or (preset and preset not in list_presets(kind)):
+    if preset is None or (preset and preset not in kinds.get(kind).preset_names()):
         preset = default_preset(kind)
     return kind, preset
 
@@ -157,12 +157,13 @@ def _other_problems(kind: str, preset: str, overrides: dict, *, skip: set[str]) 
 
 
 def _config_names(kind: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_class(kind))]
+    return [f.name for f in dataclasses.fields(kinds.get(kind).config_class)]
 
 
 def _detail_context(run: TrainingRun) -> dict:
     return {
         "run": run,
+        "kind": kinds.KINDS.get(run.kind),
         "progress_percent": selectors.run_progress_percent(run),
         "eta": selectors.run_eta(run),
         "duration": selectors.run_duration(run),

@@ -71,9 +71,9 @@ def test_it_marks_dead_workers_runs_failed_when_the_dashboard_looks(researcher_c
 
 
 def test_it_shows_the_presets_values_in_the_launch_form(researcher_client):
-    from training.ml.configs import load_preset
+    from training.kinds import KINDS
 
-    preset = load_preset("rm_preference", "tiny")
+    preset = KINDS["rm_preference"].load_preset("tiny")
     page = researcher_client.get(reverse("training:run_launch") + "?kind=rm_preference&preset=tiny").content.decode()
     assert f'name="cfg-learning_rate" id="id_cfg-learning_rate" value="{preset["learning_rate"]}"' in page
     assert f'name="cfg-max_steps" id="id_cfg-max_steps" value="{preset["max_steps"]}"' in page
@@ -305,3 +305,14 @@ def test_default_splits_prefer_train_and_dev_and_fall_back_to_what_exists():
     assert default_splits(["dev", "train"]) == ("train", "dev")
     assert default_splits(["dev"]) == ("dev", "dev")
     assert default_splits(["a", "validation"]) == ("a", "validation")
+
+
+def test_the_run_page_keeps_a_samples_card_for_kinds_that_report_generations(researcher_client, token_rm_file):
+    from training.kinds import KINDS
+
+    ppo = TrainingRun.objects.create(kind="ppo_fine_grained", output_dir="runs/x-ppo_fine_grained")
+    page = researcher_client.get(reverse("training:run_detail", args=[ppo.pk])).content.decode()
+    assert KINDS["ppo_fine_grained"].dashboard.samples in page and "None yet; the trainer reports some" in page
+
+    reward_model = _running(token_rm_file)  # reports no generations: no card until one arrives
+    assert "<h2>Samples" not in researcher_client.get(reverse("training:run_detail", args=[reward_model.pk])).content.decode()
