@@ -32,9 +32,9 @@ from training.forms import (
     parse_overrides_text,
 )
 from training.inputs import resolve_config
-from training.launch import LOG_FILE
 from training.ml.configs import ConfigError
 from training.models import Artifact, TrainingRun
+from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
 _FORM_FIELDS = ("kind", "name", "dataset", "train_split", "eval_split", "train_file", "eval_file", "preset", "overrides")

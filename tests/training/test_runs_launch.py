@@ -4,7 +4,8 @@ import json
 import signal
 from pathlib import Path
 
-from training.launch import EventTail, child_argv, describe_exit, tail_lines
+from training.run_folder import tail_lines
+from training.supervisor import EventTail, child_argv, describe_exit
 
 
 def _argv(**extra):
