@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 
+from annotation.qa.errors import Refused
 from training import kinds
 from training.ml.configs import ConfigError, from_dict
 from training.selectors import dataset_split_counts
@@ -38,7 +39,7 @@ _HUB_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_NAME = re.compile(rf"{_HUB_PART}(/{_HUB_PART})?")
 
 
-class InputError(ValueError):
+class InputError(Refused):
     """An input that cannot be prepared (a dataset split with nothing to train on, a failed build)."""
 
 

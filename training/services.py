@@ -20,9 +20,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotation.qa.errors import Conflict
 from config.celery import app as celery_app
 from training import inputs, kinds
-from training.ml.configs import ConfigError
 from training.models import RunStatus, TrainingRun
 from training.run_folder import LOG_FILE, run_output_path, tail_lines
 
@@ -122,10 +122,11 @@ def run_resume(*, run: TrainingRun, user=None) -> TrainingRun:
 
     The new run keeps the old one's kind, inputs and config and points back at
     it (`resumed_from`); its worker passes `--resume-from` with the newest
-    checkpoint the old run reported (none: it starts over).
+    checkpoint the old run reported (none: it starts over). Raises Conflict
+    for a run that is still going or succeeded.
     """
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise ConfigError([("status", f"only failed or cancelled runs can be resumed; this one is {run.status}")])
+        raise Conflict(f"only failed or cancelled runs can be resumed; this one is {run.status}", field="status")
     with transaction.atomic():
         new = TrainingRun.objects.create(
             name=run.name,

@@ -3,6 +3,9 @@
 Stale runs are reaped at the start of every dashboard request (and of every
 htmx poll): a run whose worker died is marked failed the next time anyone
 looks, with no scheduler needed. `manage.py reap_runs` does the same from cron.
+A refusal (`annotation.qa.errors.Refused`: a missing run, a run that cannot be
+resumed) leaves the view and becomes a response in `config.errors`; only the
+launch form catches its config's problems, to show each beside its input.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import zipfile
 from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import FileResponse, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
+from annotation.qa.errors import NotFound
 from training import kinds, selectors, services
 from training.forms import (
     RunLaunchForm,
@@ -33,20 +37,13 @@ from training.forms import (
 )
 from training.inputs import resolve_config
 from training.ml.configs import ConfigError
-from training.models import Artifact, TrainingRun
+from training.models import TrainingRun
 from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
 _FORM_FIELDS = ("kind", "name", "dataset", "train_split", "eval_split", "train_file", "eval_file", "preset", "overrides")
 # Folders are zipped on download; refuse ones too large to zip in a request.
 MAX_ZIP_BYTES = 2 * 1024**3
-
-
-def _get_run(run_id: int) -> TrainingRun:
-    try:
-        return selectors.run_get(run_id=run_id)
-    except TrainingRun.DoesNotExist:
-        raise Http404(f"no training run {run_id}") from None
 
 
 @researcher_required
@@ -177,7 +174,7 @@ def _detail_context(run: TrainingRun) -> dict:
 @require_GET
 def run_detail(request, run_id: int):
     services.runs_reap_stale()
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     context = _detail_context(run)
     if request.htmx:
         response = render(request, "training/run_detail.html#run-live", context)
@@ -194,7 +191,7 @@ def run_detail(request, run_id: int):
 @require_GET
 def run_metrics(request, run_id: int):
     """Metric points newer than ?after=<id>, for the charts to append."""
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     try:
         after = max(0, int(request.GET.get("after", "0")))
     except ValueError:
@@ -208,7 +205,7 @@ def run_metrics(request, run_id: int):
 @researcher_required
 @require_POST
 def run_cancel(request, run_id: int):
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     if services.run_cancel(run=run):
         messages.success(request, f"Run #{run.pk} will stop within a few seconds.")
     else:
@@ -219,12 +216,8 @@ def run_cancel(request, run_id: int):
 @researcher_required
 @require_POST
 def run_resume(request, run_id: int):
-    run = _get_run(run_id)
-    try:
-        new = services.run_resume(run=run, user=request.user)
-    except ConfigError as exc:
-        messages.error(request, "; ".join(message for _, message in exc.problems))
-        return redirect("training:run_detail", run_id=run.pk)
+    run = selectors.run_get(run_id=run_id)
+    new = services.run_resume(run=run, user=request.user)
     messages.success(request, f"Run #{new.pk} continues run #{run.pk}.")
     return redirect("training:run_detail", run_id=new.pk)
 
@@ -233,21 +226,21 @@ def run_resume(request, run_id: int):
 @require_GET
 def run_log(request, run_id: int):
     """The whole log of the trainer, as plain text."""
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     path = services.run_output_path(run) / LOG_FILE
     if not run.output_dir or not path.is_file():
-        raise Http404("this run has no log yet")
+        raise NotFound("this run has no log yet")
     return FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")
 
 
 @researcher_required
 @require_GET
 def artifact_download(request, run_id: int, artifact_id: int):
-    run = _get_run(run_id)
-    artifact = get_object_or_404(Artifact, run=run, pk=artifact_id)
+    run = selectors.run_get(run_id=run_id)
+    artifact = selectors.artifact_get(run=run, artifact_id=artifact_id)
     path = selectors.artifact_path(artifact)
     if path is None:
-        raise Http404("the file is gone from MODEL_ROOT")
+        raise NotFound("the file is gone from MODEL_ROOT")
     if path.is_file():
         return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -307,6 +307,21 @@ def test_default_splits_prefer_train_and_dev_and_fall_back_to_what_exists():
     assert default_splits(["a", "validation"]) == ("a", "validation")
 
 
+def test_refusals_leave_the_views_as_responses_with_their_status(researcher_client, token_rm_file):
+    run = _running(token_rm_file)
+    supervisor.run_finish(run=run, status=RunStatus.SUCCEEDED)
+    response = researcher_client.post(reverse("training:run_resume", args=[run.pk]))
+    assert response.status_code == 409
+    assert "only failed or cancelled runs can be resumed; this one is succeeded" in response.content.decode()
+    assert not TrainingRun.objects.filter(resumed_from=run).exists()
+
+    missing = researcher_client.get(reverse("training:run_detail", args=[run.pk + 100]))
+    assert missing.status_code == 404 and "no training run" in missing.content.decode()
+    assert researcher_client.get(reverse("training:run_log", args=[run.pk + 100]), HTTP_HX_REQUEST="true").content == (
+        f"no training run {run.pk + 100}".encode()
+    )
+
+
 def test_the_run_page_keeps_a_samples_card_for_kinds_that_report_generations(researcher_client, token_rm_file):
     from training.kinds import KINDS
 

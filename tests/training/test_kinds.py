@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from annotation.qa.errors import Refused
 from training import kinds
+from training.inputs import InputError
 from training.kinds import KINDS
 from training.ml.configs import ConfigError, PPOConfig, TokenRMConfig, field_docs, from_dict
 from training.models import TrainingRun
@@ -98,6 +99,7 @@ def test_a_config_error_is_the_application_refusal_naming_its_first_field():
     assert isinstance(error, Refused) and isinstance(error, ValueError)
     assert error.field == "epochs" and error.status == 422
     assert str(error) == "epochs: must be at least 1; seed: expected int, got 'x'"
+    assert issubclass(InputError, Refused)
 
 
 # ---------------------------------------------------------------- the trainer's command line

@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from annotation.models import Dataset, Example
+from annotation.qa.errors import Conflict
 from training import services, supervisor
 from training.inputs import InputError, resolve_model_ref, run_prepare_config
 from training.ml.configs import ConfigError
@@ -224,7 +225,7 @@ def test_it_resumes_from_the_last_checkpoint_even_when_the_best_was_reported_aft
 def test_it_refuses_to_resume_a_run_that_succeeded(token_rm_file):
     run = _running_run(token_rm_file)
     supervisor.run_finish(run=run, status=RunStatus.SUCCEEDED)
-    with pytest.raises(ConfigError):
+    with pytest.raises(Conflict):
         services.run_resume(run=run)
 
 
