@@ -82,6 +82,8 @@ class Dashboard:
 
 @dataclass(frozen=True)
 class Kind:
+    """One kind of training run, as the whole project sees it."""
+
     name: str
     """The value stored in `TrainingRun.kind` and passed to the trainer."""
     label: str
@@ -210,6 +212,7 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
+# The launch form's kind when none (or an unknown one) is asked for.
 DEFAULT_KIND = "rm_relevance"
 
 
@@ -228,10 +231,6 @@ def names() -> list[str]:
 def choices() -> list[tuple[str, str]]:
     """(name, label) of every kind, in the registry's order: the model field's choices and the form's."""
     return [(kind.name, kind.label) for kind in KINDS.values()]
-
-
-def label(name: str) -> str:
-    return KINDS[name].label if name in KINDS else name
 
 
 def build_config(name: str, *, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
