@@ -1,10 +1,12 @@
 """The launch form: run kind, inputs, preset, and per-setting overrides read by the config's types.
 
-The config table has one input per setting of the kind's config dataclass,
-filled with the preset's value. On submit each input is parsed by that
-setting's type; only values that differ from the preset become overrides.
-A YAML/JSON box takes further overrides on top. Every value that cannot be
-used comes back as (setting, message), shown beside its input.
+The config table has one input per setting of the kind's config class (its
+help is the field's docstring), filled with the preset's value. On submit
+each input is parsed by that setting's type; only values that differ from the
+preset become overrides. A YAML/JSON box takes further overrides on top. The
+result goes through the config class like a preset or the CLI's `--set`;
+every value that cannot be used comes back as (setting, message), shown
+beside its input.
 """
 
 from __future__ import annotations
@@ -20,22 +22,18 @@ import yaml
 from django import forms
 
 from annotation.models import Dataset
-from training.inputs import MODEL_FIELD_SOURCES, model_fields
-from training.ml.configs import ConfigError, config_class, field_docs, list_presets, load_preset
-from training.models import RunKind
+from training import kinds
+from training.ml.configs import ConfigError, field_docs
+from training.selectors import run_model_path, runs_with_models
 
 CONFIG_PREFIX = "cfg-"
 SOURCE_PREFIX = "source-"
-# Preset picked when a kind is chosen: the paper's settings where a kind has them.
-PREFERRED_PRESETS = ("paper", "default")
+# Config fields the run system fills (the input files); never typed in.
+MANAGED_FIELDS = ("train_file", "eval_file")
 
 
 def default_preset(kind: str) -> str:
-    presets = list_presets(kind)
-    for name in PREFERRED_PRESETS:
-        if name in presets:
-            return name
-    return presets[0] if presets else ""
+    return kinds.get(kind).default_preset()
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -145,20 +143,20 @@ def _type_name(annotation: Any) -> str:
 
 def preset_values(kind: str, preset: str) -> dict[str, Any]:
     """Every setting of the kind after applying the preset (defaults where the preset is silent)."""
-    cls = config_class(kind)
-    values = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default) for f in dataclasses.fields(cls)}
+    spec = kinds.get(kind)
+    values = spec.defaults()
     if preset:
-        values.update(load_preset(kind, preset))
+        values.update(spec.load_preset(preset))
     return values
 
 
 def config_rows(kind: str, preset: str, *, submitted: dict[str, str] | None = None, sources: dict[str, list] | None = None,
                 selected_sources: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> list[ConfigRow]:
-    cls = config_class(kind)
+    cls = kinds.get(kind).config_class
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     values = preset_values(kind, preset)
-    model_names = set(model_fields(kind))
+    model_names = set(kinds.get(kind).inputs.models)
     rows = []
     for f in dataclasses.fields(cls):
         annotation, _ = _strip_optional(hints[f.name])
@@ -172,7 +170,7 @@ def config_rows(kind: str, preset: str, *, submitted: dict[str, str] | None = No
                 help=docs.get(f.name, ""),
                 type_name=_type_name(hints[f.name]),
                 choices=choices,
-                managed=f.name in ("train_file", "eval_file"),
+                managed=f.name in MANAGED_FIELDS,
                 sources=(sources or {}).get(f.name) if f.name in model_names else None,
                 source_selected=(selected_sources or {}).get(f.name, ""),
                 error=(errors or {}).get(f.name, ""),
@@ -183,14 +181,14 @@ def config_rows(kind: str, preset: str, *, submitted: dict[str, str] | None = No
 
 def overrides_from_post(kind: str, preset: str, post) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Overrides from the config table's inputs: the parsed values that differ from the preset."""
-    cls = config_class(kind)
+    cls = kinds.get(kind).config_class
     hints = typing.get_type_hints(cls)
     values = preset_values(kind, preset)
     overrides: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
     for f in dataclasses.fields(cls):
         key = CONFIG_PREFIX + f.name
-        if key not in post or f.name in ("train_file", "eval_file"):
+        if key not in post or f.name in MANAGED_FIELDS:
             continue
         try:
             value = parse_value(post[key], hints[f.name])
@@ -204,12 +202,10 @@ def overrides_from_post(kind: str, preset: str, post) -> tuple[dict[str, Any], l
 
 def model_sources(kind: str) -> dict[str, list]:
     """For each model setting of the kind: the succeeded runs whose saved model can fill it."""
-    from training.selectors import runs_with_models
-
     return {
-        name: list(runs_with_models(kinds=list(MODEL_FIELD_SOURCES[name])))
-        for name in model_fields(kind)
-        if name in MODEL_FIELD_SOURCES
+        name: list(runs_with_models(kinds=list(sources)))
+        for name, sources in kinds.get(kind).inputs.models.items()
+        if sources
     }
 
 
@@ -224,7 +220,7 @@ def default_splits(split_names: list[str]) -> tuple[str, str]:
 
 
 class RunLaunchForm(forms.Form):
-    kind = forms.ChoiceField(choices=RunKind.choices)
+    kind = forms.ChoiceField(choices=kinds.choices)
     name = forms.CharField(max_length=200, required=False, help_text="Optional; shown in the runs list and in wandb.")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), required=False, empty_label="— uploaded files —",
                                      to_field_name="name")
@@ -243,25 +239,24 @@ class RunLaunchForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         kind, preset = cleaned.get("kind"), cleaned.get("preset") or ""
-        if kind and preset and preset not in list_presets(kind):
-            self.add_error("preset", f"no preset {preset!r} for {kind}; available: {', '.join(list_presets(kind)) or 'none'}")
+        if kind and preset and preset not in kinds.get(kind).preset_names():
+            available = ", ".join(kinds.get(kind).preset_names()) or "none"
+            self.add_error("preset", f"no preset {preset!r} for {kind}; available: {available}")
         return cleaned
 
 
 def overrides_from_sources(kind: str, post) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Model settings taken from a finished run picked on the form (its saved model folder)."""
-    from training.selectors import run_model_path, runs_with_models
-
     overrides: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
-    for name in model_fields(kind):
+    for name, sources in kinds.get(kind).inputs.models.items():
         chosen = str(post.get(SOURCE_PREFIX + name, "")).strip()
-        if not chosen or name not in MODEL_FIELD_SOURCES:
+        if not chosen or not sources:
             continue
-        run = runs_with_models(kinds=list(MODEL_FIELD_SOURCES[name])).filter(pk=int(chosen) if chosen.isdigit() else -1).first()
+        run = runs_with_models(kinds=list(sources)).filter(pk=int(chosen) if chosen.isdigit() else -1).first()
         path = run_model_path(run) if run is not None else None
         if path is None:
-            problems.append((name, f"run {chosen} is not a succeeded {' or '.join(MODEL_FIELD_SOURCES[name])} run with a saved model"))
+            problems.append((name, f"run {chosen} is not a succeeded {' or '.join(sources)} run with a saved model"))
         else:
             overrides[name] = str(path)
     return overrides, problems

@@ -22,54 +22,16 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 
-from training.ml.configs import ConfigError, config_class, from_dict, load_preset
+from annotation.qa.errors import Refused
+from training import kinds
+from training.ml.configs import ConfigError, from_dict
+from training.selectors import dataset_split_counts
 
 INPUTS_DIR = "inputs"
 UPLOADS_DIR = "uploaded"
-FEEDBACK_DIR = "feedback"
-POLICY_INPUTS_DIR = "policy_inputs"
 # Upload roles and the config field each one fills.
 DATA_FIELDS = {"train": "train_file", "eval": "eval_file"}
 
-# Where each kind's files come from: a reward-model file built by rm_data_build (its folder name),
-# or a plain export of the dataset ("feedback" or "inputs" format).
-KIND_SOURCES: dict[str, tuple[str, str]] = {
-    "rm_relevance": ("rm_file", "NF-ERR_subsentence"),
-    "rm_factuality": ("rm_file", "F-ERR_sentence"),
-    "rm_completeness": ("rm_file", "COMP_sequence"),
-    "rm_preference": ("export", "feedback"),
-    "sft": ("export", "inputs"),
-    "ppo_holistic": ("export", "inputs"),
-    "ppo_fine_grained": ("export", "inputs"),
-}
-
-_PPO_MODELS = (
-    "policy_model",
-    "value_model",
-    "rm_relevance_model",
-    "rm_factuality_model",
-    "rm_completeness_model",
-    "rm_preference_model",
-)
-# Config fields that name a model (a hub name or a folder inside MODEL_ROOT), per kind.
-MODEL_FIELDS: dict[str, tuple[str, ...]] = {
-    "rm_relevance": ("base_model",),
-    "rm_factuality": ("base_model",),
-    "rm_completeness": ("base_model",),
-    "rm_preference": ("base_model",),
-    "sft": ("model_name_or_path",),
-    "ppo_holistic": _PPO_MODELS,
-    "ppo_fine_grained": _PPO_MODELS,
-}
-# Which finished runs can fill a model field on the launch form.
-MODEL_FIELD_SOURCES: dict[str, tuple[str, ...]] = {
-    "policy_model": ("sft",),
-    "value_model": ("sft",),
-    "rm_relevance_model": ("rm_relevance",),
-    "rm_factuality_model": ("rm_factuality",),
-    "rm_completeness_model": ("rm_completeness",),
-    "rm_preference_model": ("rm_preference",),
-}
 # Values like `{tiny_encoder}` or `{tiny_t5}` ask the trainer to build a tiny model itself; it checks the name.
 _PLACEHOLDER = re.compile(r"\{[a-z0-9_]+\}")
 
@@ -77,14 +39,8 @@ _HUB_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_NAME = re.compile(rf"{_HUB_PART}(/{_HUB_PART})?")
 
 
-class InputError(ValueError):
+class InputError(Refused):
     """An input that cannot be prepared (a dataset split with nothing to train on, a failed build)."""
-
-
-def model_fields(kind: str) -> tuple[str, ...]:
-    """The model-naming fields of this kind that its config class really has."""
-    names = {f.name for f in dataclasses.fields(config_class(kind))}
-    return tuple(name for name in MODEL_FIELDS.get(kind, ()) if name in names)
 
 
 def resolve_model_ref(value: str, *, model_root: Path) -> str:
@@ -117,8 +73,7 @@ def resolve_model_ref(value: str, *, model_root: Path) -> str:
 
 def dataset_input_paths(*, kind: str, output_dir: Path, train_split: str, eval_split: str) -> dict[str, str]:
     """The config's train/eval file paths for inputs built from the database into `output_dir/inputs`."""
-    how, name = KIND_SOURCES[kind]
-    folder = output_dir / INPUTS_DIR / (name if how == "rm_file" else (FEEDBACK_DIR if name == "feedback" else POLICY_INPUTS_DIR))
+    folder = output_dir / INPUTS_DIR / kinds.get(kind).inputs.files.folder
     return {
         "train_file": str(folder / f"{train_split}.json"),
         "eval_file": str(folder / f"{eval_split}.json") if eval_split else "",
@@ -135,16 +90,13 @@ def upload_paths(*, output_dir: Path, uploads: Mapping[str, Any]) -> dict[str, s
 
 def check_sources(*, kind: str, dataset, train_split: str, eval_split: str, uploads: Mapping[str, Any]) -> None:
     """Refuse a run whose inputs cannot exist: no source, both sources, or a split without the right data."""
-    from training.selectors import dataset_split_counts
-
     problems: list[tuple[str, str]] = []
     if dataset is None and not uploads.get("train"):
         problems.append(("dataset", "choose a dataset split or upload a training file"))
     elif dataset is not None and uploads:
         problems.append(("dataset", "use either a dataset or uploaded files, not both"))
     elif dataset is not None:
-        how, name = KIND_SOURCES[kind]
-        needed = "inputs" if name == "inputs" else "feedback"
+        needed = kinds.get(kind).inputs.files.needs
         counts = dataset_split_counts(dataset=dataset)
         for field_name, split in (("train_split", train_split), ("eval_split", eval_split)):
             if not split:
@@ -173,11 +125,12 @@ def resolve_config(
     uploads: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The full config a run will train with, as a JSON-ready dict; ConfigError lists every problem."""
+    spec = kinds.get(kind)
     problems: list[tuple[str, str]] = []
     for field_name in DATA_FIELDS.values():
         if field_name in overrides:
             problems.append((field_name, "is set by the run from the dataset or the uploaded files; upload a file instead"))
-    data: dict[str, Any] = dict(load_preset(kind, preset)) if preset else {}
+    data: dict[str, Any] = dict(spec.load_preset(preset)) if preset else {}
     data.update({k: v for k, v in overrides.items() if k not in DATA_FIELDS.values()})
     if from_dataset:
         data.update(dataset_input_paths(kind=kind, output_dir=output_dir, train_split=train_split, eval_split=eval_split))
@@ -185,7 +138,7 @@ def resolve_config(
         data.update(upload_paths(output_dir=output_dir, uploads=uploads or {}))
 
     model_root = Path(settings.MODEL_ROOT)
-    for field_name in model_fields(kind):
+    for field_name in spec.inputs.models:
         value = data.get(field_name)
         if not isinstance(value, str) or not value.strip():
             continue  # the config's own checks report a wrong type or a required model left empty
@@ -194,7 +147,7 @@ def resolve_config(
         except ValueError as exc:
             problems.append((field_name, str(exc)))
     try:
-        config = from_dict(config_class(kind), data)
+        config = from_dict(spec.config_class, data)
     except ConfigError as exc:
         problems.extend(exc.problems)
         config = None
@@ -241,11 +194,11 @@ def run_prepare_config(*, run, output_dir: Path, beat: Callable[[], None] | None
 
 
 def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], None]) -> None:
-    how, name = KIND_SOURCES[run.kind]
+    files = kinds.get(run.kind).inputs.files
     targets = {split: Path(config[field_name]) for split, field_name in ((run.train_split, "train_file"), (run.eval_split, "eval_file")) if split and config.get(field_name)}
     for split, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
-        if how == "rm_file":
+        if files.build == "rm_file":
             from annotation.qa.errors import Refused
             from annotation.services.rm_files import rm_data_build
 
@@ -265,10 +218,10 @@ def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], 
             from annotation.services.datasets import dataset_export
 
             try:
-                dataset_export(dataset=run.dataset, split=split, fmt=name, out=target, progress=lambda stage, done, total: beat())
+                dataset_export(dataset=run.dataset, split=split, fmt=files.name, out=target, progress=lambda stage, done, total: beat())
             except Refused as exc:
                 raise InputError(str(exc)) from None
         if not target.is_file():
-            raise InputError(f"building {name} for {run.dataset.name}/{split} wrote no {target.name}")
-        if how == "rm_file" and target.stat().st_size == 0:
-            raise InputError(f"{run.dataset.name}/{split} gives no usable {name} examples (every example was left out)")
+            raise InputError(f"building {files.name} for {run.dataset.name}/{split} wrote no {target.name}")
+        if files.build == "rm_file" and target.stat().st_size == 0:
+            raise InputError(f"{run.dataset.name}/{split} gives no usable {files.name} examples (every example was left out)")

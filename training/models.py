@@ -4,15 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class RunKind(models.TextChoices):
-    SFT = "sft", "Supervised fine-tuning"
-    RM_RELEVANCE = "rm_relevance", "R1 relevance reward model (NF-ERR_subsentence)"
-    RM_FACTUALITY = "rm_factuality", "R2 factuality reward model (F-ERR_sentence)"
-    RM_COMPLETENESS = "rm_completeness", "R3 completeness reward model (COMP_sequence)"
-    RM_PREFERENCE = "rm_preference", "Holistic preference reward model"
-    PPO_HOLISTIC = "ppo_holistic", "PPO with holistic reward"
-    PPO_FINE_GRAINED = "ppo_fine_grained", "PPO with fine-grained rewards"
+from training import kinds
 
 
 class RunStatus(models.TextChoices):
@@ -28,7 +20,8 @@ FINISHED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 
 class TrainingRun(models.Model):
     name = models.CharField(max_length=200, blank=True)
-    kind = models.CharField(max_length=32, choices=RunKind.choices)
+    # One of training/kinds.py's entries (their names and labels are the choices).
+    kind = models.CharField(max_length=32, choices=kinds.choices())
     dataset = models.ForeignKey(
         "annotation.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
     )

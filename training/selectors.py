@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from training.models import Artifact, RunKind, RunMetric, RunSample, RunStatus, TrainingRun
+from annotation.qa.errors import NotFound
+from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -24,7 +25,10 @@ def runs_any_active() -> bool:
 
 
 def run_get(*, run_id: int) -> TrainingRun:
-    return TrainingRun.objects.select_related("dataset", "created_by", "resumed_from").get(pk=run_id)
+    run = TrainingRun.objects.select_related("dataset", "created_by", "resumed_from").filter(pk=run_id).first()
+    if run is None:
+        raise NotFound(f"no training run {run_id}")
+    return run
 
 
 def run_duration(run: TrainingRun, *, now: datetime | None = None) -> timedelta | None:
@@ -86,7 +90,10 @@ def run_artifacts(*, run: TrainingRun) -> list[Artifact]:
 
 
 def artifact_get(*, run: TrainingRun, artifact_id: int) -> Artifact:
-    return Artifact.objects.get(run=run, pk=artifact_id)
+    artifact = Artifact.objects.filter(run=run, pk=artifact_id).first()
+    if artifact is None:
+        raise NotFound(f"run {run.pk} has no file {artifact_id}")
+    return artifact
 
 
 def artifact_path(artifact: Artifact) -> Path | None:
@@ -125,6 +132,3 @@ def dataset_split_counts(*, dataset) -> dict[str, dict[str, int]]:
     )
     return {row["split"]: {"feedback": row["feedback"], "inputs": row["inputs"]} for row in rows}
 
-
-def run_kind_label(kind: str) -> str:
-    return RunKind(kind).label if kind in RunKind.values else kind

@@ -1,8 +1,8 @@
-"""Thin Celery tasks: take ids, call one service."""
+"""Thin Celery tasks: take ids, call one function. Sent by name (services never import this module)."""
 
 from celery import shared_task
 
-from training import launch, services
+from training import services, supervisor
 
 
 @shared_task(name="training.run_training", acks_late=False)
@@ -13,7 +13,7 @@ def run_training(run_id: int) -> None:
     redelivery; a worker that dies leaves the run to the heartbeat reaper, and
     the researcher resumes it from its last checkpoint.
     """
-    launch.run_execute(run_id=run_id)
+    supervisor.run_execute(run_id=run_id)
 
 
 @shared_task(name="training.reap_stale_runs")

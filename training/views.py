@@ -3,6 +3,9 @@
 Stale runs are reaped at the start of every dashboard request (and of every
 htmx poll): a run whose worker died is marked failed the next time anyone
 looks, with no scheduler needed. `manage.py reap_runs` does the same from cron.
+A refusal (`annotation.qa.errors.Refused`: a missing run, a run that cannot be
+resumed) leaves the view and becomes a response in `config.errors`; only the
+launch form catches its config's problems, to show each beside its input.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import zipfile
 from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import FileResponse, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from training import selectors, services
+from annotation.qa.errors import NotFound
+from training import kinds, selectors, services
 from training.forms import (
     RunLaunchForm,
     config_rows,
@@ -32,21 +36,14 @@ from training.forms import (
     parse_overrides_text,
 )
 from training.inputs import resolve_config
-from training.launch import LOG_FILE
-from training.ml.configs import ConfigError, config_class, list_presets
-from training.models import Artifact, RunKind, TrainingRun
+from training.ml.configs import ConfigError
+from training.models import TrainingRun
+from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
 _FORM_FIELDS = ("kind", "name", "dataset", "train_split", "eval_split", "train_file", "eval_file", "preset", "overrides")
 # Folders are zipped on download; refuse ones too large to zip in a request.
 MAX_ZIP_BYTES = 2 * 1024**3
-
-
-def _get_run(run_id: int) -> TrainingRun:
-    try:
-        return selectors.run_get(run_id=run_id)
-    except TrainingRun.DoesNotExist:
-        raise Http404(f"no training run {run_id}") from None
 
 
 @researcher_required
@@ -69,9 +66,9 @@ def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, e
         "form": form,
         "kind": kind,
         "preset": preset,
-        "presets": list_presets(kind),
+        "presets": kinds.get(kind).preset_names(),
         "rows": config_rows(kind, preset, submitted=submitted, sources=sources, selected_sources=selected, errors=errors),
-        "kinds": RunKind.choices,
+        "kinds": kinds.choices(),
         "split_names": sorted({split for counts in splits_by_dataset.values() for split in counts}),
         "splits_by_dataset": splits_by_dataset,
     }
@@ -82,11 +79,11 @@ def _split_counts() -> dict[str, dict]:
 
 
 def _kind_and_preset(data) -> tuple[str, str]:
-    kind = data.get("kind") or RunKind.RM_RELEVANCE
-    if kind not in RunKind.values:
-        kind = RunKind.RM_RELEVANCE
+    kind = data.get("kind") or kinds.DEFAULT_KIND
+    if kind not in kinds.KINDS:
+        kind = kinds.DEFAULT_KIND
     preset = data.get("preset", None)
-    if preset is None or (preset and preset not in list_presets(kind)):
+    if preset is None or (preset and preset not in kinds.get(kind).preset_names()):
         preset = default_preset(kind)
     return kind, preset
 
@@ -157,12 +154,13 @@ def _other_problems(kind: str, preset: str, overrides: dict, *, skip: set[str]) 
 
 
 def _config_names(kind: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_class(kind))]
+    return [f.name for f in dataclasses.fields(kinds.get(kind).config_class)]
 
 
 def _detail_context(run: TrainingRun) -> dict:
     return {
         "run": run,
+        "kind": kinds.KINDS.get(run.kind),
         "progress_percent": selectors.run_progress_percent(run),
         "eta": selectors.run_eta(run),
         "duration": selectors.run_duration(run),
@@ -176,7 +174,7 @@ def _detail_context(run: TrainingRun) -> dict:
 @require_GET
 def run_detail(request, run_id: int):
     services.runs_reap_stale()
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     context = _detail_context(run)
     if request.htmx:
         response = render(request, "training/run_detail.html#run-live", context)
@@ -193,7 +191,7 @@ def run_detail(request, run_id: int):
 @require_GET
 def run_metrics(request, run_id: int):
     """Metric points newer than ?after=<id>, for the charts to append."""
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     try:
         after = max(0, int(request.GET.get("after", "0")))
     except ValueError:
@@ -207,7 +205,7 @@ def run_metrics(request, run_id: int):
 @researcher_required
 @require_POST
 def run_cancel(request, run_id: int):
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     if services.run_cancel(run=run):
         messages.success(request, f"Run #{run.pk} will stop within a few seconds.")
     else:
@@ -218,12 +216,8 @@ def run_cancel(request, run_id: int):
 @researcher_required
 @require_POST
 def run_resume(request, run_id: int):
-    run = _get_run(run_id)
-    try:
-        new = services.run_resume(run=run, user=request.user)
-    except ConfigError as exc:
-        messages.error(request, "; ".join(message for _, message in exc.problems))
-        return redirect("training:run_detail", run_id=run.pk)
+    run = selectors.run_get(run_id=run_id)
+    new = services.run_resume(run=run, user=request.user)
     messages.success(request, f"Run #{new.pk} continues run #{run.pk}.")
     return redirect("training:run_detail", run_id=new.pk)
 
@@ -232,21 +226,21 @@ def run_resume(request, run_id: int):
 @require_GET
 def run_log(request, run_id: int):
     """The whole log of the trainer, as plain text."""
-    run = _get_run(run_id)
+    run = selectors.run_get(run_id=run_id)
     path = services.run_output_path(run) / LOG_FILE
     if not run.output_dir or not path.is_file():
-        raise Http404("this run has no log yet")
+        raise NotFound("this run has no log yet")
     return FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8")
 
 
 @researcher_required
 @require_GET
 def artifact_download(request, run_id: int, artifact_id: int):
-    run = _get_run(run_id)
-    artifact = get_object_or_404(Artifact, run=run, pk=artifact_id)
+    run = selectors.run_get(run_id=run_id)
+    artifact = selectors.artifact_get(run=run, artifact_id=artifact_id)
     path = selectors.artifact_path(artifact)
     if path is None:
-        raise Http404("the file is gone from MODEL_ROOT")
+        raise NotFound("the file is gone from MODEL_ROOT")
     if path.is_file():
         return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -23,6 +23,8 @@ def main() -> int:
     parser.add_argument("--mode", default="ok")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("kind")
+    parser.add_argument("--trainer", required=True)
+    parser.add_argument("--config-class", required=True)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--events", type=Path, required=True)
@@ -46,7 +48,7 @@ def main() -> int:
     else:
         signal.signal(signal.SIGTERM, stop)
 
-    print(f"fake trainer {args.kind} train_file={config.get('train_file')} resume_from={args.resume_from}", flush=True)
+    print(f"fake trainer {args.kind} ({args.trainer}, {args.config_class}) train_file={config.get('train_file')} resume_from={args.resume_from}", flush=True)
     if args.mode == "crash":
         print("Traceback (most recent call last):\nValueError: the fake trainer fell over", flush=True)
         emit("error", message="ValueError: the fake trainer fell over", traceback="...")

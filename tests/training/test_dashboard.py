@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Dataset, Example
-from training import services
+from training import services, supervisor
 from training.models import RunMetric, RunStatus, TrainingRun
 from tests.training.run_fixtures import TOKEN_LINE, token_rm_file  # noqa: F401
 
@@ -27,7 +27,7 @@ def _run(token_rm_file, **overrides) -> TrainingRun:
 
 def _running(token_rm_file) -> TrainingRun:
     run = _run(token_rm_file)
-    return services.run_claim(run_id=run.pk, host="node-a")
+    return supervisor.run_claim(run_id=run.pk, host="node-a")
 
 
 def test_it_refuses_annotators_everywhere(annotator_client, token_rm_file):
@@ -47,7 +47,7 @@ def test_it_refuses_annotators_everywhere(annotator_client, token_rm_file):
 
 def test_it_lists_runs_and_polls_only_while_one_is_active(researcher_client, token_rm_file):
     run = _running(token_rm_file)
-    services.run_record_event(run=run, event={"event": "progress", "step": 3, "total": 12})
+    supervisor.run_record_event(run=run, event={"event": "progress", "step": 3, "total": 12})
     page = researcher_client.get(reverse("training:run_list")).content.decode()
     assert "badge-running" in page and "3 / 12" in page and 'style="width: 25%"' in page
     assert 'hx-trigger="every 2s"' in page
@@ -56,7 +56,7 @@ def test_it_lists_runs_and_polls_only_while_one_is_active(researcher_client, tok
     partial = researcher_client.get(reverse("training:run_list"), **HTMX).content.decode()
     assert "<html" not in partial and 'id="runs-table"' in partial
 
-    services.run_finish(run=run, status=RunStatus.SUCCEEDED)
+    supervisor.run_finish(run=run, status=RunStatus.SUCCEEDED)
     partial = researcher_client.get(reverse("training:run_list"), **HTMX).content.decode()
     assert "badge-succeeded" in partial and "every 2s" not in partial
 
@@ -71,9 +71,9 @@ def test_it_marks_dead_workers_runs_failed_when_the_dashboard_looks(researcher_c
 
 
 def test_it_shows_the_presets_values_in_the_launch_form(researcher_client):
-    from training.ml.configs import load_preset
+    from training.kinds import KINDS
 
-    preset = load_preset("rm_preference", "tiny")
+    preset = KINDS["rm_preference"].load_preset("tiny")
     page = researcher_client.get(reverse("training:run_launch") + "?kind=rm_preference&preset=tiny").content.decode()
     assert f'name="cfg-learning_rate" id="id_cfg-learning_rate" value="{preset["learning_rate"]}"' in page
     assert f'name="cfg-max_steps" id="id_cfg-max_steps" value="{preset["max_steps"]}"' in page
@@ -139,7 +139,7 @@ def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, to
     model = services.run_output_path(run) / "model"
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
-    services.run_record_events(run=run, events=[
+    supervisor.run_record_events(run=run, events=[
         {"event": "start", "total_steps": 10, "wandb_dir": "/tmp/wandb/offline-run-1", "wandb_url": ""},
         {"event": "progress", "step": 5, "total": 10},
         {"event": "metrics", "step": 5, "metrics": {"train/loss": 0.25, "reward/kl": 0.01, "eval/rouge": 0.3}},
@@ -147,7 +147,7 @@ def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, to
          "segments": [{"text": "Him.", "reward": 0.3, "label": "O"}, {"text": " Not her.", "reward": -0.6, "label": "NF-ERR"}], "total_reward": -0.3},
         {"event": "artifact", "kind": "model", "name": "model", "path": "model"},
     ])
-    services.run_heartbeat(run=run, log_tail="epoch 1 step 5 loss 0.25")
+    supervisor.run_heartbeat(run=run, log_tail="epoch 1 step 5 loss 0.25")
     page = researcher_client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
     assert "step 5 / 10" in page and 'hx-trigger="every 2s"' in page
     assert 'style="background-color: rgba(31, 138, 76, 0.43)" title="O +0.300">Him.</span>' in page
@@ -167,7 +167,7 @@ def test_it_stops_the_live_poll_once_the_run_finished(researcher_client, token_r
     url = reverse("training:run_detail", args=[run.pk])
     live = researcher_client.get(url, **HTMX)
     assert live.status_code == 200 and "every 2s" in live.content.decode() and "<html" not in live.content.decode()
-    services.run_finish(run=run, status=RunStatus.FAILED, error="The trainer was killed by SIGKILL.", log_tail="last words")
+    supervisor.run_finish(run=run, status=RunStatus.FAILED, error="The trainer was killed by SIGKILL.", log_tail="last words")
     final = researcher_client.get(url, **HTMX)
     assert final.status_code == 286
     body = final.content.decode()
@@ -177,11 +177,11 @@ def test_it_stops_the_live_poll_once_the_run_finished(researcher_client, token_r
 
 def test_it_serves_metric_points_after_a_given_id(researcher_client, token_rm_file):
     run = _running(token_rm_file)
-    services.run_record_event(run=run, event={"event": "metrics", "step": 1, "metrics": {"train/loss": 0.9, "train/lr": 0.1}})
+    supervisor.run_record_event(run=run, event={"event": "metrics", "step": 1, "metrics": {"train/loss": 0.9, "train/lr": 0.1}})
     url = reverse("training:run_metrics", args=[run.pk])
     first = researcher_client.get(url).json()
     assert first["series"] == {"train/loss": [[1, 0.9]], "train/lr": [[1, 0.1]]} and first["finished"] is False
-    services.run_record_event(run=run, event={"event": "metrics", "step": 2, "metrics": {"train/loss": 0.5}})
+    supervisor.run_record_event(run=run, event={"event": "metrics", "step": 2, "metrics": {"train/loss": 0.5}})
     second = researcher_client.get(url, {"after": first["last_id"]}).json()
     assert second["series"] == {"train/loss": [[2, 0.5]]}
     assert second["last_id"] == RunMetric.objects.latest("pk").pk
@@ -193,7 +193,7 @@ def test_it_cancels_and_resumes_from_the_run_page(researcher_client, token_rm_fi
     assert response.status_code == 302
     run.refresh_from_db()
     assert run.cancel_requested
-    services.run_finish(run=run, status=RunStatus.CANCELLED)
+    supervisor.run_finish(run=run, status=RunStatus.CANCELLED)
     response = researcher_client.post(reverse("training:run_resume", args=[run.pk]))
     again = TrainingRun.objects.get(resumed_from=run)
     assert response["Location"] == reverse("training:run_detail", args=[again.pk])
@@ -206,7 +206,7 @@ def test_it_downloads_files_and_zips_folders(researcher_client, token_rm_file):
     (folder / "model").mkdir(parents=True)
     (folder / "model" / "config.json").write_text('{"a": 1}')
     (folder / "metrics.json").write_text("{}")
-    services.run_record_events(run=run, events=[
+    supervisor.run_record_events(run=run, events=[
         {"event": "artifact", "kind": "model", "name": "model", "path": "model"},
         {"event": "artifact", "kind": "file", "name": "metrics", "path": "metrics.json"},
     ])
@@ -242,7 +242,7 @@ def _finished_run_with_model(kind: str, settings) -> TrainingRun:
     run.output_dir = f"runs/{run.pk}-{kind}"
     run.save()
     (services.run_output_path(run) / "model").mkdir(parents=True)
-    services.run_record_event(run=run, event={"event": "artifact", "kind": "model", "name": "model", "path": "model"})
+    supervisor.run_record_event(run=run, event={"event": "artifact", "kind": "model", "name": "model", "path": "model"})
     return run
 
 
@@ -305,3 +305,29 @@ def test_default_splits_prefer_train_and_dev_and_fall_back_to_what_exists():
     assert default_splits(["dev", "train"]) == ("train", "dev")
     assert default_splits(["dev"]) == ("dev", "dev")
     assert default_splits(["a", "validation"]) == ("a", "validation")
+
+
+def test_refusals_leave_the_views_as_responses_with_their_status(researcher_client, token_rm_file):
+    run = _running(token_rm_file)
+    supervisor.run_finish(run=run, status=RunStatus.SUCCEEDED)
+    response = researcher_client.post(reverse("training:run_resume", args=[run.pk]))
+    assert response.status_code == 409
+    assert "only failed or cancelled runs can be resumed; this one is succeeded" in response.content.decode()
+    assert not TrainingRun.objects.filter(resumed_from=run).exists()
+
+    missing = researcher_client.get(reverse("training:run_detail", args=[run.pk + 100]))
+    assert missing.status_code == 404 and "no training run" in missing.content.decode()
+    assert researcher_client.get(reverse("training:run_log", args=[run.pk + 100]), HTTP_HX_REQUEST="true").content == (
+        f"no training run {run.pk + 100}".encode()
+    )
+
+
+def test_the_run_page_keeps_a_samples_card_for_kinds_that_report_generations(researcher_client, token_rm_file):
+    from training.kinds import KINDS
+
+    ppo = TrainingRun.objects.create(kind="ppo_fine_grained", output_dir="runs/x-ppo_fine_grained")
+    page = researcher_client.get(reverse("training:run_detail", args=[ppo.pk])).content.decode()
+    assert KINDS["ppo_fine_grained"].dashboard.samples in page and "None yet; the trainer reports some" in page
+
+    reward_model = _running(token_rm_file)  # reports no generations: no card until one arrives
+    assert "<h2>Samples" not in researcher_client.get(reverse("training:run_detail", args=[reward_model.pk])).content.decode()

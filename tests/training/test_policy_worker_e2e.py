@@ -63,7 +63,7 @@ def policy_models(e2e_env, qa_feedback_dir):
     """
     import torch
 
-    from training.ml.configs import build_config
+    from training.kinds import build_config
     from training.ml.progress import NullReporter
     from training.ml.tiny import build_tiny_encoder, build_tiny_t5
     from training.ml.train_rm import run_preference_rm, run_token_rm

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.ml.configs import ConfigError, build_config, from_dict
+from training.kinds import KINDS, build_config
+from training.ml.configs import ConfigError, from_dict
 from training.ml.ppo import PPOConfig, gae, masked_whiten, run
 from training.ml.progress import Reporter
 
@@ -157,7 +158,7 @@ def test_a_holistic_run_through_the_entry_point_completes_and_records_every_metr
 
     handler = signal.getsignal(signal.SIGTERM)  # main() installs its own; give pytest its handler back
     try:
-        code = main(["ppo_holistic", "--config", str(config_file), "--output-dir", str(tmp_path / "out"), "--no-wandb"])
+        code = main([*KINDS["ppo_holistic"].entry_args(), "--config", str(config_file), "--output-dir", str(tmp_path / "out"), "--no-wandb"])
     finally:
         signal.signal(signal.SIGTERM, handler)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from training.ml.configs import ConfigError, build_config, from_dict
+from training.kinds import KINDS, build_config
+from training.ml.configs import ConfigError, from_dict
 from training.ml.reward_models import (
     SEPARATOR,
     PreferenceRewardModel,
@@ -61,7 +62,7 @@ def _entry(kind: str, config: dict, output_dir: Path) -> subprocess.CompletedPro
     config_path.write_text(json.dumps(config), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "training.ml.entry", kind, "--config", str(config_path), "--output-dir", str(output_dir),
+        [sys.executable, "-m", "training.ml.entry", *KINDS[kind].entry_args(), "--config", str(config_path), "--output-dir", str(output_dir),
          "--events", str(output_dir / "events.jsonl"), "--no-wandb"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -14,7 +14,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from training import launch, services
+from training import services, supervisor
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 from tests.training.run_fixtures import fake_trainer, token_rm_file  # noqa: F401
 
@@ -43,7 +43,7 @@ class _Worker:
     @staticmethod
     def _run(run_id: int) -> None:
         try:
-            launch.run_execute(run_id=run_id)
+            supervisor.run_execute(run_id=run_id)
         finally:
             connection.close()
 
@@ -60,7 +60,7 @@ def _status(run: TrainingRun) -> str:
 def test_it_runs_the_trainer_to_success_and_records_what_it_reported(token_rm_file, fake_trainer, settings):
     fake_trainer("ok", steps=5)
     run = _create(token_rm_file)
-    launch.run_execute(run_id=run.pk)
+    supervisor.run_execute(run_id=run.pk)
     run.refresh_from_db()
 
     assert run.status == RunStatus.SUCCEEDED, run.error
@@ -81,7 +81,7 @@ def test_it_runs_the_trainer_to_success_and_records_what_it_reported(token_rm_fi
 def test_it_marks_a_crashed_trainer_failed_with_its_error_and_log(token_rm_file, fake_trainer):
     fake_trainer("crash")
     run = _create(token_rm_file)
-    launch.run_execute(run_id=run.pk)
+    supervisor.run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert run.error == "ValueError: the fake trainer fell over (the trainer exited with code 1)"
@@ -92,7 +92,7 @@ def test_it_marks_a_crashed_trainer_failed_with_its_error_and_log(token_rm_file,
 def test_it_fails_a_trainer_that_exits_without_finishing(token_rm_file, fake_trainer):
     fake_trainer("quiet")
     run = _create(token_rm_file)
-    launch.run_execute(run_id=run.pk)
+    supervisor.run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert run.error == "The trainer exited without reporting that it finished."
@@ -102,17 +102,17 @@ def test_it_fails_a_trainer_that_exits_without_finishing(token_rm_file, fake_tra
 def test_it_leaves_runs_that_are_not_queued_alone(token_rm_file, fake_trainer):
     run = _create(token_rm_file)
     services.run_cancel(run=run)
-    launch.run_execute(run_id=run.pk)
+    supervisor.run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED and run.child_pid is None
-    launch.run_execute(run_id=10**9)  # a run deleted since it was queued
+    supervisor.run_execute(run_id=10**9)  # a run deleted since it was queued
 
 
 @pytest.mark.django_db
 def test_it_fails_the_run_when_an_input_file_is_gone(token_rm_file, fake_trainer):
     run = _create(token_rm_file)
     Path(run.config["train_file"]).unlink()
-    launch.run_execute(run_id=run.pk)
+    supervisor.run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert run.error.startswith("Could not prepare the inputs: train_file ") and "does not exist" in run.error
@@ -122,11 +122,11 @@ def test_it_fails_the_run_when_an_input_file_is_gone(token_rm_file, fake_trainer
 @pytest.mark.django_db
 def test_it_passes_the_last_checkpoint_when_resuming(token_rm_file, fake_trainer):
     first = _create(token_rm_file)
-    launch.run_execute(run_id=first.pk)
+    supervisor.run_execute(run_id=first.pk)
     first.refresh_from_db()
-    services.run_finish(run=first, status=RunStatus.FAILED, error="pretend the node died")
+    supervisor.run_finish(run=first, status=RunStatus.FAILED, error="pretend the node died")
     again = services.run_resume(run=first)
-    launch.run_execute(run_id=again.pk)
+    supervisor.run_execute(run_id=again.pk)
     again.refresh_from_db()
     assert again.status == RunStatus.SUCCEEDED
     checkpoint = services.run_output_path(first) / "checkpoints" / "last"
@@ -136,7 +136,7 @@ def test_it_passes_the_last_checkpoint_when_resuming(token_rm_file, fake_trainer
 @pytest.mark.django_db(transaction=True)
 def test_it_stops_a_cancelled_run_within_seconds(token_rm_file, fake_trainer, monkeypatch):
     fake_trainer("slow")
-    monkeypatch.setattr(launch, "HEARTBEAT_INTERVAL_S", 0.3)
+    monkeypatch.setattr(supervisor, "HEARTBEAT_INTERVAL_S", 0.3)
     run = _create(token_rm_file)
     worker = _Worker(run.pk)
     _wait_for(lambda: RunMetric.objects.filter(run=run).exists(), what="the first metrics")
@@ -193,7 +193,22 @@ def test_it_does_not_start_the_trainer_when_cancelled_while_preparing(token_rm_f
 
     monkeypatch.setattr(inputs, "run_prepare_config", prepare_then_cancel)
     run = _create(token_rm_file)
-    launch.run_execute(run_id=run.pk)
+    supervisor.run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED and run.child_pid is None
     assert run.error == "Cancelled by a user before the trainer started."
+
+
+@pytest.mark.django_db
+def test_a_run_sent_in_eager_mode_runs_at_commit(token_rm_file, fake_trainer, django_capture_on_commit_callbacks):
+    from config.celery import app
+
+    was = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run = _create(token_rm_file)
+    finally:
+        app.conf.task_always_eager = was
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error

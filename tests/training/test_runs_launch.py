@@ -4,7 +4,8 @@ import json
 import signal
 from pathlib import Path
 
-from training.launch import EventTail, child_argv, describe_exit, tail_lines
+from training.run_folder import tail_lines
+from training.supervisor import EventTail, child_argv, describe_exit
 
 
 def _argv(**extra):
@@ -21,6 +22,7 @@ def _argv(**extra):
 def test_it_runs_plain_python_without_several_gpus():
     assert _argv(gpu_count=1) == [
         "/venv/bin/python", "-m", "training.ml.entry", "rm_relevance",
+        "--trainer", "training.ml.train_rm:run_token_rm", "--config-class", "training.ml.configs:TokenRMConfig",
         "--config", "/m/runs/1/config.json", "--output-dir", "/m/runs/1", "--events", "/m/runs/1/events.jsonl",
     ]
 

@@ -9,7 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from annotation.models import Dataset, Example
-from training import services
+from annotation.qa.errors import Conflict
+from training import services, supervisor
 from training.inputs import InputError, resolve_model_ref, run_prepare_config
 from training.ml.configs import ConfigError
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
@@ -44,17 +45,17 @@ def test_it_stores_the_full_config_with_the_uploaded_file_inside_the_run_folder(
 
 
 def test_it_enqueues_the_run_on_the_gpu_queue_after_commit(token_rm_file, monkeypatch, django_capture_on_commit_callbacks):
-    from training.tasks import run_training
+    from config.celery import app
 
     sent = []
-    monkeypatch.setattr(run_training, "apply_async", lambda **kw: sent.append(kw))
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: sent.append((name, kw)))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run = _create(token_rm_file)
     assert sent == []  # nothing leaves before the transaction commits
     for callback in callbacks:
         callback()
     run.refresh_from_db()
-    assert sent == [{"args": [run.pk], "queue": "gpu", "task_id": run.celery_task_id}]
+    assert sent == [("training.run_training", {"args": [run.pk], "queue": "gpu", "task_id": run.celery_task_id})]
 
 
 def test_it_refuses_bad_settings_naming_every_field(token_rm_file):
@@ -115,7 +116,7 @@ def test_it_plans_dataset_inputs_in_the_run_folder():
 
 def _running_run(token_rm_file) -> TrainingRun:
     run = _create(token_rm_file)
-    claimed = services.run_claim(run_id=run.pk, host="gpu-node-1")
+    claimed = supervisor.run_claim(run_id=run.pk, host="gpu-node-1")
     assert claimed is not None
     return claimed
 
@@ -123,7 +124,7 @@ def _running_run(token_rm_file) -> TrainingRun:
 def test_it_claims_a_queued_run_only_once(token_rm_file):
     run = _running_run(token_rm_file)
     assert run.status == RunStatus.RUNNING and run.worker_host == "gpu-node-1" and run.started_at
-    assert services.run_claim(run_id=run.pk, host="gpu-node-2") is None
+    assert supervisor.run_claim(run_id=run.pk, host="gpu-node-2") is None
 
 
 def test_it_records_progress_metrics_samples_artifacts_and_the_summary(token_rm_file, settings):
@@ -131,7 +132,7 @@ def test_it_records_progress_metrics_samples_artifacts_and_the_summary(token_rm_
     model_dir = services.run_output_path(run) / "model"
     model_dir.mkdir(parents=True)
     (model_dir / "weights.bin").write_bytes(b"x" * 10)
-    services.run_record_events(
+    supervisor.run_record_events(
         run=run,
         events=[
             {"event": "start", "total_steps": 4, "wandb_dir": "/w/run-1", "wandb_url": "https://wandb.ai/x/y"},
@@ -161,15 +162,15 @@ def test_it_cancels_a_queued_run_at_once_and_flags_a_running_one(token_rm_file):
     assert services.run_cancel(run=queued)
     queued.refresh_from_db()
     assert queued.status == RunStatus.CANCELLED and queued.finished_at
-    assert services.run_claim(run_id=queued.pk, host="h") is None  # a worker that gets it later does nothing
+    assert supervisor.run_claim(run_id=queued.pk, host="h") is None  # a worker that gets it later does nothing
 
     running = _running_run(token_rm_file)
     assert services.run_cancel(run=running)
     running.refresh_from_db()
     assert running.status == RunStatus.RUNNING and running.cancel_requested
-    assert services.run_cancel_requested(run=running)
+    assert supervisor.run_cancel_requested(run=running)
 
-    services.run_finish(run=running, status=RunStatus.CANCELLED)
+    supervisor.run_finish(run=running, status=RunStatus.CANCELLED)
     assert not services.run_cancel(run=running)
 
 
@@ -198,33 +199,33 @@ def test_it_resumes_a_failed_run_from_its_last_checkpoint(token_rm_file, researc
     run = _running_run(token_rm_file)
     checkpoint = services.run_output_path(run) / "checkpoints" / "last"
     checkpoint.mkdir(parents=True)
-    services.run_record_event(run=run, event={"event": "artifact", "kind": "checkpoint", "name": "last", "path": "checkpoints/last"})
-    services.run_finish(run=run, status=RunStatus.FAILED, error="killed")
+    supervisor.run_record_event(run=run, event={"event": "artifact", "kind": "checkpoint", "name": "last", "path": "checkpoints/last"})
+    supervisor.run_finish(run=run, status=RunStatus.FAILED, error="killed")
 
     again = services.run_resume(run=run, user=researcher)
     assert again.pk != run.pk and again.resumed_from == run and again.status == RunStatus.QUEUED
     assert again.config == run.config  # uploaded inputs stay where they were saved
     assert again.output_dir == f"runs/{again.pk}-rm_relevance"
-    assert services.run_resume_checkpoint(run=again) == checkpoint
-    assert services.run_resume_checkpoint(run=run) is None
+    assert supervisor.run_resume_checkpoint(run=again) == checkpoint
+    assert supervisor.run_resume_checkpoint(run=run) is None
 
 
 def test_it_resumes_from_the_last_checkpoint_even_when_the_best_was_reported_after_it(token_rm_file):
     run = _running_run(token_rm_file)
     for name in ("last", "best"):
         (services.run_output_path(run) / "checkpoints" / name).mkdir(parents=True)
-        services.run_record_event(run=run, event={"event": "artifact", "kind": "checkpoint", "name": name, "path": f"checkpoints/{name}"})
-    services.run_finish(run=run, status=RunStatus.CANCELLED)
+        supervisor.run_record_event(run=run, event={"event": "artifact", "kind": "checkpoint", "name": name, "path": f"checkpoints/{name}"})
+    supervisor.run_finish(run=run, status=RunStatus.CANCELLED)
 
     again = services.run_resume(run=run)
 
-    assert services.run_resume_checkpoint(run=again) == services.run_output_path(run) / "checkpoints" / "last"
+    assert supervisor.run_resume_checkpoint(run=again) == services.run_output_path(run) / "checkpoints" / "last"
 
 
 def test_it_refuses_to_resume_a_run_that_succeeded(token_rm_file):
     run = _running_run(token_rm_file)
-    services.run_finish(run=run, status=RunStatus.SUCCEEDED)
-    with pytest.raises(ConfigError):
+    supervisor.run_finish(run=run, status=RunStatus.SUCCEEDED)
+    with pytest.raises(Conflict):
         services.run_resume(run=run)
 
 

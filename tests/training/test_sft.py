@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.ml.configs import ConfigError, build_config, from_dict
+from training.kinds import build_config
+from training.ml.configs import ConfigError, from_dict
 from training.ml.progress import Reporter
 from training.ml.sft import IGNORE_INDEX, SFTConfig, run, sft_batch
 

@@ -1,9 +1,13 @@
-"""Command-line entry for every trainer: `python -m training.ml.entry KIND ...`.
+"""Command-line entry for every trainer: `python -m training.ml.entry KIND --trainer MODULE:FUNC --config-class MODULE:CLASS ...`.
 
 The run system starts this as a child process (through `accelerate launch -m
-training.ml.entry` on multi-GPU nodes). It reads a JSON config, writes
-progress events to --events (see progress.py), and exits non-zero on failure
-after reporting the error as an event.
+training.ml.entry` on multi-GPU nodes), naming the trainer function and its
+config class from its registry of run kinds (training/kinds.py), which this
+package never imports. It reads a JSON config, validates it through the
+config class, writes progress events to --events (see progress.py), and
+exits non-zero on failure after reporting the error as an event. The trainer
+is a function `run(config, *, kind, output_dir: Path, reporter, resume_from:
+Path | None) -> dict` (its summary).
 """
 
 from __future__ import annotations
@@ -17,20 +21,22 @@ import sys
 import traceback
 from pathlib import Path
 
-from training.ml.configs import CONFIG_CLASSES, ConfigError, from_dict, config_class
+from training.ml.configs import ConfigError, from_dict
 from training.ml.progress import NullReporter, Reporter, start_wandb
 
-# kind -> "module:function"; each function is
-#   run(config, *, kind, output_dir: Path, reporter, resume_from: Path | None) -> dict (summary)
-TRAINERS: dict[str, str] = {
-    "sft": "training.ml.sft:run",
-    "rm_relevance": "training.ml.train_rm:run_token_rm",
-    "rm_factuality": "training.ml.train_rm:run_token_rm",
-    "rm_completeness": "training.ml.train_rm:run_preference_rm",
-    "rm_preference": "training.ml.train_rm:run_preference_rm",
-    "ppo_holistic": "training.ml.ppo:run",
-    "ppo_fine_grained": "training.ml.ppo:run",
-}
+
+def reference(text: str) -> str:
+    """An argparse type: `package.module:name`, checked for shape only (importing waits until it is needed)."""
+    module_name, sep, attr = text.partition(":")
+    if not sep or not module_name or not attr.isidentifier() or not all(part.isidentifier() for part in module_name.split(".")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODULE:NAME (like training.ml.sft:run)")
+    return text
+
+
+def load(ref: str):
+    """The object a `module:name` reference names."""
+    module_name, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _is_main_process() -> bool:
@@ -45,7 +51,9 @@ def _terminate(signum, frame):  # noqa: ARG001
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.ml.entry", description=__doc__)
-    parser.add_argument("kind", choices=sorted(TRAINERS))
+    parser.add_argument("kind", help="the run kind, passed to the trainer (it picks kind-dependent defaults)")
+    parser.add_argument("--trainer", required=True, type=reference, metavar="MODULE:FUNC", help="the trainer function to run")
+    parser.add_argument("--config-class", required=True, type=reference, metavar="MODULE:CLASS", help="the config class the settings go through")
     parser.add_argument("--config", required=True, type=Path, help="JSON file with the trainer's settings")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--events", type=Path, help="JSON-lines progress file (default: OUTPUT_DIR/events.jsonl)")
@@ -53,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-name", default="", help="name shown in wandb")
     parser.add_argument("--no-wandb", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        config_class = load(args.config_class)
+    except (ImportError, AttributeError) as exc:
+        parser.error(f"--config-class {args.config_class}: {exc}")
 
     signal.signal(signal.SIGTERM, _terminate)
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -62,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     main_process = _is_main_process()
     reporter: NullReporter = NullReporter()
     try:
-        config = from_dict(config_class(args.kind), raw)
+        config = from_dict(config_class, raw)
     except ConfigError as exc:
         if main_process:
             Reporter(args.events or args.output_dir / "events.jsonl").error(f"invalid config: {exc}")
@@ -83,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wandb disabled: {exc}", file=sys.stderr)
         reporter = Reporter(args.events or args.output_dir / "events.jsonl", wandb_run=wandb_run)
 
-    module_name, _, func_name = TRAINERS[args.kind].partition(":")
-    trainer = getattr(importlib.import_module(module_name), func_name)
+    trainer = load(args.trainer)
     try:
         summary = trainer(config, kind=args.kind, output_dir=args.output_dir, reporter=reporter, resume_from=args.resume_from)
         reporter.done(**(summary or {}))
@@ -99,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         reporter.close()
 
-
-assert set(TRAINERS) == set(CONFIG_CLASSES)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,152 +29,17 @@ import functools
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
 from training.ml.checkpoints import fresh_tmp, load_training_state, read_state, replace_dir, save_training_state  # noqa: E402
-from training.ml.configs import ConfigError  # noqa: E402
+from training.ml.configs import FINE_GRAINED, ConfigError, PPOConfig  # noqa: E402
 from training.ml.data import load_examples  # noqa: E402
-
-FINE_GRAINED = "ppo_fine_grained"
-HOLISTIC = "ppo_holistic"
-# Paper values that differ between the two settings; a config leaves them None to get its kind's value.
-KIND_DEFAULTS = {
-    FINE_GRAINED: {"kl_coef": 0.3, "gae_lambda": 0.95},
-    HOLISTIC: {"kl_coef": 0.2, "gae_lambda": 0.99},
-}
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-@dataclass
-class PPOConfig:
-    """PPO of the policy against reward models. Defaults are the paper's qa-feedback settings."""
-
-    # -- data and models (paths are filled in by the run system)
-    train_file: str = field(default="", metadata=_help("Policy-input JSON file whose prompts are rolled out."))
-    eval_file: str = field(default="", metadata=_help("Dev file evaluated with greedy decoding; empty = no evaluation."))
-    policy_model: str = field(default="", metadata=_help("The SFT policy (folder or hub name); also the frozen reference policy."))
-    value_model: str = field(default="", metadata=_help("Where the value model starts (empty = a copy of the policy model's transformer with a new head)."))
-    rm_relevance_model: str = field(default="", metadata=_help("R1 relevance reward model folder (fine-grained; optional for holistic evaluation)."))
-    rm_factuality_model: str = field(default="", metadata=_help("R2 factuality reward model folder (fine-grained; optional for holistic evaluation)."))
-    rm_completeness_model: str = field(default="", metadata=_help("R3 completeness reward model folder (fine-grained; optional for holistic evaluation)."))
-    rm_preference_model: str = field(default="", metadata=_help("Holistic preference reward model folder (holistic runs)."))
-    max_train_examples: int = field(default=0, metadata=_help("Use only the first N training prompts (0 = all)."))
-    max_eval_examples: int = field(default=0, metadata=_help("Evaluate on the first N dev examples (0 = all)."))
-
-    # -- rollout
-    total_episodes: int = field(default=80000, metadata=_help("Sampled answers over the whole run (paper: 80,000)."))
-    prompts_per_step: int = field(default=8, metadata=_help("Prompts per PPO step, over all devices (paper: 8)."))
-    samples_per_prompt: int = field(default=4, metadata=_help("Answers sampled per prompt (paper: 4)."))
-    max_input_len: int = field(default=1024, metadata=_help("Prompt tokens kept (paper: 1024)."))
-    max_new_tokens: int = field(default=200, metadata=_help("Longest generated answer in tokens (paper: 200)."))
-    top_k: int = field(default=20, metadata=_help("Sampling: keep the k most likely tokens (paper: 20; 0 = off)."))
-    top_p: float = field(default=1.0, metadata=_help("Sampling: nucleus probability (1.0 = off, as in the paper)."))
-    temperature: float = field(default=0.7, metadata=_help("Sampling temperature (paper: 0.7); log-probs use it too."))
-    generation_batch_size: int = field(default=32, metadata=_help("Answers generated per call on each device."))
-
-    # -- rewards
-    kl_coef: float | None = field(default=None, metadata=_help("beta of the per-token KL penalty (empty = paper: 0.3 fine-grained, 0.2 holistic)."))
-    relevance_positive_reward: float = field(default=0.3, metadata=_help("R1 reward at a sub-sentence end judged `O`."))
-    relevance_negative_reward: float = field(default=-0.3, metadata=_help("R1 reward at a sub-sentence end judged an error."))
-    factuality_positive_reward: float = field(default=0.5, metadata=_help("R2 reward at a sentence end judged `O`."))
-    factuality_negative_reward: float = field(default=-0.5, metadata=_help("R2 reward at a sentence end judged an error."))
-    completeness_reward_scale: float = field(default=0.3, metadata=_help("R3 weight: the last token gets scale * (R3 - mean) / std."))
-    scale_rewards: bool = field(default=True, metadata=_help("Divide the rollout's token rewards by their std, keeping their mean."))
-
-    # -- PPO
-    gamma: float = field(default=1.0, metadata=_help("Discount (paper: 1)."))
-    gae_lambda: float | None = field(default=None, metadata=_help("GAE lambda (empty = paper: 0.95 fine-grained, 0.99 holistic)."))
-    clip_range: float = field(default=0.2, metadata=_help("Policy ratio clip (paper: 0.2)."))
-    clip_range_value: float = field(default=0.2, metadata=_help("Value clip around the rollout values (paper: 0.2)."))
-    vf_coef: float = field(default=1.0, metadata=_help("Weight of the value loss."))
-    ppo_epochs: int = field(default=4, metadata=_help("Passes over each rollout (paper: 4)."))
-    train_batch_size: int = field(default=32, metadata=_help("Answers per optimizer update, over all devices (32 = the whole rollout)."))
-    micro_batch_size: int = field(default=4, metadata=_help("Answers per forward pass on each device; the update averages them."))
-    learning_rate: float = field(default=1e-5, metadata=_help("Adam learning rate of policy and value model (paper: 1e-5)."))
-    adam_eps: float = field(default=1e-8, metadata=_help("Adam epsilon."))
-    warmup_steps: int = field(default=100, metadata=_help("PPO steps of linear learning-rate warm-up; then linear decay to 0."))
-    max_grad_norm: float = field(default=0.0, metadata=_help("Clip the gradient norm to this value (0 = no clipping)."))
-    kl_threshold: float = field(default=10.0, metadata=_help("Stop a rollout's PPO epochs when KL(policy || reference) per answer exceeds this (paper: 10; 0 = off)."))
-
-    # -- evaluation and checkpoints
-    eval_every: int = field(default=50, metadata=_help("Evaluate on dev every N steps (and before the first)."))
-    eval_batch_size: int = field(default=16, metadata=_help("Dev examples per greedy-decoding batch."))
-    num_eval_samples: int = field(default=4, metadata=_help("Sample generations reported per evaluation."))
-    save_every: int = field(default=0, metadata=_help("Save the last checkpoint every N steps (0 = at every evaluation)."))
-    seed: int = field(default=42, metadata=_help("Seed; each step reseeds with seed + step, so a resumed run samples as the original would."))
-    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata=_help("accelerate mixed precision."))
-    sentence_splitter: str = field(default="sentencizer", metadata=_help("spaCy pipeline that cuts answers into sentences and sub-sentences."))
-
-    def validate(self) -> list[tuple[str, str]]:
-        problems: list[tuple[str, str]] = []
-        for name in ("total_episodes", "prompts_per_step", "samples_per_prompt", "max_input_len", "max_new_tokens",
-                     "generation_batch_size", "ppo_epochs", "train_batch_size", "micro_batch_size", "eval_every",
-                     "eval_batch_size"):
-            if getattr(self, name) < 1:
-                problems.append((name, "must be at least 1"))
-        for name in ("max_train_examples", "max_eval_examples", "top_k", "warmup_steps", "save_every", "num_eval_samples"):
-            if getattr(self, name) < 0:
-                problems.append((name, "must be 0 (off) or positive"))
-        if not 0 < self.top_p <= 1:
-            problems.append(("top_p", "must be in (0, 1]"))
-        if not self.temperature > 0:
-            problems.append(("temperature", "must be positive"))
-        if self.kl_coef is not None and self.kl_coef < 0:
-            problems.append(("kl_coef", "must not be negative"))
-        if not 0 <= self.gamma <= 1:
-            problems.append(("gamma", "must be in [0, 1]"))
-        if self.gae_lambda is not None and not 0 <= self.gae_lambda <= 1:
-            problems.append(("gae_lambda", "must be in [0, 1]"))
-        for name in ("clip_range", "clip_range_value", "learning_rate", "adam_eps"):
-            if not getattr(self, name) > 0:
-                problems.append((name, "must be positive"))
-        for name in ("vf_coef", "max_grad_norm", "kl_threshold", "completeness_reward_scale"):
-            if getattr(self, name) < 0:
-                problems.append((name, "must not be negative"))
-        episodes = self.prompts_per_step * self.samples_per_prompt
-        if self.train_batch_size >= 1 and episodes % self.train_batch_size:
-            problems.append(("train_batch_size", f"must divide the answers per step ({self.prompts_per_step} x {self.samples_per_prompt} = {episodes})"))
-        if self.micro_batch_size >= 1 and self.train_batch_size % self.micro_batch_size:
-            problems.append(("micro_batch_size", f"must divide train_batch_size ({self.train_batch_size})"))
-        return problems
-
-    def problems_for(self, kind: str) -> list[tuple[str, str]]:
-        """What this config lacks for a run of `kind` (the reward models each setting needs)."""
-        problems = []
-        if kind not in KIND_DEFAULTS:
-            return [("kind", f"PPO runs are {FINE_GRAINED} or {HOLISTIC}, not {kind!r}")]
-        if not self.policy_model.strip():
-            problems.append(("policy_model", "name the SFT policy to start from"))
-        if not self.train_file.strip():
-            problems.append(("train_file", "name the file of training prompts"))
-        needed = ("rm_relevance_model", "rm_factuality_model", "rm_completeness_model") if kind == FINE_GRAINED else ("rm_preference_model",)
-        for name in needed:
-            if not getattr(self, name).strip():
-                problems.append((name, f"a {kind} run needs this reward model"))
-        # `{tiny_t5}` / `{tiny_encoder}` build a fresh random model; SFT and reward-model runs accept them,
-        # but PPO loads trained models, and would only fail later, in the worker, trying the model hub.
-        for name in ("policy_model", "value_model", "rm_relevance_model", "rm_factuality_model",
-                     "rm_completeness_model", "rm_preference_model"):
-            value = getattr(self, name).strip()
-            if value.startswith("{") and value.endswith("}"):
-                problems.append((name, f"{value} builds an untrained model; PPO needs a trained one "
-                                       "(a finished SFT or reward-model run's folder)"))
-        return problems
-
-    def resolved(self, kind: str) -> "PPOConfig":
-        """A copy with the kind-dependent paper values filled in where left empty."""
-        values = {k: v for k, v in KIND_DEFAULTS.get(kind, KIND_DEFAULTS[FINE_GRAINED]).items() if getattr(self, k) is None}
-        return dataclasses.replace(self, **values)
-
 
 # ---------------------------------------------------------------- tensor helpers
 

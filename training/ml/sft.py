@@ -16,70 +16,18 @@ import dataclasses
 import math
 import os
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from training.ml.checkpoints import fresh_tmp, load_training_state, read_state, replace_dir, save_training_state  # noqa: E402
+from training.ml.configs import SFTConfig  # noqa: E402
 from training.ml.data import Example, load_examples  # noqa: E402
 
 TINY_T5_PLACEHOLDER = "{tiny_t5}"
 TINY_GPT2_PLACEHOLDER = "{tiny_gpt2}"
 IGNORE_INDEX = -100
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-@dataclass
-class SFTConfig:
-    """Supervised fine-tuning of the policy. Lengths follow the paper (1024 input, 200 output tokens)."""
-
-    train_file: str = field(default="", metadata=_help("Policy-input JSON file to train on (`text` -> `answer[0]`)."))
-    eval_file: str = field(default="", metadata=_help("Dev file for ROUGE-Lsum; empty = no evaluation, the last model is kept."))
-    model_name_or_path: str = field(
-        default="t5-large",
-        metadata=_help("Model to start from: a hub name or a folder (`{tiny_t5}` / `{tiny_gpt2}` = build a tiny one)."),
-    )
-    max_input_len: int = field(default=1024, metadata=_help("Prompt tokens kept (the rest is cut off)."))
-    max_output_len: int = field(default=200, metadata=_help("Answer tokens learned, and tokens generated in evaluation."))
-    epochs: int = field(default=10, metadata=_help("Passes over the training file."))
-    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps (0 = all epochs)."))
-    batch_size: int = field(default=4, metadata=_help("Examples per forward pass on each device."))
-    grad_accum: int = field(default=4, metadata=_help("Forward passes accumulated per optimizer step."))
-    learning_rate: float = field(default=1e-4, metadata=_help("Peak AdamW learning rate."))
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
-    warmup_steps: int = field(default=0, metadata=_help("Optimizer steps of linear learning-rate warm-up."))
-    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient-norm clipping threshold (0 = no clipping)."))
-    eval_every: int = field(default=0, metadata=_help("Evaluate and checkpoint every N optimizer steps (0 = each epoch end)."))
-    eval_batch_size: int = field(default=8, metadata=_help("Examples per greedy-decoding batch in evaluation."))
-    max_train_examples: int = field(default=0, metadata=_help("Use only the first N training examples (0 = all)."))
-    max_eval_examples: int = field(default=0, metadata=_help("Evaluate on the first N dev examples (0 = all)."))
-    log_every: int = field(default=10, metadata=_help("Report the running training loss every N optimizer steps."))
-    seed: int = field(default=42, metadata=_help("Seed for initialisation and data order."))
-    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata=_help("accelerate mixed precision."))
-    sentence_splitter: str = field(default="sentencizer", metadata=_help("spaCy pipeline that puts sentences on lines for ROUGE-Lsum."))
-
-    def validate(self) -> list[tuple[str, str]]:
-        problems = []
-        if not self.model_name_or_path.strip():
-            problems.append(("model_name_or_path", "name a model: a hub name, a folder or {tiny_t5}"))
-        for name in ("max_input_len", "max_output_len", "epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                problems.append((name, "must be at least 1"))
-        for name in ("max_steps", "warmup_steps", "eval_every", "max_train_examples", "max_eval_examples"):
-            if getattr(self, name) < 0:
-                problems.append((name, "must be 0 (off) or positive"))
-        if not self.learning_rate > 0:
-            problems.append(("learning_rate", "must be positive"))
-        if self.weight_decay < 0:
-            problems.append(("weight_decay", "must not be negative"))
-        if self.max_grad_norm < 0:
-            problems.append(("max_grad_norm", "must be 0 (off) or positive"))
-        return problems
 
 
 # ---------------------------------------------------------------- batches

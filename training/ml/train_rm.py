@@ -26,12 +26,14 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from training.ml.configs import CommonRMConfig as _CommonRMConfig  # noqa: E402
+from training.ml.configs import PreferenceRMConfig, TokenRMConfig  # noqa: E402
 from training.ml.reward_models import (  # noqa: E402
     IGNORE_INDEX,
     IGNORE_TAG,
@@ -59,98 +61,6 @@ CHECKPOINT_STATE = "trainer_state.json"
 PREDICTION_KEYS = ("prediction 1", "prediction 2", "prediction 3", "prediction 4")
 # Order of the six entries of `preference`: p12, p13, p14, p23, p24, p34.
 PAIR_ORDER = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-# ---------------------------------------------------------------- configs
-
-
-@dataclass
-class _CommonRMConfig:
-    train_file: str = field(default="", metadata=_help("Training file (filled by the run system from the exported dataset)."))
-    eval_file: str = field(default="", metadata=_help("Dev file evaluated during training; empty = no evaluation, the last model is kept."))
-    base_model: str = field(
-        default="allenai/longformer-base-4096",
-        metadata=_help("Hugging Face encoder to start from: a hub name or a local folder (`{tiny_encoder}` = build a tiny one)."),
-    )
-    max_length: int = field(default=2048, metadata=_help("Longest input in tokens; capped by the model's position table."))
-    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay (not applied to biases and LayerNorm)."))
-    warmup_ratio: float = field(default=0.1, metadata=_help("Share of the steps spent warming the learning rate up linearly."))
-    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient-norm clipping threshold."))
-    eval_batch_size: int = field(default=12, metadata=_help("Examples per evaluation batch."))
-    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps (0 = run all epochs)."))
-    max_train_examples: int = field(default=0, metadata=_help("Use only the first N training examples (0 = all)."))
-    max_eval_examples: int = field(default=0, metadata=_help("Evaluate on the first N dev examples only (0 = all)."))
-    eval_every_steps: int = field(default=0, metadata=_help("Evaluate (and checkpoint) every N steps; 0 = at the end of each epoch."))
-    log_every_steps: int = field(default=10, metadata=_help("Report the running train loss every N steps."))
-    seed: int = field(default=42, metadata=_help("Seed for initialisation and data order."))
-    mixed_precision: Literal["no", "fp16", "bf16"] = field(
-        default="no", metadata=_help("accelerate mixed precision (the paper trained in bf16 on GPUs).")
-    )
-
-    def validate(self) -> list[tuple[str, str]]:
-        problems = []
-        if not self.base_model.strip():
-            problems.append(("base_model", "name a model: a hub name or a folder"))
-        for name in ("max_length", "batch_size", "eval_batch_size", "epochs", "log_every_steps"):
-            if getattr(self, name) < 1:
-                problems.append((name, "must be at least 1"))
-        for name in ("max_steps", "max_train_examples", "max_eval_examples", "eval_every_steps"):
-            if getattr(self, name) < 0:
-                problems.append((name, "must be 0 (off) or positive"))
-        if not self.learning_rate > 0:
-            problems.append(("learning_rate", "must be positive"))
-        if not 0 <= self.warmup_ratio < 1:
-            problems.append(("warmup_ratio", "must be in [0, 1)"))
-        if self.weight_decay < 0:
-            problems.append(("weight_decay", "must not be negative"))
-        if not self.max_grad_norm > 0:
-            problems.append(("max_grad_norm", "must be positive"))
-        return problems
-
-
-@dataclass
-class TokenRMConfig(_CommonRMConfig):
-    """R1 / R2 token-level reward model. Defaults follow the paper's train_rel_rm.sh / train_fact_rm.sh."""
-
-    learning_rate: float = field(default=5e-6, metadata=_help("Peak AdamW learning rate (paper: 5e-6)."))
-    epochs: int = field(default=50, metadata=_help("Passes over the training file (paper: 50)."))
-    batch_size: int = field(default=12, metadata=_help("Examples per step on each device (paper: 12 on each of 2 GPUs)."))
-    labels: list[str] = field(
-        default_factory=list,
-        metadata=_help("Segment labels in id order; empty = from the run kind (O/NF-ERR for R1, O/F-ERR for R2)."),
-    )
-    best_metric: Literal["macro_f1", "accuracy"] = field(
-        default="macro_f1", metadata=_help("Dev metric that picks the saved model (the paper used accuracy).")
-    )
-
-    def validate(self) -> list[tuple[str, str]]:
-        problems = super().validate()
-        if IGNORE_TAG in self.labels:
-            problems.append(("labels", f"{IGNORE_TAG!r} is the unlabelled tag, not a label"))
-        if len(set(self.labels)) != len(self.labels):
-            problems.append(("labels", "labels must be distinct"))
-        if self.labels and len(self.labels) < 2:
-            problems.append(("labels", "need at least two labels"))
-        return problems
-
-
-@dataclass
-class PreferenceRMConfig(_CommonRMConfig):
-    """R3 / holistic preference reward model. Defaults follow the paper's train_baseline_rm.sh."""
-
-    learning_rate: float = field(default=1e-5, metadata=_help("Peak AdamW learning rate (paper: 1e-5 holistic, 5e-5 R3)."))
-    epochs: int = field(default=50, metadata=_help("Passes over the training records; max_steps usually stops first."))
-    batch_size: int = field(
-        default=4,
-        metadata=_help("Feedback records per step on each device; each brings all its non-tied pairs (paper: 6 pairs x 4 GPUs)."),
-    )
-    eval_batch_size: int = field(default=4, metadata=_help("Records per evaluation batch."))
-    max_steps: int = field(default=6000, metadata=_help("Stop after this many optimizer steps (paper: 6000; 0 = all epochs)."))
-    eval_every_steps: int = field(default=200, metadata=_help("Evaluate (and checkpoint) every N steps (paper: 200); 0 = each epoch."))
 
 
 # ---------------------------------------------------------------- data: token-level files

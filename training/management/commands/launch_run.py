@@ -7,9 +7,8 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
-from training.forms import default_preset
-from training.ml.configs import ConfigError, list_presets
-from training.models import RunKind
+from training import kinds
+from training.ml.configs import ConfigError
 from training.services import run_create
 
 
@@ -28,7 +27,7 @@ class Command(BaseCommand):
     help = "Create a training run and queue it for a GPU worker (the same as the dashboard's launch form)."
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=RunKind.values)
+        parser.add_argument("kind", choices=kinds.names())
         parser.add_argument("--dataset", help="dataset name in the database (or use --train-file)")
         parser.add_argument("--train-split", default="train")
         parser.add_argument("--eval-split", default="dev", help="empty for no evaluation")
@@ -41,13 +40,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         kind = options["kind"]
+        spec = kinds.get(kind)
         preset = options["preset"]
         if preset is None:
-            preset = default_preset(kind)
+            preset = spec.default_preset()
         elif preset == "none":
             preset = ""
-        elif preset not in list_presets(kind):
-            raise CommandError(f"no preset {preset!r} for {kind}; available: {', '.join(list_presets(kind)) or 'none'}")
+        elif preset not in spec.preset_names():
+            raise CommandError(f"no preset {preset!r} for {kind}; available: {', '.join(spec.preset_names()) or 'none'}")
 
         overrides = {}
         if options["config"]:
