@@ -229,6 +229,7 @@ def _fine_grained_context(request, assignment, *, response, stored, draft, **ext
         "submitted_at": stored.record.submitted_at if stored else None,
         "draft_version": assignment.draft_version,
         "submit_token": secrets.token_urlsafe(24),
+        "has_draft": bool(assignment.draft),
         "words": [list(span) for span in word_spans(response.text)],
         "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
     }
@@ -293,6 +294,7 @@ def _comparison_context(request, assignment, *, responses, stored, draft, **extr
         "submitted_at": stored.submitted_at if stored else None,
         "draft_version": assignment.draft_version,
         "submit_token": secrets.token_urlsafe(24),
+        "has_draft": bool(assignment.draft),
         "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
     }
     context.update(extra)
@@ -325,7 +327,13 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _refused(assignment: Assignment, error: SubmitRefused, *, target: str) -> HttpResponse:
-    """The problems partial in place of `target`, with the refusal's status (the page shows it inline)."""
+    """The problems partial in place of `target`, with the refusal's status (the page shows it inline).
+
+    A conflict (the item moved on in another tab, or the hold on it was lost)
+    goes to one place whichever request found out, so it never shows twice.
+    """
+    if isinstance(error, Conflict):
+        target = "#draft-problems"
     problems = [(_describe_field(field), message) for field, message in error.problems]
     html = render_to_string(
         "annotation/annotate/_problems.html",

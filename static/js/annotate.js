@@ -415,6 +415,8 @@
     if (status === 200 || status === 422) {
       dirty = false;
       document.getElementById("draft-problems").innerHTML = "";
+    } else if (status === 409) {
+      setSaveStatus("error", "Not saved");
     } else if (status === 0) {
       setSaveStatus("error", "Not saved: no connection. Retrying…");
       setTimeout(() => send({}), 3000);
