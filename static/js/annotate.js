@@ -548,6 +548,23 @@
     if (!window.confirm(skipForm.dataset.confirm)) event.preventDefault();
   });
 
+  // The sticky submit bar must never hide what the keyboard moves to: keep the
+  // page's scroll padding as tall as the bar (it grows when problems are listed).
+  const submitBar = document.querySelector(".submit-bar");
+  if (submitBar && window.ResizeObserver) {
+    new ResizeObserver(() => {
+      document.documentElement.style.scrollPaddingBottom = `${submitBar.offsetHeight + 12}px`;
+    }).observe(submitBar);
+  }
+  // Browsers scroll a focused text box only as far as its caret: bring the whole box clear of the bar.
+  form.addEventListener("focusin", (event) => {
+    const target = event.target;
+    if (!submitBar || submitBar.contains(target) || !target.getBoundingClientRect) return;
+    const rect = target.getBoundingClientRect();
+    const barTop = submitBar.getBoundingClientRect().top;
+    if (rect.bottom > barTop && rect.top < barTop) window.scrollBy(0, Math.min(rect.bottom - barTop + 12, rect.top - 12));
+  });
+
   markSentences();
   // Lets tests (and anyone curious) know that keys and selections are handled from now on.
   document.body.dataset.js = "ready";
