@@ -22,7 +22,12 @@ class DatasetUploadForm(forms.Form):
         help_text="A qa-feedback JSON file: policy inputs (like dev.json) or feedback (like dev_feedback.json)."
     )
     dataset = forms.SlugField(max_length=100, help_text="Created if it does not exist yet.")
-    split = forms.SlugField(max_length=32, initial="dev")
+    split = forms.SlugField(
+        max_length=32,
+        initial="dev",
+        # `pattern` is compiled with the `v` flag, where a "-" in a class must be escaped.
+        widget=forms.TextInput(attrs={"pattern": r"[a-zA-Z0-9_\-]+", "title": "Letters, digits, hyphens and underscores"}),
+    )
 
 
 @researcher_required
