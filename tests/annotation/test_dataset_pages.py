@@ -59,7 +59,7 @@ def test_it_shows_why_an_upload_was_refused_and_writes_nothing(researcher_client
     assert response.status_code == 400
     html = response.content.decode()
     assert "bad.json was not imported; nothing was written." in html
-    assert "example 5, field preference[2]: 9 is not 0, 1 or 2 (pair 1-4)" in html
+    assert "example 6, field preference[2]: 9 is not 0, 1 or 2 (pair 1-4)" in html
     assert not Dataset.objects.exists()
 
 
