@@ -83,6 +83,7 @@ def test_cards_have_no_gap_above_their_titles(new_page, make_user, screenshot):
         (annotator, "/", "home_annotator"),
         (annotator, "/annotation/work/", "my_work"),
         (researcher, "/", "home_researcher"),
+        (researcher, "/annotation/datasets/bloom/dev/examples/1/", "dataset_example"),
     ]:
         page.goto(path)
         gaps = page.evaluate(HEADING_GAPS)
