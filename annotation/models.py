@@ -72,7 +72,16 @@ class Example(models.Model):
         indexes = [models.Index(fields=["dataset", "split"])]
 
     def __str__(self) -> str:
-        return f"{self.dataset.name}/{self.split}#{self.position}"
+        return f"{self.dataset.name}/{self.split} example {self.number}"
+
+    @property
+    def number(self) -> int:
+        """What every page calls it, "example N": 1-based, in the order of the split's file.
+
+        That is the feedback file's order once a split holds both formats (as
+        `position`); upload errors count records of a file the same way.
+        """
+        return self.position + 1
 
 
 class Passage(models.Model):

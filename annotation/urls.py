@@ -9,6 +9,11 @@ urlpatterns: list = [
     path("datasets/upload/", datasets.dataset_upload, name="dataset_upload"),
     path("datasets/<slug:name>/", datasets.dataset_detail, name="dataset_detail"),
     path(
+        "datasets/<slug:name>/<slug:split>/examples/<int:number>/",
+        datasets.example_detail,
+        name="dataset_example",
+    ),
+    path(
         "datasets/<slug:name>/<slug:split>/download/<slug:fmt>/",
         datasets.dataset_download,
         name="dataset_download",

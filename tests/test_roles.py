@@ -48,3 +48,21 @@ def test_it_shows_each_role_only_its_own_navigation(annotator, researcher):
     assert reverse("annotation:dataset_list") not in annotator_page
     assert reverse("training:run_list") in researcher_page
     assert reverse("annotation:dataset_list") in researcher_page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "username, role, shown",
+    [
+        ("annotator", "annotator", "annotator"),  # the demo account: not "annotator · annotator"
+        ("researcher", "researcher", "researcher"),
+        ("anna", "annotator", "anna · annotator"),
+        ("rita", "researcher", "rita · researcher"),
+    ],
+)
+def test_the_header_names_the_user_and_a_role_the_name_does_not_already_say(client, make_user, username, role, shown):
+    import re
+
+    client.force_login(make_user(username, role=role))
+    page = client.get(reverse("home")).content.decode()
+    assert re.search(r'<span class="muted user-name">([^<]*)</span>', page).group(1) == shown

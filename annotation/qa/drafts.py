@@ -84,24 +84,72 @@ def add_error(draft: dict, *, text: str, start: int, end: int, error_type: str) 
 
     Browsers report backwards selections and offsets past either end; snapping reads them forwards and clamps them.
     """
+    start, end = _checked_span(draft["errors"], text=text, start=start, end=end, error_type=error_type)
+    draft["errors"].append({"error type": error_type, "explanation": "", "start": start, "end": end})
+    return len(draft["errors"]) - 1
+
+
+def _checked_span(others: Sequence[dict], *, text: str, start: int, end: int, error_type: str) -> tuple[int, int]:
+    """[start, end) snapped to whole words, once it is known to overlap none of `others`."""
     if error_type not in ERROR_TYPES:
         raise DraftError(f"{error_type!r} is not an error type.")
     try:
         start, end = snap_to_words(text, start, end)
     except ValueError:
         raise DraftError("Select at least one word of the response.") from None
-    for number, other in enumerate(draft["errors"], start=1):
+    for number, other in enumerate(others, start=1):
         if start < other["end"] and other["start"] < end:
             label = ERROR_LABELS.get(other["error type"], other["error type"])
             raise DraftError(
                 f"“{_clip(text[start:end])}” overlaps span {number} ({label}: “{_clip(text[other['start']:other['end']])}”). "
                 "Spans may not overlap: remove that span first or select other words."
             )
-    problems = span_problems(text, [(e["start"], e["end"]) for e in draft["errors"]] + [(start, end)])
+    problems = span_problems(text, [(e["start"], e["end"]) for e in others] + [(start, end)])
     if problems:
         raise DraftError("This selection cannot be marked: " + "; ".join(problems))
-    draft["errors"].append({"error type": error_type, "explanation": "", "start": start, "end": end})
-    return len(draft["errors"]) - 1
+    return start, end
+
+
+def put_error(
+    draft: dict,
+    *,
+    text: str,
+    index: int,
+    start: int,
+    end: int,
+    error_type: str,
+    explanation: str,
+    passages: Passages,
+    replace: bool = False,
+) -> int:
+    """Put a whole span, explanation included, at `index`: inserted before it, or replacing it.
+
+    What undo and redo send to bring back a span exactly as it was (a removed
+    span at its old number, a retyped one with its old type and explanation).
+    The same checks as marking and citing apply. Returns the span's index.
+    """
+    errors = draft["errors"]
+    if replace:
+        _error(draft, index)
+    elif not 0 <= index <= len(errors):
+        raise DraftError(f"There is no place for span {index + 1}; the draft has {len(errors)} spans.")
+    others = [error for position, error in enumerate(errors) if not (replace and position == index)]
+    start, end = _checked_span(others, text=text, start=start, end=end, error_type=error_type)
+    if error_type == WRONG_GROUNDING and explanation:
+        grounding = parse_grounding(explanation)
+        if grounding is None:
+            raise DraftError("That citation is not a passage and its sentences.")
+        _check_sentences(passages, grounding[0], grounding[1])
+        explanation = grounding_explanation(grounding[0], sorted(set(grounding[1])))
+    elif error_type != REDUNDANT:
+        # Only Repetitive spans take free text; only Inconsistent Facts take a citation.
+        explanation = ""
+    error = {"error type": error_type, "explanation": explanation, "start": start, "end": end}
+    if replace:
+        errors[index] = error
+    else:
+        errors.insert(index, error)
+    return index
 
 
 def _clip(snippet: str, limit: int = 60) -> str:

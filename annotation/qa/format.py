@@ -87,7 +87,8 @@ class FormatError(BadRequest):
 def _locate(index: int | None, field: str | None, message: str) -> str:
     where = []
     if index is not None:
-        where.append(f"example {index}")
+        # 1-based, as the dataset and annotation pages number examples.
+        where.append(f"example {index + 1}")
     if field:
         where.append(f"field {field}")
     return f"{', '.join(where)}: {message}" if where else message

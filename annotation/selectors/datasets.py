@@ -1,4 +1,4 @@
-"""Reads for datasets: qa-feedback records, split statistics, previews."""
+"""Reads for datasets: qa-feedback records, split statistics, the example list and one example's annotations."""
 
 from dataclasses import dataclass
 
@@ -9,6 +9,7 @@ from annotation.models import (
     Comparison,
     Dataset,
     ErrorSpan,
+    ErrorType,
     Example,
     FeedbackStatus,
     FineGrainedFeedback,
@@ -17,7 +18,9 @@ from annotation.models import (
     Response,
 )
 from annotation.qa import format as qa_format
-from annotation.qa.vocab import RESPONSES
+from annotation.qa.drafts import parse_grounding, response_segments
+from annotation.qa.preferences import VALUE_ANSWERS
+from annotation.qa.vocab import PREFERENCE_PAIRS, REDUNDANT, RESPONSES, WRONG_GROUNDING
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 
 # Imported feedback belongs to the inactive account `import@<dataset>` (see services/datasets.py).
@@ -233,14 +236,258 @@ def dataset_list() -> list[DatasetRow]:
     return [DatasetRow(dataset=d, splits=counts.get(d.pk, [])) for d in Dataset.objects.order_by("name")]
 
 
-def example_previews(dataset: Dataset | str | int, split: str, *, limit: int = 3) -> list[Example]:
-    """The first examples of a split with their passages and responses, for a glance at the data."""
+# --- the example list and one example with its annotations ------------------------------
+
+
+@dataclass(frozen=True)
+class ExampleFilters:
+    """What the dataset page's example list is narrowed to; empty values filter nothing.
+
+    `feedback` is "yes" (a submitted fine-grained feedback on some response)
+    or "no"; `error_type` keeps examples with a submitted span of that type;
+    `round` keeps examples with a response of that round (`Response.round`).
+    """
+
+    split: str = ""
+    text: str = ""
+    feedback: str = ""
+    error_type: str = ""
+    round: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.split or self.text or self.feedback or self.error_type or self.round is not None)
+
+
+@dataclass(frozen=True)
+class ExampleFilterChoices:
+    splits: list[str]
+    rounds: list[int]
+    error_types: list[tuple[str, str]]  # (value, label)
+
+
+def example_filter_choices(dataset: Dataset | str | int) -> ExampleFilterChoices:
+    """The splits and response rounds a dataset holds, and every error type."""
     dataset = dataset_resolve(dataset)
-    return list(
-        Example.objects.filter(dataset=dataset, split=split)
-        .order_by("position")
+    splits = list(Example.objects.filter(dataset=dataset).values_list("split", flat=True).distinct().order_by("split"))
+    rounds = list(
+        Response.objects.filter(example__dataset=dataset).values_list("round", flat=True).distinct().order_by("round")
+    )
+    return ExampleFilterChoices(splits=splits, rounds=rounds, error_types=list(ErrorType.choices))
+
+
+def example_search(dataset: Dataset | str | int, filters: ExampleFilters) -> QuerySet[Example]:
+    """The dataset's examples that pass `filters`, by split and then file order (unevaluated, for paging).
+
+    The text search keeps questions holding every word given, in any case.
+    """
+    dataset = dataset_resolve(dataset)
+    examples = Example.objects.filter(dataset=dataset)
+    if filters.split:
+        examples = examples.filter(split=filters.split)
+    for word in filters.text.split():
+        examples = examples.filter(question__icontains=word)
+    submitted = FineGrainedFeedback.objects.filter(response__example=OuterRef("pk"), status=FeedbackStatus.SUBMITTED)
+    if filters.feedback == "yes":
+        examples = examples.filter(Exists(submitted))
+    elif filters.feedback == "no":
+        examples = examples.filter(~Exists(submitted))
+    if filters.error_type:
+        examples = examples.filter(
+            Exists(
+                ErrorSpan.objects.filter(
+                    feedback__response__example=OuterRef("pk"),
+                    feedback__status=FeedbackStatus.SUBMITTED,
+                    error_type=filters.error_type,
+                )
+            )
+        )
+    if filters.round is not None:
+        examples = examples.filter(Exists(Response.objects.filter(example=OuterRef("pk"), round=filters.round)))
+    return examples.order_by("split", "position")
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    example: Example
+    responses: int
+    feedback: int  # submitted fine-grained feedback, on any response
+    comparisons: int  # submitted comparisons
+    error_types: list[str]  # labels of the submitted spans' types, in ErrorType order
+
+
+def example_rows(examples: list[Example]) -> list[ExampleRow]:
+    """Counts for one page of the example list (four queries, whatever the page size)."""
+    ids = [example.pk for example in examples]
+
+    def counts(queryset, key: str) -> dict[int, int]:
+        return dict(queryset.values_list(key).annotate(n=Count("id")).order_by())
+
+    responses = counts(Response.objects.filter(example__in=ids), "example")
+    feedback = counts(
+        FineGrainedFeedback.objects.filter(response__example__in=ids, status=FeedbackStatus.SUBMITTED), "response__example"
+    )
+    comparisons = counts(Comparison.objects.filter(example__in=ids, status=FeedbackStatus.SUBMITTED), "example")
+    types: dict[int, set[str]] = {}
+    for example_id, error_type in (
+        ErrorSpan.objects.filter(feedback__response__example__in=ids, feedback__status=FeedbackStatus.SUBMITTED)
+        .values_list("feedback__response__example", "error_type")
+        .distinct()
+    ):
+        types.setdefault(example_id, set()).add(error_type)
+    return [
+        ExampleRow(
+            example=example,
+            responses=responses.get(example.pk, 0),
+            feedback=feedback.get(example.pk, 0),
+            comparisons=comparisons.get(example.pk, 0),
+            error_types=[label for value, label in ErrorType.choices if value in types.get(example.pk, ())],
+        )
+        for example in examples
+    ]
+
+
+@dataclass(frozen=True)
+class SpanView:
+    number: int  # 1-based, as the annotation page numbers spans
+    error_type: str
+    label: str
+    text: str
+    note: str  # what a Repetitive span repeats, or the sentences an Inconsistent Fact contradicts
+
+
+@dataclass(frozen=True)
+class MissingView:
+    error_type: str
+    label: str
+    citation: str
+    quotes: list[str]
+
+
+@dataclass(frozen=True)
+class FeedbackView:
+    """One annotator's fine-grained feedback on one response, ready to show."""
+
+    record: FineGrainedFeedback
+    imported: bool
+    segments: list[dict]  # the response in plain and marked runs (drafts.response_segments), marked ones with "span"
+    spans: list[SpanView]
+    missing: list[MissingView]
+
+
+def _citation(passage_id: int, sentence_ids: list[int]) -> str:
+    """ "passage 2, sentences 1, 3" — sentence 0 is the passage's title."""
+    parts = ["title"] if 0 in sentence_ids else []
+    numbered = [str(s) for s in sentence_ids if s != 0]
+    if numbered:
+        parts.append(f"sentence{'s' if len(numbered) > 1 else ''} {', '.join(numbered)}")
+    return f"passage {passage_id}, " + ", ".join(parts)
+
+
+def _span_view(number: int, error: ErrorSpan, text: str) -> SpanView:
+    note = ""
+    if error.error_type == REDUNDANT and error.explanation:
+        note = f"repeats “{error.explanation}”"
+    elif error.error_type == WRONG_GROUNDING:
+        grounding = parse_grounding(error.explanation)
+        note = f"contradicts {_citation(*grounding)}" if grounding else "no sentence cited"
+    return SpanView(number, error.error_type, error.get_error_type_display(), text[error.start : error.end], note)
+
+
+def _missing_view(entry: MissingInfo, passages: list[Passage]) -> MissingView:
+    by_number = {passage.number: passage for passage in passages}
+    passage = by_number.get(entry.passage_id)
+    quotes = []
+    if passage is not None:
+        lines = [passage.title, *passage.sentences]
+        quotes = [lines[s] for s in entry.sentence_ids if 0 <= s < len(lines)]
+    return MissingView(entry.error_type, entry.get_error_type_display(), _citation(entry.passage_id, entry.sentence_ids), quotes)
+
+
+@dataclass(frozen=True)
+class ResponseView:
+    response: Response
+    feedback: list[FeedbackView]
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    record: Comparison
+    imported: bool
+    answers: list[tuple[int, int, str]]  # (a, b, "a > b" / "b > a" / "a = b" / "") per pair, in the qa-feedback order
+
+
+@dataclass(frozen=True)
+class ExampleAnnotations:
+    example: Example
+    passages: list[Passage]
+    responses: list[ResponseView]
+    comparisons: list[ComparisonView]
+    previous: int | None  # numbers of the neighbouring examples of the split
+    next: int | None
+
+
+def _answer(a: int, b: int, value: int | None) -> str:
+    return {"first": f"{a} > {b}", "second": f"{b} > {a}", "equal": f"{a} = {b}"}.get(VALUE_ANSWERS.get(value, ""), "")
+
+
+def example_annotations(dataset: Dataset | str | int, split: str, number: int) -> ExampleAnnotations | None:
+    """Example `number` (1-based) of a split with everything recorded on it, newest first; None if absent."""
+    dataset = dataset_resolve(dataset)
+    feedback = FineGrainedFeedback.objects.select_related("annotator").prefetch_related(
+        Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),
+        Prefetch("missing_info", queryset=MissingInfo.objects.order_by("position")),
+    )
+    example = (
+        Example.objects.filter(dataset=dataset, split=split, position=number - 1)
+        .select_related("dataset")
         .prefetch_related(
             Prefetch("passages", queryset=Passage.objects.order_by("number")),
-            Prefetch("responses", queryset=Response.objects.order_by("number")),
-        )[:limit]
+            Prefetch(
+                "responses",
+                queryset=Response.objects.order_by("number").prefetch_related(
+                    Prefetch("feedback", queryset=feedback.order_by(*_LATEST))
+                ),
+            ),
+            Prefetch("comparisons", queryset=Comparison.objects.select_related("annotator").order_by(*_LATEST)),
+        )
+        .first()
+    )
+    if example is None:
+        return None
+
+    def imported(record) -> bool:
+        return record.annotator.username.startswith(IMPORT_USER_PREFIX)
+
+    passages = list(example.passages.all())
+    responses = []
+    for response in example.responses.all():
+        views = []
+        for record in response.feedback.all():
+            spans = [_span_view(number, e, response.text) for number, e in enumerate(record.errors.all(), start=1)]
+            segments = response_segments(response.text, [{"start": e.start, "end": e.end} for e in record.errors.all()])
+            for segment in segments:
+                if segment["index"] is not None:
+                    segment["span"] = spans[segment["index"]]
+            missing = [_missing_view(entry, passages) for entry in record.missing_info.all()]
+            views.append(FeedbackView(record, imported(record), segments, spans, missing))
+        responses.append(ResponseView(response, views))
+    comparisons = [
+        ComparisonView(
+            record,
+            imported(record),
+            [(a, b, _answer(a, b, value)) for (a, b), value in zip(PREFERENCE_PAIRS, record.preference)],
+        )
+        for record in example.comparisons.all()
+    ]
+    neighbours = Example.objects.filter(dataset=dataset, split=split)
+    previous = neighbours.filter(position__lt=example.position).order_by("-position").values_list("position", flat=True).first()
+    following = neighbours.filter(position__gt=example.position).order_by("position").values_list("position", flat=True).first()
+    return ExampleAnnotations(
+        example=example,
+        passages=passages,
+        responses=responses,
+        comparisons=comparisons,
+        previous=None if previous is None else previous + 1,
+        next=None if following is None else following + 1,
     )

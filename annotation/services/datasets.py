@@ -196,7 +196,7 @@ def _join_by_question(
     left = [(example_id, question) for question, queue in waiting.items() for example_id in queue]
     if left:
         positions = dict(Example.objects.filter(id__in=[i for i, _ in left[:3]]).values_list("id", "position"))
-        sample = "; ".join(f"example {positions.get(i)}: {q!r}" for i, q in left[:3])
+        sample = "; ".join(f"example {positions[i] + 1}: {q!r}" for i, q in left[:3] if i in positions)
         problems.append(
             (
                 None,

@@ -82,9 +82,10 @@ def _check_token(model, *, submit_token: str, owner_filter: dict):
 
 
 def _stale_message(current: int, base: int) -> str:
+    # A stored annotation's version moves only when it is submitted.
     return (
-        f"Not saved: this annotation was changed in another tab or window since you opened it "
-        f"(it is at version {current}, this page has version {base}). Reload the page to see the latest version."
+        f"Not saved: this item was submitted in another tab or window since you opened it "
+        f"(it is at version {current}, this page has version {base}). Reload the page to see what was submitted."
     )
 
 
@@ -100,6 +101,14 @@ def _finish_assignment(assignment: Assignment | None, *, now) -> None:
 
 
 _DRAFT_MOVED = "Not saved: this item was changed in another tab or window. Reload the page to continue from the latest version."
+_DRAFT_SUBMITTED = "Not saved: this item was submitted in another tab or window. Reload the page to see what was submitted."
+
+
+def _moved_message(locked: Assignment) -> str:
+    """Why a page's draft version is behind: a submit clears the draft, an autosave leaves one."""
+    if locked.status == AssignmentStatus.SUBMITTED and not locked.draft:
+        return _DRAFT_SUBMITTED
+    return _DRAFT_MOVED
 
 
 def _lock_assignment(assignment: Assignment | None, base_draft_version: int | None) -> Assignment | None:
@@ -109,7 +118,7 @@ def _lock_assignment(assignment: Assignment | None, base_draft_version: int | No
     if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):
         raise LeaseLost(_lost_message(locked))
     if base_draft_version is not None and locked.draft_version != base_draft_version:
-        raise StaleSubmit(_DRAFT_MOVED)
+        raise StaleSubmit(_moved_message(locked))
     return locked
 
 
@@ -309,7 +318,7 @@ def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_ver
         if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):
             raise LeaseLost(_lost_message(locked))
         if locked.draft_version != base_draft_version:
-            raise StaleSubmit(_DRAFT_MOVED)
+            raise StaleSubmit(_moved_message(locked))
         locked.draft = draft
         locked.draft_version += 1
         fields = ["draft", "draft_version", "updated_at"]

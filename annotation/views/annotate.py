@@ -7,6 +7,8 @@ changed (out-of-band partials). The browser's own JavaScript only turns text
 selections into character offsets and handles the keyboard.
 """
 
+import copy
+import json
 import secrets
 from dataclasses import dataclass
 
@@ -229,6 +231,7 @@ def _fine_grained_context(request, assignment, *, response, stored, draft, **ext
         "submitted_at": stored.record.submitted_at if stored else None,
         "draft_version": assignment.draft_version,
         "submit_token": secrets.token_urlsafe(24),
+        "has_draft": bool(assignment.draft),
         "words": [list(span) for span in word_spans(response.text)],
         "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
     }
@@ -293,6 +296,7 @@ def _comparison_context(request, assignment, *, responses, stored, draft, **extr
         "submitted_at": stored.submitted_at if stored else None,
         "draft_version": assignment.draft_version,
         "submit_token": secrets.token_urlsafe(24),
+        "has_draft": bool(assignment.draft),
         "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
     }
     context.update(extra)
@@ -325,7 +329,13 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _refused(assignment: Assignment, error: SubmitRefused, *, target: str) -> HttpResponse:
-    """The problems partial in place of `target`, with the refusal's status (the page shows it inline)."""
+    """The problems partial in place of `target`, with the refusal's status (the page shows it inline).
+
+    A conflict (the item moved on in another tab, or the hold on it was lost)
+    goes to one place whichever request found out, so it never shows twice.
+    """
+    if isinstance(error, Conflict):
+        target = "#draft-problems"
     problems = [(_describe_field(field), message) for field, message in error.problems]
     html = render_to_string(
         "annotation/annotate/_problems.html",
@@ -347,6 +357,18 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
         index = _int(post.get("index"), "index")
         drafts.set_error_type(draft, index=index, error_type=post.get("type", ""))
         return index
+    elif op in ("insert_span", "replace_span"):
+        return drafts.put_error(
+            draft,
+            text=text,
+            index=_int(post.get("index"), "index"),
+            start=_int(post.get("start"), "start"),
+            end=_int(post.get("end"), "end"),
+            error_type=post.get("type", ""),
+            explanation=post.get("explanation", ""),
+            passages=passages,
+            replace=op == "replace_span",
+        )
     elif op == "set_grounding":
         index = _int(post.get("index"), "index")
         drafts.set_grounding(
@@ -371,8 +393,48 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
     return None
 
 
-def _notice(op: str, draft: dict, index: int | None) -> str | None:
+def _inverse(op: str, post, before: list[dict], after: list[dict], index: int | None) -> dict | None:
+    """The draft operation that takes a span edit back, for the page's undo and redo; None when nothing changed.
+
+    It is computed here, from the draft as stored before and after the edit,
+    so that undoing replays through this same view and the saved draft always
+    matches what the page shows.
+    """
+
+    def put(op: str, position: int, error: dict) -> dict:
+        return {
+            "op": op,
+            "index": position,
+            "start": error["start"],
+            "end": error["end"],
+            "type": error["error type"],
+            "explanation": error["explanation"],
+        }
+
+    if op in ("add_span", "insert_span") and index is not None:
+        return {"op": "remove_span", "index": index}
+    if op == "remove_span":
+        position = _int(post.get("index"), "index")
+        return put("insert_span", position, before[position])
+    if op in ("retype_span", "replace_span", "set_grounding"):
+        position = _int(post.get("index"), "index")
+        if before[position] != after[position]:
+            return put("replace_span", position, before[position])
+    return None
+
+
+_HISTORY_WORDS = {"undo": "Undone", "redo": "Redone"}
+
+
+def _notice(op: str, draft: dict, index: int | None, history: str = "") -> str | None:
     """A short confirmation for screen readers and for the eye, after an edit that worked."""
+    if history in _HISTORY_WORDS:
+        if op == "remove_span":
+            what = "span removed"
+        else:
+            error = draft["errors"][index]
+            what = f"span {index + 1} ({ERROR_LABELS.get(error['error type'], error['error type'])}) is back"
+        return f"{_HISTORY_WORDS[history]}: {what}."
     if op in ("add_span", "retype_span") and index is not None:
         error = draft["errors"][index]
         label = ERROR_LABELS.get(error["error type"], error["error type"])
@@ -386,7 +448,7 @@ def _notice(op: str, draft: dict, index: int | None) -> str | None:
     }.get(op)
 
 
-_SPAN_OPS = {"add_span", "remove_span", "retype_span", "set_grounding"}
+_SPAN_OPS = {"add_span", "remove_span", "retype_span", "set_grounding", "insert_span", "replace_span"}
 _MISSING_OPS = {"add_missing", "remove_missing"}
 
 
@@ -397,15 +459,18 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _own_assignment(request, pk)
     op = request.POST.get("op", "sync")
     base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
+    history = request.POST.get("history", "")
     refusal: drafts.DraftError | None = None
-    notice = focus_index = None
+    notice = focus_index = inverse = None
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         response, stored, state = _fine_grained_state(assignment, request.user)
         _sync_fine_grained_text(state, request.POST)
         passages = example_passages(assignment.example)
+        before = copy.deepcopy(state["errors"])
         try:
             focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
-            notice = _notice(op, state, focus_index)
+            notice = _notice(op, state, focus_index, history)
+            inverse = _inverse(op, request.POST, before, state["errors"], focus_index)
         except drafts.DraftError as exc:
             # Shown inside the page's own message region, with the refusal's status.
             refusal = exc
@@ -428,7 +493,10 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             draft=state,
             message=str(refusal) if refusal else None,
             notice=notice,
-            focus_index=focus_index,
+            # An undone or redone edit puts the focus back itself; see static/js/annotate.js.
+            focus_index=None if history else focus_index,
+            inverse=json.dumps(inverse) if inverse else "",
+            history=history if history in _HISTORY_WORDS else "",
             op=op,
             oob=True,
         )

@@ -3,8 +3,9 @@
 // The server owns the draft: every edit is one htmx request that carries the
 // form (free-text fields included) plus an operation, and the answer swaps in
 // the regions that changed. This script only does what needs the browser:
-// text selection to character offsets, keyboard handling, and remembering
-// which sentences are being picked.
+// text selection to character offsets, keyboard handling, remembering which
+// sentences are being picked, and the undo and redo stacks of span edits
+// (each holding operations the server computed, sent back through it).
 (() => {
   "use strict";
   const form = document.getElementById("fg-form");
@@ -27,6 +28,8 @@
   const missing = { passage: null, sentences: [] }; // the missing-info entry being built
   let dirty = false;
   let submitting = false;
+  let inFlight = 0; // draft requests sent and not yet answered
+  const submitButton = document.getElementById("fg-submit");
 
   // ---- offsets: the server counts code points, the DOM counts UTF-16 units ----
   const cpLength = (s) => Array.from(s).length;
@@ -161,6 +164,24 @@
       const item = document.querySelector(`.span-item[data-index="${mark.dataset.index}"]`);
       if (item) item.classList.add("is-selected");
     }
+  });
+
+  // Ctrl (⌘ on a Mac) shortcuts: Ctrl+Enter submits from anywhere; Ctrl+Z and
+  // Ctrl+Shift+Z / Ctrl+Y undo and redo span edits, except in a text box,
+  // where they undo typing as usual.
+  document.addEventListener("keydown", (event) => {
+    if (!(event.ctrlKey || event.metaKey) || event.altKey) return;
+    const key = event.key.toLowerCase();
+    if (key === "enter") {
+      event.preventDefault();
+      submitButton.click(); // the button's own request, with its checks on the server
+      return;
+    }
+    if (key !== "z" && key !== "y") return;
+    const target = event.target;
+    if (target.closest && target.closest("input[type=text], textarea, [contenteditable]")) return;
+    event.preventDefault();
+    travel(key === "y" || event.shiftKey ? "redo" : "undo");
   });
 
   document.addEventListener("keydown", (event) => {
@@ -364,9 +385,81 @@
     });
   }
 
+  // ---- undo and redo of span edits ----
+  // Every span edit's answer carries the draft operation that takes it back
+  // (data-inverse, computed by the server from the draft it stored). Undo
+  // sends that operation through the same draft endpoint, so the saved draft
+  // always matches the page, and its answer carries the operation that
+  // redoes it.
+  const undoButton = document.getElementById("fg-undo");
+  const redoButton = document.getElementById("fg-redo");
+  const undoStack = [];
+  const redoStack = [];
+  let travelling = null; // the undo or redo on its way: {direction, inverse}
+  const waiting = []; // presses made while edits were still on their way, taken in order
+
+  function showHistory() {
+    undoButton.disabled = !undoStack.length;
+    redoButton.disabled = !redoStack.length;
+  }
+
+  function travel(direction) {
+    waiting.push(direction);
+    travelOn();
+  }
+
+  // Take the presses in order; an edit still on its way has not told us how to undo it yet, so wait for it.
+  function travelOn() {
+    while (waiting.length && !travelling && !inFlight) {
+      const direction = waiting.shift();
+      const inverse = (direction === "undo" ? undoStack : redoStack).pop();
+      if (!inverse) {
+        say(direction === "undo" ? "Nothing to undo." : "Nothing to redo.", false);
+        continue;
+      }
+      if (pick) stopPicking();
+      travelling = { direction, inverse };
+      showHistory();
+      send(Object.assign({}, inverse, { history: direction }));
+    }
+  }
+
+  function remember(inverse, history) {
+    if (history === "undo") redoStack.push(inverse);
+    else if (history === "redo") undoStack.push(inverse);
+    else {
+      undoStack.push(inverse);
+      redoStack.length = 0; // a new edit ends the redo chain
+    }
+    showHistory();
+  }
+
+  function arrived(status) {
+    const { direction, inverse } = travelling;
+    travelling = null;
+    if (status === 0) {
+      (direction === "undo" ? undoStack : redoStack).push(inverse); // not sent: try again later
+    } else if (status === 200) {
+      // Keep the keyboard where the edit happened: on the span put back, else on the response.
+      const active = document.activeElement;
+      if (!active || active === document.body || box.contains(active)) {
+        const mark = inverse.op === "remove_span" ? null : box.querySelector(`mark.err[data-index="${inverse.index}"]`);
+        (mark || box).focus({ preventScroll: true });
+      }
+    }
+    showHistory();
+  }
+
+  undoButton.addEventListener("click", () => travel("undo"));
+  redoButton.addEventListener("click", () => travel("redo"));
+
   // After every answer: follow up on what the server says changed.
   function afterChange() {
     const spans = document.getElementById("fg-spans");
+    if (spans && spans.dataset.inverse) {
+      remember(JSON.parse(spans.dataset.inverse), spans.dataset.history);
+      spans.dataset.inverse = "";
+    }
     const focusIndex = spans && spans.dataset.focusIndex;
     if (focusIndex) {
       spans.dataset.focusIndex = "";
@@ -408,23 +501,32 @@
     const path = event.detail.requestConfig && event.detail.requestConfig.path;
     if (path === draftUrl && submitting) event.preventDefault();
   });
+  document.body.addEventListener("htmx:beforeSend", (event) => {
+    const config = event.detail.requestConfig;
+    if (config && config.path === draftUrl) inFlight += 1;
+  });
   document.body.addEventListener("htmx:afterRequest", (event) => {
     const config = event.detail.requestConfig;
     if (!config || config.path !== draftUrl) return;
+    inFlight = Math.max(0, inFlight - 1);
     const status = event.detail.xhr ? event.detail.xhr.status : 0;
     if (status === 200 || status === 422) {
       dirty = false;
       document.getElementById("draft-problems").innerHTML = "";
+    } else if (status === 409) {
+      setSaveStatus("error", "Not saved");
     } else if (status === 0) {
       setSaveStatus("error", "Not saved: no connection. Retrying…");
       setTimeout(() => send({}), 3000);
     }
     afterChange();
+    if (travelling && config.formData && config.formData.get("history")) arrived(status);
+    travelOn();
   });
   document.body.addEventListener("htmx:sendError", () => setSaveStatus("error", "Not saved: no connection. Retrying…"));
 
   // While a submit is on its way, autosaves would only race it.
-  document.getElementById("fg-submit").addEventListener("click", () => { submitting = true; });
+  submitButton.addEventListener("click", () => { submitting = true; });
   document.body.addEventListener("htmx:afterRequest", (event) => {
     // A refused submit leaves the page as it was: autosave resumes.
     const xhr = event.detail.xhr;
@@ -444,6 +546,23 @@
   const skipForm = document.getElementById("skip-form");
   skipForm.addEventListener("submit", (event) => {
     if (!window.confirm(skipForm.dataset.confirm)) event.preventDefault();
+  });
+
+  // The sticky submit bar must never hide what the keyboard moves to: keep the
+  // page's scroll padding as tall as the bar (it grows when problems are listed).
+  const submitBar = document.querySelector(".submit-bar");
+  if (submitBar && window.ResizeObserver) {
+    new ResizeObserver(() => {
+      document.documentElement.style.scrollPaddingBottom = `${submitBar.offsetHeight + 12}px`;
+    }).observe(submitBar);
+  }
+  // Browsers scroll a focused text box only as far as its caret: bring the whole box clear of the bar.
+  form.addEventListener("focusin", (event) => {
+    const target = event.target;
+    if (!submitBar || submitBar.contains(target) || !target.getBoundingClientRect) return;
+    const rect = target.getBoundingClientRect();
+    const barTop = submitBar.getBoundingClientRect().top;
+    if (rect.bottom > barTop && rect.top < barTop) window.scrollBy(0, Math.min(rect.bottom - barTop + 12, rect.top - 12));
   });
 
   markSentences();

@@ -80,7 +80,7 @@ def test_it_refuses_a_stale_submit_and_keeps_the_newer_annotation(item, annotato
     fine_grained_feedback_submit(
         response=response, annotator=annotator, feedback=feedback(corrected="From tab A."), submit_token="a", base_version=0
     )
-    with pytest.raises(StaleSubmit, match="changed in another tab"):
+    with pytest.raises(StaleSubmit, match="submitted in another tab"):
         fine_grained_feedback_submit(
             response=response, annotator=annotator, feedback=feedback(corrected="From tab B."), submit_token="b", base_version=0
         )

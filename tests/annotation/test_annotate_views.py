@@ -184,8 +184,44 @@ def test_it_refuses_a_submit_from_a_stale_tab(annotator_client, fine_grained):
     assert annotator_client.post(url, {**tab_a, "corrected-prediction": "A"}, **HTMX).status_code == 200
     refused = annotator_client.post(url, {**tab_b, "corrected-prediction": "B"}, **HTMX)
     assert refused.status_code == 409
-    assert "changed in another tab" in refused.content.decode()
+    # Said once, in the same place as an autosave that finds out, and as what happened: a submit, not an edit.
+    assert refused["HX-Retarget"] == "#draft-problems"
+    assert "submitted in another tab" in refused.content.decode()
+    assert "changed" not in refused.content.decode()
     assert FineGrainedFeedback.objects.get().corrected_prediction == "A"
+
+
+def test_it_says_an_autosave_from_a_stale_tab_lost_to_a_submit_not_to_an_edit(annotator_client, fine_grained):
+    tab_a = open_page(annotator_client, fine_grained)
+    url = reverse("annotation:annotate_submit", args=[fine_grained.pk])
+    assert annotator_client.post(url, {**tab_a, "corrected-prediction": "A"}, **HTMX).status_code == 200
+    response = draft_op(annotator_client, fine_grained, **{"corrected-prediction": "tab B", "draft_version": tab_a["draft_version"]})
+    assert response.status_code == 409
+    assert response["HX-Retarget"] == "#draft-problems"
+    assert "submitted in another tab" in response.content.decode()
+
+
+def test_it_does_not_call_a_refused_edit_a_saved_draft(annotator_client, fine_grained):
+    start, end = offsets_of(TEXT, "ten million copies")
+    draft_op(annotator_client, fine_grained, op="add_span", start=start, end=end, type="Unverifiable", draft_version=0)
+    response = draft_op(annotator_client, fine_grained, op="add_span", start=start - 5, end=start + 3, type="Irrelevant", draft_version=1)
+    html = response.content.decode()
+    assert response.status_code == 422
+    assert "Draft saved" not in html
+    assert 'data-state="refused"' in html and "Not applied" in html
+
+
+def test_it_says_draft_restored_only_when_there_is_a_draft(annotator_client, fine_grained):
+    page = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()
+    assert "Autosave on" in page and "Draft restored" not in page
+    draft_op(annotator_client, fine_grained, **{"corrected-prediction": "Half done.", "draft_version": 0})
+    page = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()
+    assert "Draft restored" in page
+    fields = open_page(annotator_client, fine_grained)
+    annotator_client.post(reverse("annotation:annotate_submit", args=[fine_grained.pk]), {**fields, "corrected-prediction": "Done."}, **HTMX)
+    page = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()
+    assert "Draft restored" not in page
+    assert "Showing what you submitted" in page
 
 
 def test_it_reopens_submitted_work_with_what_was_stored(annotator_client, fine_grained):

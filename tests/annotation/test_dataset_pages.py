@@ -7,7 +7,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation.models import Dataset, Example
+from annotation.models import Dataset, Example, Response
+from annotation.qa.vocab import REDUNDANT, WRONG_GROUNDING
 from annotation.services.datasets import dataset_import
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
@@ -59,7 +60,7 @@ def test_it_shows_why_an_upload_was_refused_and_writes_nothing(researcher_client
     assert response.status_code == 400
     html = response.content.decode()
     assert "bad.json was not imported; nothing was written." in html
-    assert "example 5, field preference[2]: 9 is not 0, 1 or 2 (pair 1-4)" in html
+    assert "example 6, field preference[2]: 9 is not 0, 1 or 2 (pair 1-4)" in html
     assert not Dataset.objects.exists()
 
 
@@ -137,3 +138,106 @@ def test_it_sends_visitors_who_are_not_logged_in_to_the_login_page(client, demo)
     response = client.get(reverse("annotation:dataset_list"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
+
+
+# --- the example list and the example view ------------------------------------------
+
+
+def test_it_lists_the_examples_numbered_from_1_with_links_to_each(researcher_client, demo):
+    html = researcher_client.get(reverse("annotation:dataset_detail", args=["demo"])).content.decode()
+    assert "12 examples" in html
+    for number in (1, 12):
+        assert reverse("annotation:dataset_example", args=["demo", "dev", number]) in html
+        assert f">Example {number}</a>" in html
+    assert ">Example 0<" not in html and "#0" not in html
+    assert "Why is the sky blue?" in html and "Who invented the telephone?" in html
+
+
+def test_it_pages_the_example_list_and_answers_htmx_with_the_list_only(researcher_client):
+    from tests.annotation.annotate_data import make_dataset
+
+    make_dataset("big", examples=30)
+    url = reverse("annotation:dataset_detail", args=["big"])
+    first = researcher_client.get(url).content.decode()
+    assert "showing 1–25" in first and "Page 1 of 2" in first
+    assert ">Example 25</a>" in first and ">Example 26</a>" not in first
+    assert 'href="?page=2" hx-get="?page=2"' in first
+    second = researcher_client.get(url, {"page": 2}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="examples")
+    html = second.content.decode()
+    assert html.lstrip().startswith('<section id="examples"')
+    assert "<html" not in html and "Splits" not in html
+    assert ">Example 26</a>" in html and ">Example 30</a>" in html and ">Example 25</a>" not in html
+    assert 'href="?page=1"' in html and "Next →" not in html
+    # A page past the end shows the last one.
+    assert ">Example 30</a>" in researcher_client.get(url, {"page": 99}).content.decode()
+
+
+def test_it_searches_and_filters_the_examples_and_keeps_the_filters_in_the_pager(researcher_client, demo):
+    url = reverse("annotation:dataset_detail", args=["demo"])
+    html = researcher_client.get(url, {"q": "who the"}).content.decode()
+    assert "3 examples match" in html
+    assert ">Example 3</a>" in html and ">Example 6</a>" in html and ">Example 12</a>" in html
+    assert ">Example 10</a>" not in html
+    assert 'value="who the"' in html
+    html = researcher_client.get(url, {"error": REDUNDANT}).content.decode()
+    assert "3 examples match" in html and f'<option value="{REDUNDANT}" selected>' in html
+    html = researcher_client.get(url, {"feedback": "no"}).content.decode()
+    assert "No example matches these filters." in html
+    # Unknown values filter nothing rather than failing.
+    html = researcher_client.get(url, {"error": "Typo", "round": "7", "feedback": "maybe", "split": "x"}).content.decode()
+    assert "12 examples" in html and "match" not in html.split("12 examples")[1][:10]
+    Response.objects.filter(example__position=1, number=3).update(round=1)
+    html = researcher_client.get(url, {"round": "1"}).content.decode()
+    assert "1 example matches" in html and ">Example 2</a>" in html
+
+
+def test_it_keeps_the_filters_in_the_page_links(researcher_client):
+    from tests.annotation.annotate_data import make_dataset
+
+    make_dataset("big", examples=30)
+    html = researcher_client.get(reverse("annotation:dataset_detail", args=["big"]), {"q": "bloom", "page": "1"}).content.decode()
+    assert 'href="?q=bloom&amp;page=2"' in html
+
+
+def test_it_shows_an_example_read_only_with_all_its_annotations(researcher_client, demo, make_user):
+    from annotation.services.feedback import comparison_submit
+
+    example = Example.objects.get(dataset__name="demo", position=0)
+    comparison_submit(example=example, annotator=make_user("anna", role="annotator"), preference=[1, 1, 1, 0, 2, 2], submit_token="t", base_version=0)
+    response = researcher_client.get(reverse("annotation:dataset_example", args=["demo", "dev", 1]))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<h1>Example 1</h1>" in html and "Why is the sky blue?" in html
+    assert "Passage 1" in html and "Response 4" in html
+    assert html.count('class="feedback"') == 1 and "Imported" in html
+    assert f'data-error-type="{WRONG_GROUNDING}"' in html and "Inconsistent Fact" in html and "contradicts passage" in html
+    assert "Missing information" in html and "Corrected response" in html
+    assert "anna" in html and "2 = 3" in html and "4 &gt; 2" in html  # the annotator's comparison beside the imported one
+    assert reverse("annotation:dataset_example", args=["demo", "dev", 2]) in html
+    assert "<form" not in html.split('id="main"')[1]  # read-only: nothing to submit
+    assert researcher_client.get(reverse("annotation:dataset_example", args=["demo", "dev", 13])).status_code == 404
+    assert researcher_client.get(reverse("annotation:dataset_example", args=["demo", "dev", 0])).status_code == 404
+
+
+def test_the_dataset_page_and_the_annotation_page_give_a_question_the_same_number(client, researcher, annotator):
+    from annotation.services.campaigns import assignment_next
+    from tests.annotation.annotate_data import QUESTION, make_campaign, make_dataset
+
+    dataset = make_dataset("bloom", examples=3)
+    campaign = make_campaign(dataset, [annotator])
+    assignment = assignment_next(campaign=campaign, annotator=annotator)
+    assert assignment.example.position == 0
+    client.force_login(annotator)
+    annotate_html = client.get(reverse("annotation:annotate", args=[assignment.pk])).content.decode()
+    assert "bloom/dev · example 1" in annotate_html and f"{QUESTION} (#1)" in annotate_html
+    client.force_login(researcher)
+    list_html = client.get(reverse("annotation:dataset_detail", args=["bloom"])).content.decode()
+    row = list_html.split(">Example 1</a>")[1].split("</tr>")[0]
+    assert f"{QUESTION} (#1)" in row
+    example_html = client.get(reverse("annotation:dataset_example", args=["bloom", "dev", 1])).content.decode()
+    assert "<h1>Example 1</h1>" in example_html and f"{QUESTION} (#1)" in example_html
+    assert str(assignment.example) == "bloom/dev example 1"
+
+
+def test_it_keeps_annotators_out_of_the_example_view(annotator_client, demo):
+    assert annotator_client.get(reverse("annotation:dataset_example", args=["demo", "dev", 1])).status_code == 403

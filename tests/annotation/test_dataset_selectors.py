@@ -8,11 +8,10 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import Comparison, ErrorSpan, Example, FeedbackStatus, FineGrainedFeedback, Response
-from annotation.qa.vocab import FIRST_PREDICTION, INCOHERENT
+from annotation.qa.vocab import FIRST_PREDICTION, INCOHERENT, IRRELEVANT, REDUNDANT, WRONG_GROUNDING
 from annotation.selectors.datasets import (
     dataset_list,
     dataset_split_stats,
-    example_previews,
     feedback_records_for,
     input_records_for,
 )
@@ -122,6 +121,92 @@ def test_it_lists_datasets_with_their_splits(demo):
     assert (row.dataset.name, row.splits, row.examples) == ("demo", [("dev", 12), ("test", 12)], 24)
 
 
-def test_it_previews_the_first_examples(demo):
-    previews = example_previews("demo", "dev", limit=2)
-    assert [e.question for e in previews] == [r["question"] for r in demo[:2]]
+# --- the example list and one example's annotations ---------------------------------
+
+
+def _numbers(examples) -> list[int]:
+    return [example.number for example in examples]
+
+
+def test_example_search_finds_questions_by_every_word_in_any_case(demo):
+    from annotation.selectors.datasets import ExampleFilters, example_search
+
+    assert _numbers(example_search("demo", ExampleFilters())) == list(range(1, 13))
+    assert _numbers(example_search("demo", ExampleFilters(text="WHO"))) == [3, 6, 10, 12]
+    assert _numbers(example_search("demo", ExampleFilters(text="who  the"))) == [3, 6, 12]
+    assert _numbers(example_search("demo", ExampleFilters(text="zebra"))) == []
+
+
+def test_example_search_filters_by_feedback_error_type_and_round(demo, make_user):
+    from annotation.selectors.datasets import ExampleFilters, example_search
+
+    by_type = {
+        error_type: [n for n, record in enumerate(demo, start=1) if any(e["error type"] == error_type for e in record["feedback"]["errors"])]
+        for error_type in (REDUNDANT, INCOHERENT, WRONG_GROUNDING)
+    }
+    for error_type, numbers in by_type.items():
+        assert _numbers(example_search("demo", ExampleFilters(error_type=error_type))) == numbers
+    assert by_type[REDUNDANT] == [2, 7, 12]
+
+    # Every demo example has imported feedback; a draft is not feedback yet.
+    assert _numbers(example_search("demo", ExampleFilters(feedback="no"))) == []
+    FineGrainedFeedback.objects.filter(response__example__position=4).update(status=FeedbackStatus.DRAFT)
+    assert _numbers(example_search("demo", ExampleFilters(feedback="no"))) == [5]
+    assert 5 not in _numbers(example_search("demo", ExampleFilters(feedback="yes")))
+    assert 5 not in _numbers(example_search("demo", ExampleFilters(error_type=IRRELEVANT)))
+
+    Response.objects.filter(example__position__in=[2, 8], number=2).update(round=1)
+    assert _numbers(example_search("demo", ExampleFilters(round=1))) == [3, 9]
+    assert len(example_search("demo", ExampleFilters(round=0))) == 12  # their other responses are round 0
+    assert _numbers(example_search("demo", ExampleFilters(round=1, text="frankenstein"))) == [3]
+
+
+def test_example_filter_choices_name_the_splits_and_rounds_there_are(demo):
+    from annotation.selectors.datasets import example_filter_choices
+
+    dataset_import(path_or_file=DEMO_INPUTS, dataset_name="demo", split="test")
+    Response.objects.filter(example__position=0, number=1).update(round=2)
+    choices = example_filter_choices("demo")
+    assert choices.splits == ["dev", "test"]
+    assert choices.rounds == [0, 2]
+    assert (WRONG_GROUNDING, "Inconsistent Fact") in choices.error_types
+
+
+def test_example_rows_count_responses_feedback_comparisons_and_error_types(demo, make_user, django_assert_max_num_queries):
+    from annotation.selectors.datasets import example_rows
+
+    examples = list(Example.objects.filter(dataset__name="demo").order_by("position")[:3])
+    annotate(examples[0], make_user("anna"))
+    with django_assert_max_num_queries(4):
+        rows = example_rows(examples)
+    assert [(row.responses, row.feedback, row.comparisons) for row in rows] == [(4, 2, 2), (4, 1, 1), (4, 1, 1)]
+    assert rows[1].error_types == ["Repetitive", "Unverifiable"]
+
+
+def test_example_annotations_show_every_feedback_and_comparison_of_example_n(demo, make_user):
+    from annotation.selectors.datasets import example_annotations
+
+    a = example_annotations("demo", "dev", 1)
+    assert a.example.question == "Why is the sky blue?" and a.example.number == 1
+    assert (a.previous, a.next) == (None, 2)
+    assert [view.response.number for view in a.responses] == [1, 2, 3, 4]
+    [feedback] = a.responses[0].feedback
+    assert feedback.imported and feedback.record.status == FeedbackStatus.SUBMITTED
+    record = demo[0]["feedback"]
+    assert [span.error_type for span in feedback.spans] == [e["error type"] for e in record["errors"]]
+    grounded = next(span for span in feedback.spans if span.error_type == WRONG_GROUNDING)
+    assert grounded.label == "Inconsistent Fact" and grounded.note.startswith("contradicts passage ")
+    marked = [segment for segment in feedback.segments if segment["index"] is not None]
+    assert [segment["span"].number for segment in marked] == sorted(
+        range(1, len(record["errors"]) + 1), key=lambda n: record["errors"][n - 1]["start"]
+    )
+    assert "".join(segment["text"] for segment in feedback.segments) == a.responses[0].response.text
+    assert len(feedback.missing) == 1 and feedback.missing[0].quotes
+    [comparison] = a.comparisons
+    assert comparison.imported
+    assert [answer for _a, _b, answer in comparison.answers] == ["2 > 1", "1 > 3", "4 > 1", "2 > 3", "2 > 4", "4 > 3"]
+
+    assert example_annotations("demo", "dev", 12).next is None
+    assert example_annotations("demo", "dev", 13) is None
+    assert example_annotations("demo", "dev", 0) is None
+    assert example_annotations("demo", "nope", 1) is None

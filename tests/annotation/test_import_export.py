@@ -24,7 +24,7 @@ from annotation.qa.format import FormatError
 from annotation.qa.vocab import FIRST_PREDICTION, IRRELEVANT
 from annotation.services.datasets import dataset_export, dataset_import
 
-BAD = 17  # the example the bad-input tests break; examples 0-16 before it are fine
+BAD = 17  # the index of the example the bad-input tests break (messages say "example 18"); the 17 before it are fine
 
 
 def run(name: str, *args, **options) -> str:
@@ -123,12 +123,12 @@ def test_it_refuses_a_file_that_is_not_json(refused):
 def test_it_refuses_a_file_of_the_wrong_shape(refused, records):
     assert "the file must hold a list of examples, not an object" in refused({"examples": records})
     records[BAD] = [records[BAD]["question"]]
-    assert f"example {BAD}: must be an object, not a list" in refused(records)
+    assert f"example {BAD + 1}: must be an object, not a list" in refused(records)
 
 
 def test_it_refuses_an_example_with_a_missing_key(refused, records):
     del records[BAD]["feedback"]["errors"][1]["end"]
-    assert f"example {BAD}, field feedback.errors[1].end: missing key" in refused(records)
+    assert f"example {BAD + 1}, field feedback.errors[1].end: missing key" in refused(records)
 
 
 def test_it_refuses_a_span_outside_the_prediction(refused, records):
@@ -136,7 +136,7 @@ def test_it_refuses_a_span_outside_the_prediction(refused, records):
     records[BAD]["feedback"]["errors"][1]["end"] = length + 4
     message = refused(records)
     assert (
-        f"example {BAD}, field feedback.errors[1].end: end {length + 4} is past the end of prediction 1 (length {length})"
+        f"example {BAD + 1}, field feedback.errors[1].end: end {length + 4} is past the end of prediction 1 (length {length})"
         in message
     )
 
@@ -145,7 +145,7 @@ def test_it_refuses_a_span_off_word_boundaries(refused, records):
     start = records[BAD]["feedback"]["errors"][0]["start"]
     records[BAD]["feedback"]["errors"][0]["start"] = start + 1
     message = refused(records)
-    assert f"example {BAD}, field feedback.errors[0].start: start {start + 1} is not at the start of a word" in message
+    assert f"example {BAD + 1}, field feedback.errors[0].start: start {start + 1} is not at the start of a word" in message
 
 
 def test_it_refuses_overlapping_spans(refused, records):
@@ -154,7 +154,7 @@ def test_it_refuses_overlapping_spans(refused, records):
     first = errors[0]
     message = refused(records)
     assert (
-        f"example {BAD}, field feedback.errors[2]: overlaps error 0 (characters {first['start']}-{first['end']})"
+        f"example {BAD + 1}, field feedback.errors[2]: overlaps error 0 (characters {first['start']}-{first['end']})"
         in message
     )
 
@@ -162,19 +162,19 @@ def test_it_refuses_overlapping_spans(refused, records):
 def test_it_refuses_a_preference_list_of_the_wrong_length(refused, records):
     records[BAD]["preference"] = records[BAD]["preference"][:5]
     message = refused(records)
-    assert f"example {BAD}, field preference: must hold 6 values (one per pair of predictions), not 5" in message
+    assert f"example {BAD + 1}, field preference: must hold 6 values (one per pair of predictions), not 5" in message
 
 
 def test_it_refuses_preference_values_other_than_0_1_2(refused, records):
     records[BAD]["preference"][3] = 3
-    assert f"example {BAD}, field preference[3]: 3 is not 0, 1 or 2 (pair 2-3)" in refused(records)
+    assert f"example {BAD + 1}, field preference[3]: 3 is not 0, 1 or 2 (pair 2-3)" in refused(records)
 
 
 def test_it_refuses_a_passage_id_that_does_not_exist(refused, records):
     records[BAD]["feedback"]["missing-info"][0]["passage_id"] = 4
     message = refused(records)
     assert (
-        f"example {BAD}, field feedback.missing-info[0].passage_id: passage 4 does not exist (the example has passages 1-3)"
+        f"example {BAD + 1}, field feedback.missing-info[0].passage_id: passage 4 does not exist (the example has passages 1-3)"
         in message
     )
 
@@ -183,20 +183,20 @@ def test_it_refuses_a_sentence_id_that_does_not_exist(refused, records):
     records[BAD]["feedback"]["missing-info"][0]["sentence_id"] = [1, 9]
     message = refused(records)
     assert (
-        f"example {BAD}, field feedback.missing-info[0].sentence_id[1]: sentence 9 does not exist in passage 2 (it has sentences 1-6)"
+        f"example {BAD + 1}, field feedback.missing-info[0].sentence_id[1]: sentence 9 does not exist in passage 2 (it has sentences 1-6)"
         in message
     )
 
 
 def test_it_refuses_an_unknown_error_type(refused, records):
     records[BAD]["feedback"]["errors"][0]["error type"] = "Typo"
-    assert f"example {BAD}, field feedback.errors[0].error type: 'Typo' is not one of" in refused(records)
+    assert f"example {BAD + 1}, field feedback.errors[0].error type: 'Typo' is not one of" in refused(records)
 
 
 def test_it_refuses_a_policy_input_example_with_a_missing_key(refused, qa_feedback_dir):
     inputs = json.loads((qa_feedback_dir / "dev.json").read_text())[:20]
     del inputs[BAD]["answer"]
-    assert f"example {BAD}, field answer: missing key" in refused(inputs)
+    assert f"example {BAD + 1}, field answer: missing key" in refused(inputs)
 
 
 def test_it_lists_further_problems_after_the_first(refused, records):
@@ -204,9 +204,9 @@ def test_it_lists_further_problems_after_the_first(refused, records):
     records[BAD]["gold"] = None
     message = refused(records)
     assert message.splitlines()[0].endswith(
-        "example 3, field preference: must hold 6 values (one per pair of predictions), not 1"
+        "example 4, field preference: must hold 6 values (one per pair of predictions), not 1"
     )
-    assert f"example {BAD}, field gold: must be a string, not null" in message
+    assert f"example {BAD + 1}, field gold: must be a string, not null" in message
 
 
 @pytest.mark.django_db
@@ -227,7 +227,7 @@ def test_it_refuses_to_join_a_file_with_other_questions(qa_feedback_dir, tmp_pat
         import_file(path)
     message = str(caught.value)
     assert (
-        f"example {BAD}, field question: no example of qa-feedback/dev has this question ('Who wrote this test?')"
+        f"example {BAD + 1}, field question: no example of qa-feedback/dev has this question ('Who wrote this test?')"
         in message
     )
     assert "field question: 481 examples of qa-feedback/dev have no counterpart in the file" in message

@@ -310,9 +310,9 @@ def test_it_refuses_a_submit_from_a_stale_tab_with_a_visible_message(new_page, m
     first.get_by_text("Nothing is left for you").wait_for()
 
     second.get_by_role("button", name="Submit").click()
-    problem = second.locator("#submit-problems .problems")
+    problem = second.locator("#draft-problems .problems")
     problem.wait_for()
-    assert "changed in another tab" in problem.inner_text()
+    assert "submitted in another tab" in problem.inner_text()
     assert second.get_by_role("link", name="Reload this item").is_visible()
     assert FineGrainedFeedback.objects.get(annotator=user).corrected_prediction == "Written in the first tab."
 

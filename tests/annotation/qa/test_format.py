@@ -164,7 +164,7 @@ def test_it_checks_preference_length_and_values(preference, expected):
 def test_it_detects_each_format_by_its_keys(shared_feedback, shared_inputs):
     assert q.detect_format(json.loads(shared_feedback)) == q.FEEDBACK
     assert q.detect_format(json.loads(shared_inputs)) == q.INPUTS
-    with pytest.raises(FormatError, match="example 0: cannot tell the format"):
+    with pytest.raises(FormatError, match="example 1: cannot tell the format"):
         q.detect_format([{"prompt": "x"}])
 
 
@@ -173,7 +173,7 @@ def test_it_detects_each_format_by_its_keys(shared_feedback, shared_inputs):
     [
         ({"question": "x"}, "the file must hold a list of examples, not an object"),
         ([], "the file holds no examples"),
-        (["text"], "example 0: must be an object, not a string"),
+        (["text"], "example 1: must be an object, not a string"),
     ],
 )
 def test_it_refuses_files_of_the_wrong_shape(data, message):
@@ -201,10 +201,10 @@ def test_it_locates_every_problem_and_reports_the_first(shared_feedback):
         q.parse_records(records)
     error = caught.value
     assert (error.index, error.field) == (17, "gold")
-    assert str(error) == "example 17, field gold: missing key (and 1 more problem)"
+    assert str(error) == "example 18, field gold: missing key (and 1 more problem)"
     assert error.lines() == [
-        "example 17, field gold: missing key",
-        "example 19, field preference: must hold 6 values (one per pair of predictions), not 1",
+        "example 18, field gold: missing key",
+        "example 20, field preference: must hold 6 values (one per pair of predictions), not 1",
     ]
 
 
