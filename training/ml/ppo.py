@@ -211,6 +211,118 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamm
     return advantages, (advantages + values) * mask
 
 
+# ---------------------------------------------------------------- PPO maths (paper section 4; cleanrl's names)
+
+
+@dataclass
+class PPOLosses:
+    pg_loss: torch.Tensor  # clipped policy loss
+    vf_loss: torch.Tensor  # clipped value loss, halved
+    approx_kl: torch.Tensor  # mean of (ratio - 1) - log ratio, a low-variance KL(old || new) estimate
+    clipfrac: torch.Tensor  # share of tokens whose ratio left [1 - clip, 1 + clip]
+    ratio: torch.Tensor  # pi_new / pi_old per token (1 on padding)
+
+
+def ppo_losses(new_logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+               new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, *,
+               clip_range: float, clip_range_value: float) -> PPOLosses:
+    """The clipped PPO objectives of one micro-batch, each a mean over its answer tokens."""
+    logratio = (new_logprobs - old_logprobs) * mask
+    ratio = torch.exp(logratio)
+    pg_losses = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mask)
+    v_clipped = old_values + torch.clamp(new_values - old_values, -clip_range_value, clip_range_value)
+    vf_losses = torch.max((new_values - returns) ** 2, (v_clipped - returns) ** 2)
+    vf_loss = 0.5 * masked_mean(vf_losses, mask)
+    with torch.no_grad():
+        approx_kl = masked_mean((ratio - 1) - logratio, mask)
+        clipfrac = masked_mean((torch.abs(ratio - 1.0) > clip_range).float(), mask)
+    return PPOLosses(pg_loss=pg_loss, vf_loss=vf_loss, approx_kl=approx_kl, clipfrac=clipfrac, ratio=ratio)
+
+
+def answer_kl_sum(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> float:
+    """Sum over answers of each answer's KL(policy || reference) estimate, sum_t log pi - log pi_ref."""
+    return float(((logprobs - ref_logprobs) * mask).sum())
+
+
+def kl_exceeded(answer_kl: float, threshold: float) -> bool:
+    """The early stop of a rollout's PPO epochs: mean KL per answer above the threshold (0 = never)."""
+    return bool(threshold) and answer_kl > threshold
+
+
+def mean_over_processes(values: dict[str, float], accelerator: Any) -> dict[str, float]:
+    """The same numbers on every process: each key's mean over processes (keys sorted)."""
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        tensor = accelerator.reduce(tensor, reduction="mean")
+    return dict(zip(keys, tensor.tolist()))
+
+
+def ppo_update(data: "Rollout", advantages: torch.Tensor, returns: torch.Tensor, *, step: int, policy: Any,
+               policy_model: Any, value_model: Any, optimizer: Any, accelerator: Any, config: PPOConfig) -> dict[str, float]:
+    """`ppo_epochs` passes over a rollout; the mean losses, the epochs run and whether KL stopped them early.
+
+    Each optimizer update takes `train_batch_size` answers (over all processes) in micro-batches whose
+    losses are averaged, not summed. After each epoch the mean per-answer KL from the reference, the
+    same on every process, stops the remaining epochs once it passes `kl_threshold`.
+    """
+    per_process_batch = config.train_batch_size // accelerator.num_processes
+    micro_steps = per_process_batch // config.micro_batch_size
+    sums = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "entropy": 0.0}
+    passes, epochs_run, stopped = 0, 0, False
+    rows = data.response.shape[0]
+    mask = data.mask
+    device = accelerator.device
+    for epoch in range(config.ppo_epochs):
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed + step * 101 + epoch))
+        seq_kl_sum, seq_count = 0.0, 0
+        for start in range(0, rows, per_process_batch):
+            batch_rows = order[start : start + per_process_batch]
+            for m in range(micro_steps):
+                idx = batch_rows[m * config.micro_batch_size : (m + 1) * config.micro_batch_size].to(device)
+                if len(idx) == 0:
+                    continue
+                mb_mask = mask[idx]
+                width = max(1, int(mb_mask.sum(1).max()))
+                mb_mask = mb_mask[:, :width]
+                mb_resp = data.response[idx][:, :width]
+                mb_prompts = data.prompts.rows(idx).trimmed(left_padded=not policy.is_seq2seq)
+                with accelerator.autocast():
+                    new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
+                                                         model=policy_model, with_entropy=True)
+                    new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
+                losses = ppo_losses(new_logprobs, data.logprobs[idx][:, :width], advantages[idx][:, :width],
+                                    new_values, data.values[idx][:, :width], returns[idx][:, :width], mb_mask,
+                                    clip_range=config.clip_range, clip_range_value=config.clip_range_value)
+                loss = losses.pg_loss + config.vf_coef * losses.vf_loss
+                # Micro-batch losses are averaged into the update, not summed.
+                accelerator.backward(loss / micro_steps)
+                with torch.no_grad():
+                    sums["pg_loss"] += float(losses.pg_loss)
+                    sums["vf_loss"] += float(losses.vf_loss)
+                    sums["approx_kl"] += float(losses.approx_kl)
+                    sums["clipfrac"] += float(losses.clipfrac)
+                    sums["entropy"] += float(masked_mean(entropy, mb_mask))
+                    seq_kl_sum += answer_kl_sum(new_logprobs, data.ref_logprobs[idx][:, :width], mb_mask)
+                    seq_count += len(idx)
+                passes += 1
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(list(policy_model.parameters()) + list(value_model.parameters()), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        epochs_run += 1
+        # Every process sees the same mean, so all stop together.
+        epoch_kl = mean_over_processes({"kl": seq_kl_sum / max(1, seq_count)}, accelerator)["kl"]
+        if kl_exceeded(epoch_kl, config.kl_threshold):
+            stopped = True
+            break
+    out = {k: v / max(1, passes) for k, v in sums.items()}
+    out.update({"ppo_epochs": float(epochs_run), "kl_early_stop": float(stopped)})
+    return out
+
+
 def linear_warmup_decay(warmup: int, total: int):
     def factor(step: int) -> float:
         if warmup and step < warmup:
@@ -436,20 +548,10 @@ def train(
         return Rollout(prompts, response, mask, torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values),
                        scores.to(device), results)
 
-    def mean_all(values: dict[str, float]) -> dict[str, float]:
-        # The same numbers on every process: each key's mean over processes.
-        keys = sorted(values)
-        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-        if world > 1:
-            tensor = accelerator.reduce(tensor, reduction="mean")
-        return dict(zip(keys, tensor.tolist()))
-
     reporter.start(total_steps=total_steps, resumed_from_step=state["step"], kind=kind, train_examples=len(train_examples),
                    eval_examples=len(dev), processes=world, sentence_splitter=splitter)
     if resume_from is None and dev:
         evaluate()  # step 0: the SFT policy's figures are the baseline
-    per_process_batch = config.train_batch_size // world
-    micro_steps = per_process_batch // config.micro_batch_size
     save_every = config.save_every or config.eval_every
 
     while state["step"] < total_steps:
@@ -465,64 +567,8 @@ def train(
         advantages, returns = gae(rewards, data.values, mask, gamma=config.gamma, lam=float(config.gae_lambda))
         advantages = masked_whiten(advantages, mask, shift_mean=True, accelerator=accelerator)
 
-        sums = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "entropy": 0.0}
-        passes, epochs_run, stopped = 0, 0, False
-        rows = data.response.shape[0]
-        for epoch in range(config.ppo_epochs):
-            order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed + step * 101 + epoch))
-            seq_kl_sum, seq_count = 0.0, 0
-            for start in range(0, rows, per_process_batch):
-                batch_rows = order[start : start + per_process_batch]
-                for m in range(micro_steps):
-                    idx = batch_rows[m * config.micro_batch_size : (m + 1) * config.micro_batch_size].to(device)
-                    if len(idx) == 0:
-                        continue
-                    mb_mask = mask[idx]
-                    width = max(1, int(mb_mask.sum(1).max()))
-                    mb_mask = mb_mask[:, :width]
-                    mb_resp = data.response[idx][:, :width]
-                    mb_prompts = data.prompts.rows(idx).trimmed(left_padded=not policy.is_seq2seq)
-                    old_logprobs = data.logprobs[idx][:, :width]
-                    old_values = data.values[idx][:, :width]
-                    mb_adv = advantages[idx][:, :width]
-                    mb_returns = returns[idx][:, :width]
-                    with accelerator.autocast():
-                        new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
-                                                             model=policy_model, with_entropy=True)
-                        new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
-                    logratio = (new_logprobs - old_logprobs) * mb_mask
-                    ratio = torch.exp(logratio)
-                    pg_losses = -mb_adv * ratio
-                    pg_losses2 = -mb_adv * torch.clamp(ratio, 1.0 - config.clip_range, 1.0 + config.clip_range)
-                    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mb_mask)
-                    v_clipped = old_values + torch.clamp(new_values - old_values, -config.clip_range_value, config.clip_range_value)
-                    vf_losses = torch.max((new_values - mb_returns) ** 2, (v_clipped - mb_returns) ** 2)
-                    vf_loss = 0.5 * masked_mean(vf_losses, mb_mask)
-                    loss = pg_loss + config.vf_coef * vf_loss
-                    # Micro-batch losses are averaged into the update, not summed.
-                    accelerator.backward(loss / micro_steps)
-                    with torch.no_grad():
-                        approx_kl = masked_mean((ratio - 1) - logratio, mb_mask)
-                        clipfrac = masked_mean((torch.abs(ratio - 1.0) > config.clip_range).float(), mb_mask)
-                        sums["pg_loss"] += float(pg_loss)
-                        sums["vf_loss"] += float(vf_loss)
-                        sums["approx_kl"] += float(approx_kl)
-                        sums["clipfrac"] += float(clipfrac)
-                        sums["entropy"] += float(masked_mean(entropy, mb_mask))
-                        ref = data.ref_logprobs[idx][:, :width]
-                        seq_kl_sum += float(((new_logprobs - ref) * mb_mask).sum())
-                        seq_count += len(idx)
-                    passes += 1
-                if config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(list(policy_model.parameters()) + list(value_model.parameters()), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            epochs_run += 1
-            # KL early stop: every process sees the same mean, so all stop together.
-            epoch_kl = mean_all({"kl": seq_kl_sum / max(1, seq_count)})["kl"]
-            if config.kl_threshold and epoch_kl > config.kl_threshold:
-                stopped = True
-                break
+        update = ppo_update(data, advantages, returns, step=step, policy=policy, policy_model=policy_model,
+                            value_model=value_model, optimizer=optimizer, accelerator=accelerator, config=config)
         lr_used = scheduler.get_last_lr()[0]
         scheduler.step()
         state["step"] = step + 1
@@ -530,19 +576,17 @@ def train(
         seq_kl = (kl.sum(1)).mean().item()
         results = data.results
         n = max(1, len(results))
-        metrics = {f"train/{k}": v / max(1, passes) for k, v in sums.items()}
+        metrics = {f"train/{k}": v for k, v in update.items()}
         metrics.update({
             "train/kl": seq_kl,
             "train/lr": lr_used,
-            "train/ppo_epochs": float(epochs_run),
-            "train/kl_early_stop": float(stopped),
             "train/response_length": float(mask.sum(1).mean()),
             "reward/mean": sum(r.total for r in results) / n,
             "reward/kl_penalized": float(penalized.sum(1).mean()),
         })
         for key in sorted({k for r in results for k in r.components}):
             metrics[f"reward/{key}"] = sum(r.components.get(key, 0.0) for r in results) / n
-        metrics = mean_all(metrics)
+        metrics = mean_over_processes(metrics, accelerator)
         reporter.progress(state["step"])
         reporter.metrics(state["step"], metrics)
 
