@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+from pathlib import Path
+
 import pytest
 
 from training.ml.loop import Cancelled, Loop, RunningMean, cancel_requested, epoch_batches
+from training.ml.progress import Reporter
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +140,30 @@ def test_a_run_resumed_at_its_end_without_a_best_evaluates_once():
     assert trainer.calls == []
 
 
+def test_the_sigterm_handler_only_asks_and_the_step_in_progress_completes():
+    from training.ml.entry import _terminate
+
+    state = new_state()
+    after_signal = []
+
+    def signalled(step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))  # the handler runs here, between bytecodes: it must not raise
+            after_signal.append(step)
+
+    trainer = Recorder(state, on_step=signalled)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with pytest.raises(Cancelled, match="received signal 15"):
+            loop(state, total_steps=10, eval_every=100, save_every=100).run(trainer)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert after_signal == [1]
+    assert trainer.calls == [("train", 0), ("train", 1), ("last", 2)]
+
+
 def test_epoch_batches_reshuffle_per_epoch_and_cover_every_item_once():
     first = epoch_batches(10, 4, seed=1, epoch=0)
     again = epoch_batches(10, 4, seed=1, epoch=0)
@@ -152,3 +182,54 @@ def test_a_running_mean_restarts_once_read():
     assert running.pop() == 3.0
     running.add(5.0)
     assert running.pop() == 5.0
+
+
+@pytest.mark.slow
+def test_a_sigterm_stops_a_real_sft_run_at_a_step_it_saved_and_the_run_resumes_from_there(tmp_path, qa_feedback_dir):
+    import torch
+
+    from training.ml.configs import from_dict
+    from training.ml.entry import _terminate
+    from training.ml.sft import SFTConfig, run
+
+    records = json.loads((qa_feedback_dir / "dev.json").read_text(encoding="utf-8"))
+    (tmp_path / "train.json").write_text(json.dumps(records[:16]), encoding="utf-8")
+    config = from_dict(SFTConfig, {"train_file": str(tmp_path / "train.json"), "model_name_or_path": "{tiny_t5}",
+                                   "max_input_len": 32, "max_output_len": 8, "epochs": 3, "batch_size": 4,
+                                   "grad_accum": 1, "learning_rate": 1e-3, "log_every": 1})
+
+    class CancelAt(Reporter):
+        def progress(self, step, total=None):
+            super().progress(step, total)
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # the cancel from the UI, while step 2 is being reported
+
+    out = tmp_path / "out"
+    reporter = CancelAt(out / "events.jsonl")
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(Cancelled, match="received signal 15"):
+            run(config, kind="sft", output_dir=out, reporter=reporter, resume_from=None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        reporter.close()
+
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2]
+    assert ("train/loss" in next(e for e in events if e["event"] == "metrics" and e["step"] == 2)["metrics"])
+    last = out / "checkpoints" / "last"
+    assert json.loads((last / "state.json").read_text())["step"] == 2
+    assert ("checkpoint", "checkpoints/last") in {(e["kind"], e["path"]) for e in events if e["event"] == "artifact"}
+
+    (out / "events.jsonl").rename(out / "first.jsonl")
+    reporter = Reporter(out / "events.jsonl")
+    try:
+        summary = run(config, kind="sft", output_dir=out, reporter=reporter, resume_from=last)
+    finally:
+        reporter.close()
+        torch.set_num_threads(threads)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["step"] for e in events if e["event"] == "progress"] == list(range(3, 13))
+    assert summary["step"] == 12
