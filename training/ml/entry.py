@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # trainers load local folders; HF_HUB_OFFLINE=0 lets them download
     args.output_dir.mkdir(parents=True, exist_ok=True)
     raw = json.loads(args.config.read_text(encoding="utf-8"))
 

@@ -27,21 +27,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
-
-from training.ml.checkpoints import STATE_FILE, CheckpointFolders, load_training_state, read_state, save_training_state  # noqa: E402
-from training.ml.configs import ConfigError  # noqa: E402
-from training.ml.data import load_examples  # noqa: E402
-from training.ml.loop import Loop  # noqa: E402
-from training.ml.rewards import kl_penalized_rewards  # noqa: E402
+from training.ml.checkpoints import STATE_FILE, CheckpointFolders, load_training_state, read_state, save_training_state
+from training.ml.configs import ConfigError
+from training.ml.data import load_examples
+from training.ml.loop import Loop
+from training.ml.rewards import kl_penalized_rewards
 
 FINE_GRAINED = "ppo_fine_grained"
 HOLISTIC = "ppo_holistic"

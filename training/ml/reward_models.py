@@ -28,8 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "</s>"

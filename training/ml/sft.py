@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from training.ml.checkpoints import CheckpointFolders, load_training_state, read_state, save_folder, save_training_state  # noqa: E402
-from training.ml.data import Example, load_examples  # noqa: E402
-from training.ml.loop import Loop, RunningMean, epoch_batches  # noqa: E402
+from training.ml.checkpoints import CheckpointFolders, load_training_state, read_state, save_folder, save_training_state
+from training.ml.data import Example, load_examples
+from training.ml.loop import Loop, RunningMean, epoch_batches
 
 TINY_T5_PLACEHOLDER = "{tiny_t5}"
 TINY_GPT2_PLACEHOLDER = "{tiny_gpt2}"

@@ -29,17 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from training.ml.checkpoints import (  # noqa: E402
+from training.ml.checkpoints import (
     CheckpointFolders,
     load_training_state,
     read_state,
     save_folder,
     save_training_state,
 )
-from training.ml.loop import Loop, RunningMean, epoch_batches  # noqa: E402
-from training.ml.reward_models import (  # noqa: E402
+from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.reward_models import (
     IGNORE_INDEX,
     IGNORE_TAG,
     SEPARATOR,
