@@ -29,6 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from annotation.qa.vocab import (
+    FACTUALITY_LABELS,
+    FIRST_PREFERRED,
+    NO_PREFERENCE,
+    PREDICTION_KEYS,
+    PREFERENCE_INDEX_PAIRS,
+    RELEVANCE_LABELS,
+    SECOND_PREFERRED,
+)
 from training.ml.checkpoints import (
     CheckpointFolders,
     load_training_state,
@@ -40,7 +49,6 @@ from training.ml.loop import Loop, RunningMean, epoch_batches
 from training.ml.reward_models import (
     IGNORE_INDEX,
     IGNORE_TAG,
-    SEPARATOR,
     STATS_FILE,
     encode_preference_texts,
     ensure_separator_token,
@@ -52,18 +60,15 @@ from training.ml.reward_models import (
     separator_answer_start,
 )
 
-# The error tag of each token-level kind; `O` (no error) always comes first so label ids are stable.
+# The labels of each token-level kind; `O` (no error) always comes first so label ids are stable.
 DEFAULT_LABELS: dict[str, list[str]] = {
-    "rm_relevance": ["O", "NF-ERR"],
-    "rm_factuality": ["O", "F-ERR"],
+    "rm_relevance": list(RELEVANCE_LABELS),
+    "rm_factuality": list(FACTUALITY_LABELS),
 }
 # A `tiny` preset names this instead of a model; the run system replaces it with a built tiny encoder's
 # path, and a run that still sees it builds one itself from its training texts.
 TINY_ENCODER_PLACEHOLDER = "{tiny_encoder}"
 CHECKPOINT_STATE = "trainer_state.json"
-PREDICTION_KEYS = ("prediction 1", "prediction 2", "prediction 3", "prediction 4")
-# Order of the six entries of `preference`: p12, p13, p14, p23, p24, p34.
-PAIR_ORDER = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
 
 def _help(text: str) -> dict[str, str]:
@@ -261,15 +266,16 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
 def preference_pairs(preference: Sequence[int]) -> list[tuple[int, int]]:
     """(preferred, other) prediction indices for every non-tied pair; 1 = first preferred, 2 = second, 0 = tie."""
-    if len(preference) != len(PAIR_ORDER):
-        raise ValueError(f"preference needs {len(PAIR_ORDER)} entries (p12 p13 p14 p23 p24 p34), got {len(preference)}")
+    # `preference` holds one entry per pair, in PREFERENCE_INDEX_PAIRS order: p12, p13, p14, p23, p24, p34.
+    if len(preference) != len(PREFERENCE_INDEX_PAIRS):
+        raise ValueError(f"preference needs {len(PREFERENCE_INDEX_PAIRS)} entries (p12 p13 p14 p23 p24 p34), got {len(preference)}")
     pairs = []
-    for (a, b), value in zip(PAIR_ORDER, preference):
-        if value == 1:
+    for (a, b), value in zip(PREFERENCE_INDEX_PAIRS, preference):
+        if value == FIRST_PREFERRED:
             pairs.append((a, b))
-        elif value == 2:
+        elif value == SECOND_PREFERRED:
             pairs.append((b, a))
-        elif value != 0:
+        elif value != NO_PREFERENCE:
             raise ValueError(f"preference values are 0, 1 or 2; got {value!r}")
     return pairs
 
