@@ -38,6 +38,7 @@ from training.ml.checkpoints import STATE_FILE, CheckpointFolders, load_training
 from training.ml.configs import ConfigError
 from training.ml.data import load_examples
 from training.ml.loop import Loop
+from training.ml.progress import quiet_transformers
 from training.ml.rewards import kl_penalized_rewards
 
 FINE_GRAINED = "ppo_fine_grained"
@@ -214,6 +215,20 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamm
 
 
 @dataclass
+class Rollout:
+    """One step's sampled answers on this process, one row each, with what the update needs of them."""
+
+    prompts: Any  # policy.Batch, one row per answer
+    response: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor  # under the policy that sampled them (the ratio's denominator)
+    ref_logprobs: torch.Tensor  # under the frozen reference (the KL penalty)
+    values: torch.Tensor
+    scores: torch.Tensor  # the reward function's token rewards, no KL
+    results: list  # the reward function's RewardResult per answer
+
+
+@dataclass
 class PPOLosses:
     pg_loss: torch.Tensor  # clipped policy loss
     vf_loss: torch.Tensor  # clipped value loss, halved
@@ -259,7 +274,7 @@ def mean_over_processes(values: dict[str, float], accelerator: Any) -> dict[str,
     return dict(zip(keys, tensor.tolist()))
 
 
-def ppo_update(data: "Rollout", advantages: torch.Tensor, returns: torch.Tensor, *, step: int, policy: Any,
+def ppo_update(data: Rollout, advantages: torch.Tensor, returns: torch.Tensor, *, step: int, policy: Any,
                policy_model: Any, value_model: Any, optimizer: Any, accelerator: Any, config: PPOConfig) -> dict[str, float]:
     """`ppo_epochs` passes over a rollout; the mean losses, the epochs run and whether KL stopped them early.
 
@@ -369,18 +384,6 @@ def build_reward_fns(config: PPOConfig, *, kind: str, tokenizer: Any, nlp: Any, 
 # ---------------------------------------------------------------- the run
 
 
-@dataclass
-class Rollout:
-    prompts: Any  # policy.Batch, one row per answer
-    response: torch.Tensor
-    mask: torch.Tensor
-    logprobs: torch.Tensor
-    ref_logprobs: torch.Tensor
-    values: torch.Tensor
-    scores: torch.Tensor
-    results: list
-
-
 @functools.lru_cache(maxsize=2)
 def _pass_order(num_examples: int, seed: int, data_pass: int) -> tuple[int, ...]:
     order = list(range(num_examples))
@@ -419,7 +422,6 @@ def train(
     from accelerate.utils import set_seed
 
     from annotation.qa.text import load_splitter
-    from training.ml.sft import quiet_transformers
 
     quiet_transformers()
     config = _checked_config(config, kind, own_reward_fn=reward_fn is not None)

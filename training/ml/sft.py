@@ -21,6 +21,7 @@ from typing import Any, Literal
 from training.ml.checkpoints import CheckpointFolders, load_training_state, read_state, save_folder, save_training_state
 from training.ml.data import Example, load_examples
 from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.progress import quiet_transformers
 
 TINY_T5_PLACEHOLDER = "{tiny_t5}"
 TINY_GPT2_PLACEHOLDER = "{tiny_gpt2}"
@@ -137,13 +138,6 @@ def resolve_model(name: str, *, output_dir: Path, texts: list[str], seed: int, r
         reporter.log(f"model_name_or_path is {name}: building a tiny model from the training texts")
         builders[name](folder, texts=texts, seed=seed)
     return str(folder)
-
-
-def quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume_from: Path | None) -> dict:

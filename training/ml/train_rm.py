@@ -46,6 +46,7 @@ from training.ml.checkpoints import (
     save_training_state,
 )
 from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.progress import quiet_transformers
 from training.ml.reward_models import (
     IGNORE_INDEX,
     IGNORE_TAG,
@@ -531,13 +532,6 @@ def _require_file(config: _CommonRMConfig, name: str) -> Path:
     return path
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 # ---------------------------------------------------------------- R1 / R2
 
 
@@ -575,7 +569,7 @@ def run_token_rm(config: TokenRMConfig, *, kind: str, output_dir: Path, reporter
     """Train R1 (rm_relevance) or R2 (rm_factuality); returns the run summary."""
     from transformers import AutoModelForTokenClassification
 
-    _quiet_transformers()
+    quiet_transformers()
     _check_resume_from(resume_from)
     output_dir = Path(output_dir)
     labels = list(config.labels) or DEFAULT_LABELS.get(kind, [])
@@ -674,7 +668,7 @@ def run_preference_rm(config: PreferenceRMConfig, *, kind: str, output_dir: Path
     """Train R3 (rm_completeness) or the holistic RM (rm_preference); returns the run summary."""
     from transformers import AutoModelForSequenceClassification
 
-    _quiet_transformers()
+    quiet_transformers()
     _check_resume_from(resume_from)
     output_dir = Path(output_dir)
     train_all = read_preference_file(_require_file(config, "train_file"))
