@@ -176,7 +176,7 @@ def test_a_holistic_run_through_the_entry_point_completes_and_records_every_metr
 
 
 class StopAt(Reporter):
-    """Cancels the run (as SIGTERM does) when step `at` reports progress, before that step is saved."""
+    """Interrupts the run (as Ctrl-C does) when step `at` reports progress, before that step is saved."""
 
     def __init__(self, path: Path, at: int):
         super().__init__(path)

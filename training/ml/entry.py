@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 
 from training.ml.configs import ConfigError, from_dict
+from training.ml.loop import cancel_requested
 from training.ml.progress import NullReporter, Reporter, start_wandb
 
 
@@ -45,8 +46,9 @@ def _is_main_process() -> bool:
 
 
 def _terminate(signum, frame):  # noqa: ARG001
-    # Turn SIGTERM (cancel from the UI) into an exception so files are closed cleanly.
-    raise KeyboardInterrupt(f"received signal {signum}")
+    # Cancel from the UI: only ask. The training loop stops at the next step boundary, after saving
+    # its last checkpoint, by raising `Cancelled` (a KeyboardInterrupt) with this reason.
+    cancel_requested.set(f"received signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # trainers load local folders; HF_HUB_OFFLINE=0 lets them download
     args.output_dir.mkdir(parents=True, exist_ok=True)
     raw = json.loads(args.config.read_text(encoding="utf-8"))
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = trainer(config, kind=args.kind, output_dir=args.output_dir, reporter=reporter, resume_from=args.resume_from)
         reporter.done(**(summary or {}))
         return 0
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Cancelled between two steps (SIGTERM), or Ctrl-C
         reporter.error(f"stopped: {exc}")
         return 130
     except Exception as exc:

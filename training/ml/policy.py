@@ -24,8 +24,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 
 def is_seq2seq_path(path: str | os.PathLike) -> bool:
     from transformers import AutoConfig

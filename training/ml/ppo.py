@@ -27,19 +27,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
-
-from training.ml.checkpoints import fresh_tmp, load_training_state, read_state, replace_dir, save_training_state  # noqa: E402
-from training.ml.configs import FINE_GRAINED, ConfigError, PPOConfig  # noqa: E402
-from training.ml.data import load_examples  # noqa: E402
+from training.ml.checkpoints import STATE_FILE, CheckpointFolders, load_training_state, read_state, save_training_state
+from training.ml.configs import FINE_GRAINED, ConfigError, PPOConfig
+from training.ml.data import load_examples
+from training.ml.loop import Loop
+from training.ml.progress import quiet_transformers
+from training.ml.rewards import kl_penalized_rewards
 
 # ---------------------------------------------------------------- tensor helpers
 
@@ -74,6 +74,132 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamm
         last = (delta + gamma * lam * last) * mask[:, t]
         advantages[:, t] = last
     return advantages, (advantages + values) * mask
+
+
+# ---------------------------------------------------------------- PPO maths (paper section 4; cleanrl's names)
+
+
+@dataclass
+class Rollout:
+    """One step's sampled answers on this process, one row each, with what the update needs of them."""
+
+    prompts: Any  # policy.Batch, one row per answer
+    response: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor  # under the policy that sampled them (the ratio's denominator)
+    ref_logprobs: torch.Tensor  # under the frozen reference (the KL penalty)
+    values: torch.Tensor
+    scores: torch.Tensor  # the reward function's token rewards, no KL
+    results: list  # the reward function's RewardResult per answer
+
+
+@dataclass
+class PPOLosses:
+    pg_loss: torch.Tensor  # clipped policy loss
+    vf_loss: torch.Tensor  # clipped value loss, halved
+    approx_kl: torch.Tensor  # mean of (ratio - 1) - log ratio, a low-variance KL(old || new) estimate
+    clipfrac: torch.Tensor  # share of tokens whose ratio left [1 - clip, 1 + clip]
+    ratio: torch.Tensor  # pi_new / pi_old per token (1 on padding)
+
+
+def ppo_losses(new_logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+               new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, *,
+               clip_range: float, clip_range_value: float) -> PPOLosses:
+    """The clipped PPO objectives of one micro-batch, each a mean over its answer tokens."""
+    logratio = (new_logprobs - old_logprobs) * mask
+    ratio = torch.exp(logratio)
+    pg_losses = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mask)
+    v_clipped = old_values + torch.clamp(new_values - old_values, -clip_range_value, clip_range_value)
+    vf_losses = torch.max((new_values - returns) ** 2, (v_clipped - returns) ** 2)
+    vf_loss = 0.5 * masked_mean(vf_losses, mask)
+    with torch.no_grad():
+        approx_kl = masked_mean((ratio - 1) - logratio, mask)
+        clipfrac = masked_mean((torch.abs(ratio - 1.0) > clip_range).float(), mask)
+    return PPOLosses(pg_loss=pg_loss, vf_loss=vf_loss, approx_kl=approx_kl, clipfrac=clipfrac, ratio=ratio)
+
+
+def answer_kl_sum(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> float:
+    """Sum over answers of each answer's KL(policy || reference) estimate, sum_t log pi - log pi_ref."""
+    return float(((logprobs - ref_logprobs) * mask).sum())
+
+
+def kl_exceeded(answer_kl: float, threshold: float) -> bool:
+    """The early stop of a rollout's PPO epochs: mean KL per answer above the threshold (0 = never)."""
+    return bool(threshold) and answer_kl > threshold
+
+
+def mean_over_processes(values: dict[str, float], accelerator: Any) -> dict[str, float]:
+    """The same numbers on every process: each key's mean over processes (keys sorted)."""
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        tensor = accelerator.reduce(tensor, reduction="mean")
+    return dict(zip(keys, tensor.tolist()))
+
+
+def ppo_update(data: Rollout, advantages: torch.Tensor, returns: torch.Tensor, *, step: int, policy: Any,
+               policy_model: Any, value_model: Any, optimizer: Any, accelerator: Any, config: PPOConfig) -> dict[str, float]:
+    """`ppo_epochs` passes over a rollout; the mean losses, the epochs run and whether KL stopped them early.
+
+    Each optimizer update takes `train_batch_size` answers (over all processes) in micro-batches whose
+    losses are averaged, not summed. After each epoch the mean per-answer KL from the reference, the
+    same on every process, stops the remaining epochs once it passes `kl_threshold`.
+    """
+    per_process_batch = config.train_batch_size // accelerator.num_processes
+    micro_steps = per_process_batch // config.micro_batch_size
+    sums = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "entropy": 0.0}
+    passes, epochs_run, stopped = 0, 0, False
+    rows = data.response.shape[0]
+    mask = data.mask
+    device = accelerator.device
+    for epoch in range(config.ppo_epochs):
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed + step * 101 + epoch))
+        seq_kl_sum, seq_count = 0.0, 0
+        for start in range(0, rows, per_process_batch):
+            batch_rows = order[start : start + per_process_batch]
+            for m in range(micro_steps):
+                idx = batch_rows[m * config.micro_batch_size : (m + 1) * config.micro_batch_size].to(device)
+                if len(idx) == 0:
+                    continue
+                mb_mask = mask[idx]
+                width = max(1, int(mb_mask.sum(1).max()))
+                mb_mask = mb_mask[:, :width]
+                mb_resp = data.response[idx][:, :width]
+                mb_prompts = data.prompts.rows(idx).trimmed(left_padded=not policy.is_seq2seq)
+                with accelerator.autocast():
+                    new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
+                                                         model=policy_model, with_entropy=True)
+                    new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
+                losses = ppo_losses(new_logprobs, data.logprobs[idx][:, :width], advantages[idx][:, :width],
+                                    new_values, data.values[idx][:, :width], returns[idx][:, :width], mb_mask,
+                                    clip_range=config.clip_range, clip_range_value=config.clip_range_value)
+                loss = losses.pg_loss + config.vf_coef * losses.vf_loss
+                # Micro-batch losses are averaged into the update, not summed.
+                accelerator.backward(loss / micro_steps)
+                with torch.no_grad():
+                    sums["pg_loss"] += float(losses.pg_loss)
+                    sums["vf_loss"] += float(losses.vf_loss)
+                    sums["approx_kl"] += float(losses.approx_kl)
+                    sums["clipfrac"] += float(losses.clipfrac)
+                    sums["entropy"] += float(masked_mean(entropy, mb_mask))
+                    seq_kl_sum += answer_kl_sum(new_logprobs, data.ref_logprobs[idx][:, :width], mb_mask)
+                    seq_count += len(idx)
+                passes += 1
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(list(policy_model.parameters()) + list(value_model.parameters()), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        epochs_run += 1
+        # Every process sees the same mean, so all stop together.
+        epoch_kl = mean_over_processes({"kl": seq_kl_sum / max(1, seq_count)}, accelerator)["kl"]
+        if kl_exceeded(epoch_kl, config.kl_threshold):
+            stopped = True
+            break
+    out = {k: v / max(1, passes) for k, v in sums.items()}
+    out.update({"ppo_epochs": float(epochs_run), "kl_early_stop": float(stopped)})
+    return out
 
 
 def linear_warmup_decay(warmup: int, total: int):
@@ -123,18 +249,6 @@ def build_reward_fns(config: PPOConfig, *, kind: str, tokenizer: Any, nlp: Any, 
 # ---------------------------------------------------------------- the run
 
 
-@dataclass
-class Rollout:
-    prompts: Any  # policy.Batch, one row per answer
-    response: torch.Tensor
-    mask: torch.Tensor
-    logprobs: torch.Tensor
-    ref_logprobs: torch.Tensor
-    values: torch.Tensor
-    scores: torch.Tensor
-    results: list
-
-
 @functools.lru_cache(maxsize=2)
 def _pass_order(num_examples: int, seed: int, data_pass: int) -> tuple[int, ...]:
     order = list(range(num_examples))
@@ -168,107 +282,141 @@ def train(
     reward_fn: Any = None,
     judge_fn: Any = None,
 ) -> dict:
-    """The PPO loop. `reward_fn` / `judge_fn` replace the reward models named in the config (benchmarks)."""
+    """The PPO run. `reward_fn` / `judge_fn` replace the reward models named in the config (benchmarks)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from training.ml.evaluate import evaluate_policy
-    from training.ml.policy import Policy
-    from training.ml.sft import quiet_transformers
     from annotation.qa.text import load_splitter
-    from training.ml.value import ValueModel
 
     quiet_transformers()
-    problems = config.problems_for(kind)
-    if reward_fn is not None:
-        problems = [p for p in problems if not p[0].startswith("rm_")]
-    if problems:
-        raise ConfigError(problems)
-    config = config.resolved(kind)
+    config = _checked_config(config, kind, own_reward_fn=reward_fn is not None)
     output_dir = Path(output_dir)
     train_examples = load_examples(config.train_file, limit=config.max_train_examples)
     dev = load_examples(config.eval_file, need_answer=True, limit=config.max_eval_examples) if config.eval_file else []
-
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    if config.prompts_per_step % world:
-        raise ConfigError([("prompts_per_step", f"must be a multiple of the number of processes ({world})")])
-    if config.train_batch_size % (config.micro_batch_size * world):
-        raise ConfigError([("train_batch_size", f"must be a multiple of micro_batch_size x processes ({config.micro_batch_size} x {world})")])
+    _check_processes(config, accelerator.num_processes)
     set_seed(config.seed)
-    device = accelerator.device
-
-    state: dict[str, Any] = {"step": 0, "best": None, "best_step": None}
-    if resume_from is not None:
-        resume_from = Path(resume_from)
-        state.update(read_state(resume_from, needs=("policy", "value")))
-        if state.get("kind", kind) != kind:
-            raise ConfigError([("resume_from", f"{resume_from} is a checkpoint of a {state['kind']} run, not {kind}")])
-        if not (output_dir / "checkpoints" / "best" / "state.json").is_file():
-            state.update(best=None, best_step=None)  # resumed into a new folder: the best is chosen afresh
-    policy = Policy.load(resume_from / "policy" if resume_from else config.policy_model, device=device)
-    reference = Policy.load(config.policy_model, device=device)
-    reference.model.requires_grad_(False)
-    reference.model.eval()
-    value = ValueModel.load(resume_from / "value" if resume_from else (config.value_model or config.policy_model), device=device)
+    state = _start_state(kind, output_dir=output_dir, resume_from=resume_from)
+    policy, reference, value = _load_models(config, resume_from=resume_from, device=accelerator.device)
     nlp, splitter = load_splitter(config.sentence_splitter)
     if reward_fn is None:
-        reward_fn, built_judge = build_reward_fns(config, kind=kind, tokenizer=policy.tokenizer, nlp=nlp, device=device)
+        reward_fn, built_judge = build_reward_fns(config, kind=kind, tokenizer=policy.tokenizer, nlp=nlp,
+                                                  device=accelerator.device)
         judge_fn = judge_fn or built_judge
 
-    episodes_per_step = config.prompts_per_step * config.samples_per_prompt
-    total_steps = math.ceil(config.total_episodes / episodes_per_step)
+    total_steps = math.ceil(config.total_episodes / (config.prompts_per_step * config.samples_per_prompt))
     optimizer = torch.optim.Adam(list(policy.model.parameters()) + list(value.parameters()),
                                  lr=config.learning_rate, eps=config.adam_eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(config.warmup_steps, total_steps))
     if resume_from is not None:
         load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
-    policy_model, value_model, optimizer = accelerator.prepare(policy.model, value, optimizer)
-    policy.model = policy_model
+    policy.model, value_model, optimizer = accelerator.prepare(policy.model, value, optimizer)
     # Dropout off: the PPO ratio of the first epoch must be exactly 1.
-    policy_model.eval()
+    policy.model.eval()
     value_model.eval()
-    checkpoints = output_dir / "checkpoints"
-    announced: set[str] = set()
 
-    def save_checkpoint(name: str) -> None:
-        accelerator.wait_for_everyone()
-        if main:
-            final = checkpoints / name
-            tmp = fresh_tmp(final)
-            policy.save(tmp / "policy")
-            accelerator.unwrap_model(value_model).save(tmp / "value")
-            save_training_state(tmp, optimizer=optimizer, scheduler=scheduler,
-                                state={**state, "kind": kind, "config": dataclasses.asdict(config)})
-            replace_dir(tmp, final)
-            if name not in announced:
-                reporter.artifact(kind="checkpoint", name=name, path=f"checkpoints/{name}", step=state["step"])
-                announced.add(name)
-            if name == "best":
-                reporter.artifact(kind="model", name="best policy", path="checkpoints/best/policy", step=state["step"],
-                                  mean_reward=state["best"])
-        accelerator.wait_for_everyone()
+    trainer = PPOTrainer(config=config, kind=kind, state=state, accelerator=accelerator, policy=policy,
+                         reference=reference, value_model=value_model, optimizer=optimizer, scheduler=scheduler,
+                         reward_fn=reward_fn, judge_fn=judge_fn, nlp=nlp, train_examples=train_examples, dev=dev,
+                         reporter=reporter, checkpoints=CheckpointFolders(output_dir, reporter))
+    loop = Loop(state, total_steps=total_steps, eval_every=config.eval_every,
+                save_every=config.save_every or config.eval_every, reporter=reporter, accelerator=accelerator,
+                evaluate_first=resume_from is None)  # step 0: the SFT policy's figures are the baseline
+    loop.run(trainer, kind=kind, train_examples=len(train_examples), eval_examples=len(dev),
+             processes=accelerator.num_processes, sentence_splitter=splitter)
+    accelerator.wait_for_everyone()
+    return {"step": state["step"], "best_mean_reward": state["best"], "best_step": state["best_step"], "kind": kind}
 
-    def evaluate() -> None:
-        step = state["step"]
-        report = evaluate_policy(policy, dev, reward_fn=reward_fn, judge_fn=judge_fn, nlp=nlp,
-                                 batch_size=config.eval_batch_size, max_input_len=config.max_input_len,
-                                 max_new_tokens=config.max_new_tokens, num_samples=config.num_eval_samples,
-                                 accelerator=accelerator)
-        if main:
-            reporter.metrics(step, report.metrics)
-            for sample in report.samples:
-                reporter.sample(step, prompt=sample["prompt"], text=sample["text"], segments=sample["segments"],
-                                total_reward=sample["total_reward"])
-        score = report.metrics.get("eval/mean_reward")
-        if score is not None and (state["best"] is None or score > state["best"]):
-            state.update(best=score, best_step=step)
-            save_checkpoint("best")
 
-    def rollout(step: int) -> Rollout:
-        indices = step_prompts(len(train_examples), step=step, per_step=config.prompts_per_step, seed=config.seed)
-        local = indices[rank::world]
-        examples = [train_examples[i] for i in local for _ in range(config.samples_per_prompt)]
+def _checked_config(config: PPOConfig, kind: str, *, own_reward_fn: bool) -> PPOConfig:
+    problems = config.problems_for(kind)
+    if own_reward_fn:
+        problems = [p for p in problems if not p[0].startswith("rm_")]
+    if problems:
+        raise ConfigError(problems)
+    return config.resolved(kind)
+
+
+def _check_processes(config: PPOConfig, world: int) -> None:
+    if config.prompts_per_step % world:
+        raise ConfigError([("prompts_per_step", f"must be a multiple of the number of processes ({world})")])
+    if config.train_batch_size % (config.micro_batch_size * world):
+        raise ConfigError([("train_batch_size", f"must be a multiple of micro_batch_size x processes ({config.micro_batch_size} x {world})")])
+
+
+def _start_state(kind: str, *, output_dir: Path, resume_from: Path | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"step": 0, "best": None, "best_step": None}
+    if resume_from is None:
+        return state
+    state.update(read_state(resume_from, needs=("policy", "value")))
+    if state.get("kind", kind) != kind:
+        raise ConfigError([("resume_from", f"{resume_from} is a checkpoint of a {state['kind']} run, not {kind}")])
+    if not (output_dir / "checkpoints" / "best" / STATE_FILE).is_file():
+        state.update(best=None, best_step=None)  # resumed into a new folder: the best is chosen afresh
+    return state
+
+
+def _load_models(config: PPOConfig, *, resume_from: Path | None, device: Any) -> tuple[Any, Any, Any]:
+    """The policy (trained), the frozen reference policy (the SFT model) and the value model."""
+    from training.ml.policy import Policy
+    from training.ml.value import ValueModel
+
+    policy = Policy.load(resume_from / "policy" if resume_from else config.policy_model, device=device)
+    reference = Policy.load(config.policy_model, device=device)
+    reference.model.requires_grad_(False)
+    reference.model.eval()
+    value = ValueModel.load(resume_from / "value" if resume_from else (config.value_model or config.policy_model), device=device)
+    return policy, reference, value
+
+
+@dataclass
+class PPOTrainer:
+    """One PPO step (rollout, rewards, advantages, update), the dev evaluation and the checkpoints, for `Loop`."""
+
+    config: PPOConfig
+    kind: str
+    state: dict[str, Any]
+    accelerator: Any
+    policy: Any  # policy.model is the prepared (possibly DDP-wrapped) module that trains
+    reference: Any
+    value_model: Any
+    optimizer: Any
+    scheduler: Any
+    reward_fn: Any
+    judge_fn: Any
+    nlp: Any
+    train_examples: list
+    dev: list
+    reporter: Any
+    checkpoints: CheckpointFolders
+
+    def train_step(self, step: int) -> dict[str, float]:
+        from accelerate.utils import set_seed
+
+        config = self.config
+        set_seed(config.seed + step)
+        data = self.rollout(step)
+        penalized, kl = kl_penalized_rewards(data.scores, data.logprobs, data.ref_logprobs, data.mask,
+                                             beta=float(config.kl_coef))
+        rewards = penalized
+        if config.scale_rewards:
+            rewards = masked_whiten(penalized, data.mask, shift_mean=False, accelerator=self.accelerator)
+        advantages, returns = gae(rewards, data.values, data.mask, gamma=config.gamma, lam=float(config.gae_lambda))
+        advantages = masked_whiten(advantages, data.mask, shift_mean=True, accelerator=self.accelerator)
+        update = ppo_update(data, advantages, returns, step=step, policy=self.policy, policy_model=self.policy.model,
+                            value_model=self.value_model, optimizer=self.optimizer, accelerator=self.accelerator,
+                            config=config)
+        lr_used = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return mean_over_processes(step_metrics(data, penalized, kl, update, lr=lr_used), self.accelerator)
+
+    def rollout(self, step: int) -> Rollout:
+        """This process's share of the step's prompts, each sampled `samples_per_prompt` times, and their scores."""
+        config, policy, accelerator = self.config, self.policy, self.accelerator
+        device = accelerator.device
+        indices = step_prompts(len(self.train_examples), step=step, per_step=config.prompts_per_step, seed=config.seed)
+        local = indices[accelerator.process_index :: accelerator.num_processes]
+        examples = [self.train_examples[i] for i in local for _ in range(config.samples_per_prompt)]
         prompts = policy.encode_prompts([e.text for e in examples], max_input_len=config.max_input_len,
                                         max_new_tokens=config.max_new_tokens).to(device)
         responses, masks = [], []
@@ -282,146 +430,77 @@ def train(
         width = max(r.shape[1] for r in responses)
         response = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=policy.pad_token_id) for r in responses])
         mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1]), value=0) for m in masks]).float()
-        logprobs, ref_logprobs, values = [], [], []
-        # Same precision as the update's forward passes, so the first epoch's ratio is exactly 1.
-        with torch.no_grad(), accelerator.autocast():
-            for start in range(0, len(examples), config.micro_batch_size):
-                sl = slice(start, start + config.micro_batch_size)
-                p = prompts.rows(sl).trimmed(left_padded=not policy.is_seq2seq)
-                lp, _ = policy.score(p, response[sl], mask[sl], temperature=config.temperature)
-                rlp, _ = reference.score(p, response[sl], mask[sl], temperature=config.temperature)
-                logprobs.append(lp)
-                ref_logprobs.append(rlp)
-                values.append(value_model(p.input_ids, p.attention_mask, response[sl], mask[sl]))
+        logprobs, ref_logprobs, values = self._score_rollout(prompts, response, mask)
         ids = [response[i][mask[i].bool()].tolist() for i in range(len(examples))]
-        results = reward_fn(examples, ids)
+        results = self.reward_fn(examples, ids)
         scores = torch.zeros_like(mask)
         for i, result in enumerate(results):
             scores[i, : len(result.token_rewards)] = torch.tensor(result.token_rewards, dtype=scores.dtype)
-        return Rollout(prompts, response, mask, torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values),
-                       scores.to(device), results)
+        return Rollout(prompts, response, mask, logprobs, ref_logprobs, values, scores.to(device), results)
 
-    def mean_all(values: dict[str, float]) -> dict[str, float]:
-        # The same numbers on every process: each key's mean over processes.
-        keys = sorted(values)
-        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-        if world > 1:
-            tensor = accelerator.reduce(tensor, reduction="mean")
-        return dict(zip(keys, tensor.tolist()))
+    def _score_rollout(self, prompts: Any, response: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Log-probs under the policy and the reference, and values, of the sampled answers."""
+        config = self.config
+        logprobs, ref_logprobs, values = [], [], []
+        # Same precision as the update's forward passes, so the first epoch's ratio is exactly 1.
+        with torch.no_grad(), self.accelerator.autocast():
+            for start in range(0, response.shape[0], config.micro_batch_size):
+                sl = slice(start, start + config.micro_batch_size)
+                p = prompts.rows(sl).trimmed(left_padded=not self.policy.is_seq2seq)
+                lp, _ = self.policy.score(p, response[sl], mask[sl], temperature=config.temperature)
+                rlp, _ = self.reference.score(p, response[sl], mask[sl], temperature=config.temperature)
+                logprobs.append(lp)
+                ref_logprobs.append(rlp)
+                values.append(self.value_model(p.input_ids, p.attention_mask, response[sl], mask[sl]))
+        return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
 
-    reporter.start(total_steps=total_steps, resumed_from_step=state["step"], kind=kind, train_examples=len(train_examples),
-                   eval_examples=len(dev), processes=world, sentence_splitter=splitter)
-    if resume_from is None and dev:
-        evaluate()  # step 0: the SFT policy's figures are the baseline
-    per_process_batch = config.train_batch_size // world
-    micro_steps = per_process_batch // config.micro_batch_size
-    save_every = config.save_every or config.eval_every
+    def evaluate(self) -> float | None:
+        from training.ml.evaluate import evaluate_policy
 
-    while state["step"] < total_steps:
-        step = state["step"]
-        set_seed(config.seed + step)
-        data = rollout(step)
-        mask = data.mask
-        kl_coef = float(config.kl_coef)
-        penalized, kl = _kl_penalized(data, kl_coef)
-        rewards = penalized
-        if config.scale_rewards:
-            rewards = masked_whiten(penalized, mask, shift_mean=False, accelerator=accelerator)
-        advantages, returns = gae(rewards, data.values, mask, gamma=config.gamma, lam=float(config.gae_lambda))
-        advantages = masked_whiten(advantages, mask, shift_mean=True, accelerator=accelerator)
+        if not self.dev:
+            return None
+        config, step = self.config, self.state["step"]
+        report = evaluate_policy(self.policy, self.dev, reward_fn=self.reward_fn, judge_fn=self.judge_fn, nlp=self.nlp,
+                                 batch_size=config.eval_batch_size, max_input_len=config.max_input_len,
+                                 max_new_tokens=config.max_new_tokens, num_samples=config.num_eval_samples,
+                                 accelerator=self.accelerator)
+        if self.accelerator.is_main_process:
+            self.reporter.metrics(step, report.metrics)
+            for sample in report.samples:
+                self.reporter.sample(step, prompt=sample["prompt"], text=sample["text"], segments=sample["segments"],
+                                     total_reward=sample["total_reward"])
+        return report.metrics.get("eval/mean_reward")
 
-        sums = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "entropy": 0.0}
-        passes, epochs_run, stopped = 0, 0, False
-        rows = data.response.shape[0]
-        for epoch in range(config.ppo_epochs):
-            order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed + step * 101 + epoch))
-            seq_kl_sum, seq_count = 0.0, 0
-            for start in range(0, rows, per_process_batch):
-                batch_rows = order[start : start + per_process_batch]
-                for m in range(micro_steps):
-                    idx = batch_rows[m * config.micro_batch_size : (m + 1) * config.micro_batch_size].to(device)
-                    if len(idx) == 0:
-                        continue
-                    mb_mask = mask[idx]
-                    width = max(1, int(mb_mask.sum(1).max()))
-                    mb_mask = mb_mask[:, :width]
-                    mb_resp = data.response[idx][:, :width]
-                    mb_prompts = data.prompts.rows(idx).trimmed(left_padded=not policy.is_seq2seq)
-                    old_logprobs = data.logprobs[idx][:, :width]
-                    old_values = data.values[idx][:, :width]
-                    mb_adv = advantages[idx][:, :width]
-                    mb_returns = returns[idx][:, :width]
-                    with accelerator.autocast():
-                        new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
-                                                             model=policy_model, with_entropy=True)
-                        new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
-                    logratio = (new_logprobs - old_logprobs) * mb_mask
-                    ratio = torch.exp(logratio)
-                    pg_losses = -mb_adv * ratio
-                    pg_losses2 = -mb_adv * torch.clamp(ratio, 1.0 - config.clip_range, 1.0 + config.clip_range)
-                    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mb_mask)
-                    v_clipped = old_values + torch.clamp(new_values - old_values, -config.clip_range_value, config.clip_range_value)
-                    vf_losses = torch.max((new_values - mb_returns) ** 2, (v_clipped - mb_returns) ** 2)
-                    vf_loss = 0.5 * masked_mean(vf_losses, mb_mask)
-                    loss = pg_loss + config.vf_coef * vf_loss
-                    # Micro-batch losses are averaged into the update, not summed.
-                    accelerator.backward(loss / micro_steps)
-                    with torch.no_grad():
-                        approx_kl = masked_mean((ratio - 1) - logratio, mb_mask)
-                        clipfrac = masked_mean((torch.abs(ratio - 1.0) > config.clip_range).float(), mb_mask)
-                        sums["pg_loss"] += float(pg_loss)
-                        sums["vf_loss"] += float(vf_loss)
-                        sums["approx_kl"] += float(approx_kl)
-                        sums["clipfrac"] += float(clipfrac)
-                        sums["entropy"] += float(masked_mean(entropy, mb_mask))
-                        ref = data.ref_logprobs[idx][:, :width]
-                        seq_kl_sum += float(((new_logprobs - ref) * mb_mask).sum())
-                        seq_count += len(idx)
-                    passes += 1
-                if config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(list(policy_model.parameters()) + list(value_model.parameters()), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            epochs_run += 1
-            # KL early stop: every process sees the same mean, so all stop together.
-            epoch_kl = mean_all({"kl": seq_kl_sum / max(1, seq_count)})["kl"]
-            if config.kl_threshold and epoch_kl > config.kl_threshold:
-                stopped = True
-                break
-        lr_used = scheduler.get_last_lr()[0]
-        scheduler.step()
-        state["step"] = step + 1
+    def save(self, name: str) -> None:
+        """`checkpoints/last` or `checkpoints/best`: policy, value model, optimizer, scheduler and state."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.checkpoints.save(name, self._write_checkpoint, step=self.state["step"])
+            if name == "best":
+                self.reporter.artifact(kind="model", name="best policy", path="checkpoints/best/policy",
+                                       step=self.state["step"], mean_reward=self.state["best"])
+        self.accelerator.wait_for_everyone()
 
-        seq_kl = (kl.sum(1)).mean().item()
-        results = data.results
-        n = max(1, len(results))
-        metrics = {f"train/{k}": v / max(1, passes) for k, v in sums.items()}
-        metrics.update({
-            "train/kl": seq_kl,
-            "train/lr": lr_used,
-            "train/ppo_epochs": float(epochs_run),
-            "train/kl_early_stop": float(stopped),
-            "train/response_length": float(mask.sum(1).mean()),
-            "reward/mean": sum(r.total for r in results) / n,
-            "reward/kl_penalized": float(penalized.sum(1).mean()),
-        })
-        for key in sorted({k for r in results for k in r.components}):
-            metrics[f"reward/{key}"] = sum(r.components.get(key, 0.0) for r in results) / n
-        metrics = mean_all(metrics)
-        reporter.progress(state["step"])
-        reporter.metrics(state["step"], metrics)
-
-        last_step = state["step"] == total_steps
-        if dev and (state["step"] % config.eval_every == 0 or last_step):
-            evaluate()
-        if state["step"] % save_every == 0 or last_step:
-            save_checkpoint("last")
-
-    accelerator.wait_for_everyone()
-    return {"step": state["step"], "best_mean_reward": state["best"], "best_step": state["best_step"], "kind": kind}
+    def _write_checkpoint(self, folder: Path) -> None:
+        self.policy.save(folder / "policy")
+        self.accelerator.unwrap_model(self.value_model).save(folder / "value")
+        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler,
+                            state={**self.state, "kind": self.kind, "config": dataclasses.asdict(self.config)})
 
 
-def _kl_penalized(data: Rollout, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
-    from training.ml.rewards import kl_penalized_rewards
-
-    return kl_penalized_rewards(data.scores, data.logprobs, data.ref_logprobs, data.mask, beta=kl_coef)
+def step_metrics(data: Rollout, penalized: torch.Tensor, kl: torch.Tensor, update: dict[str, float], *,
+                 lr: float) -> dict[str, float]:
+    """A step's figures on this process: the update's losses, KL, learning rate, lengths and rewards."""
+    results = data.results
+    n = max(1, len(results))
+    metrics = {f"train/{k}": v for k, v in update.items()}
+    metrics.update({
+        "train/kl": (kl.sum(1)).mean().item(),
+        "train/lr": lr,
+        "train/response_length": float(data.mask.sum(1).mean()),
+        "reward/mean": sum(r.total for r in results) / n,
+        "reward/kl_penalized": float(penalized.sum(1).mean()),
+    })
+    for key in sorted({k for r in results for k in r.components}):
+        metrics[f"reward/{key}"] = sum(r.components.get(key, 0.0) for r in results) / n
+    return metrics

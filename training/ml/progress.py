@@ -127,3 +127,11 @@ def start_wandb(*, project: str, name: str, config: dict, directory: Path, mode:
         reinit="finish_previous",
         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
     )
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' own warnings and progress bars: a trainer's progress is its events."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -28,12 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from annotation.qa.vocab import IGNORE, NO_ERROR, SEPARATOR
 
 logger = logging.getLogger(__name__)
 
-SEPARATOR = "</s>"
-IGNORE_TAG = "Ignore"
+IGNORE_TAG = IGNORE  # the tag of words that carry no label
 IGNORE_INDEX = -100
 QUESTION_MARKER = "question:"
 CONTEXT_MARKER = "context:"
@@ -241,7 +240,7 @@ def _batches(items: Sequence[Any], size: int):
 class TokenRewardModel:
     """R1/R2: one label per `</s>` separator of an input word list."""
 
-    fallback_label = "O"
+    fallback_label = NO_ERROR
 
     def __init__(self, model: Any, tokenizer: Any, *, max_length: int, device: str | Any = "cpu") -> None:
         self.device = _device_of(device)

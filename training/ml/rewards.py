@@ -35,14 +35,8 @@ from typing import Any, Protocol
 import torch
 
 from annotation.qa import text as text_split
-from training.ml.reward_models import (
-    SEPARATOR,
-    answer_words_from_segments,
-    preference_rm_text,
-    token_rm_words,
-)
-
-NO_ERROR = "O"
+from annotation.qa.vocab import NO_ERROR, SEPARATOR
+from training.ml.reward_models import answer_words_from_segments, preference_rm_text, token_rm_words
 
 
 # ---------------------------------------------------------------- tokens and segments

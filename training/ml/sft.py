@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from training.ml.checkpoints import fresh_tmp, load_training_state, read_state, replace_dir, save_training_state  # noqa: E402
-from training.ml.configs import SFTConfig  # noqa: E402
-from training.ml.data import Example, load_examples  # noqa: E402
+from training.ml.checkpoints import CheckpointFolders, load_training_state, read_state, save_folder, save_training_state
+from training.ml.configs import SFTConfig
+from training.ml.data import Example, load_examples
+from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.progress import quiet_transformers
 
 TINY_T5_PLACEHOLDER = "{tiny_t5}"
 TINY_GPT2_PLACEHOLDER = "{tiny_gpt2}"
@@ -90,22 +89,14 @@ def resolve_model(name: str, *, output_dir: Path, texts: list[str], seed: int, r
     return str(folder)
 
 
-def quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume_from: Path | None) -> dict:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    from training.ml.evaluate import evaluate_policy
-    from training.ml.policy import Policy
     from annotation.qa.text import load_splitter
+    from training.ml.policy import Policy
 
     quiet_transformers()
     output_dir = Path(output_dir)
@@ -115,126 +106,135 @@ def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume
     dev = load_examples(config.eval_file, need_answer=True, limit=config.max_eval_examples) if config.eval_file else []
     set_seed(config.seed)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum)
-    main = accelerator.is_main_process
-
     state: dict[str, Any] = {"step": 0, "best": None, "best_step": 0, "last_eval_step": -1}
     if resume_from is not None:
         state.update(read_state(resume_from, needs=("policy",)))
         source = str(Path(resume_from) / "policy")
     else:
-        texts = [e.text for e in train] + [a for e in train for a in e.answers]
-        if main:
-            source = resolve_model(config.model_name_or_path, output_dir=output_dir, texts=texts, seed=config.seed, reporter=reporter)
-        accelerator.wait_for_everyone()
-        source = resolve_model(config.model_name_or_path, output_dir=output_dir, texts=texts, seed=config.seed, reporter=reporter)
+        source = _starting_model(config, output_dir=output_dir, train=train, reporter=reporter, accelerator=accelerator)
     policy = Policy.load(source, device=accelerator.device)
     nlp, _ = load_splitter(config.sentence_splitter)
 
-    processes, rank = accelerator.num_processes, accelerator.process_index
+    processes = accelerator.num_processes
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
     # Every process takes the same number of optimizer steps, or the gradient all-reduce would hang.
     steps_per_epoch = max(1, batches_per_epoch // (processes * config.grad_accum))
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
     if resume_from is not None:
         load_training_state(Path(resume_from), optimizer=optimizer, scheduler=scheduler)
-    model, optimizer = accelerator.prepare(policy.model, optimizer)
-    policy.model = model
-    model_dir, last_dir = output_dir / "model", output_dir / "checkpoints" / "last"
-    if resume_from is not None and not (model_dir / "config.json").is_file():
+    policy.model, optimizer = accelerator.prepare(policy.model, optimizer)
+    if resume_from is not None and not (output_dir / "model" / "config.json").is_file():
         state.update(best=None, best_step=0)  # resumed into a new folder: the best is chosen afresh
-    announced = {"last": False}
 
-    def save_last() -> None:
-        accelerator.wait_for_everyone()
-        if not main:
-            return
-        tmp = fresh_tmp(last_dir)
-        policy.save(tmp / "policy")
-        save_training_state(tmp, optimizer=optimizer, scheduler=scheduler,
-                            state={**state, "config": dataclasses.asdict(config)})
-        replace_dir(tmp, last_dir)
-        if not announced["last"]:
-            reporter.artifact(kind="checkpoint", name="last", path="checkpoints/last", step=state["step"])
-            announced["last"] = True
-
-    def save_model() -> None:
-        tmp = fresh_tmp(model_dir)
-        policy.save(tmp)
-        replace_dir(tmp, model_dir)
-
-    def evaluate_and_keep_best() -> None:
-        state["last_eval_step"] = state["step"]
-        if not dev:
-            return
-        report = evaluate_policy(policy, dev, reward_fn=None, nlp=nlp, batch_size=config.eval_batch_size,
-                                 max_input_len=config.max_input_len, max_new_tokens=config.max_output_len,
-                                 num_samples=3, accelerator=accelerator)
-        if main:
-            reporter.metrics(state["step"], report.metrics)
-            for sample in report.samples:
-                reporter.sample(state["step"], prompt=sample["prompt"], text=sample["text"],
-                                segments=[{"text": sample["text"], "reward": None, "label": ""}] if sample["text"] else [],
-                                total_reward=None)
-        score = report.metrics["eval/rouge_lsum"]
-        if state["best"] is None or score > state["best"]:
-            state.update(best=score, best_step=state["step"])
-            if main:
-                save_model()
-                reporter.artifact(kind="model", name="best", path="model", step=state["step"], rouge_lsum=score)
-        accelerator.wait_for_everyone()
-
-    reporter.start(total_steps=total_steps, resumed_from_step=state["step"], train_examples=len(train),
-                   eval_examples=len(dev), processes=processes)
-    model.train()
-    running, running_n = 0.0, 0
-    micro = config.batch_size
-    while state["step"] < total_steps:
-        epoch, skip = divmod(state["step"], steps_per_epoch)
-        order = list(range(len(train)))
-        random.Random(config.seed + epoch).shuffle(order)
-        batches = [order[i : i + micro] for i in range(0, len(order), micro)]
-        for local_step in range(skip, steps_per_epoch):
-            if state["step"] >= total_steps:
-                break
-            for k in range(config.grad_accum):
-                indices = batches[(local_step * config.grad_accum + k) * processes + rank]
-                batch = sft_batch(policy, [train[i] for i in indices], max_input_len=config.max_input_len,
-                                  max_output_len=config.max_output_len)
-                batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-                with accelerator.accumulate(model), accelerator.autocast():
-                    loss = sft_loss(model, batch, is_seq2seq=policy.is_seq2seq)
-                    # accumulate() divides by grad_accum: micro-batch losses are averaged, not summed.
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                running += float(loss.detach())
-                running_n += 1
-            scheduler.step()
-            state["step"] += 1
-            step = state["step"]
-            reporter.progress(step)
-            if step % config.log_every == 0 or step == total_steps:
-                reporter.metrics(step, {"train/loss": running / max(1, running_n), "train/lr": scheduler.get_last_lr()[0],
-                                        "train/epoch": step / steps_per_epoch})
-                running, running_n = 0.0, 0
-            if config.eval_every and step % config.eval_every == 0:
-                evaluate_and_keep_best()
-                save_last()
-        if not config.eval_every and state["step"] % steps_per_epoch == 0 and state["last_eval_step"] != state["step"]:
-            evaluate_and_keep_best()
-            save_last()
-    if state["last_eval_step"] != state["step"]:
-        evaluate_and_keep_best()
-        save_last()
-    if main and not dev:
-        save_model()  # without a dev file the last model is the model
+    trainer = SFTTrainer(config=config, state=state, accelerator=accelerator, policy=policy, optimizer=optimizer,
+                         scheduler=scheduler, train=train, dev=dev, nlp=nlp, reporter=reporter, output_dir=output_dir,
+                         checkpoints=CheckpointFolders(output_dir, reporter), steps_per_epoch=steps_per_epoch,
+                         total_steps=total_steps)
+    policy.model.train()
+    eval_every = config.eval_every or steps_per_epoch
+    loop = Loop(state, total_steps=total_steps, eval_every=eval_every, save_every=eval_every, reporter=reporter,
+                accelerator=accelerator)
+    loop.run(trainer, train_examples=len(train), eval_examples=len(dev), processes=processes)
+    if accelerator.is_main_process and not dev:
+        trainer.save_model()  # without a dev file the last model is the model
         reporter.artifact(kind="model", name="last", path="model", step=state["step"])
     accelerator.wait_for_everyone()
     return {"step": state["step"], "best_rouge_lsum": state["best"], "best_step": state["best_step"]}
+
+
+def _starting_model(config: SFTConfig, *, output_dir: Path, train: list[Example], reporter: Any, accelerator: Any) -> str:
+    """The model folder a fresh run starts from; the main process builds a tiny one first if asked to."""
+    texts = [e.text for e in train] + [a for e in train for a in e.answers]
+    if accelerator.is_main_process:
+        resolve_model(config.model_name_or_path, output_dir=output_dir, texts=texts, seed=config.seed, reporter=reporter)
+    accelerator.wait_for_everyone()
+    return resolve_model(config.model_name_or_path, output_dir=output_dir, texts=texts, seed=config.seed, reporter=reporter)
+
+
+@dataclass
+class SFTTrainer:
+    """One SFT optimizer step, the dev ROUGE-Lsum evaluation and the saved model and checkpoint, for `Loop`."""
+
+    config: SFTConfig
+    state: dict[str, Any]
+    accelerator: Any
+    policy: Any  # policy.model is the prepared (possibly DDP-wrapped) module that trains
+    optimizer: Any
+    scheduler: Any
+    train: list[Example]
+    dev: list[Example]
+    nlp: Any
+    reporter: Any
+    output_dir: Path
+    checkpoints: CheckpointFolders
+    steps_per_epoch: int
+    total_steps: int
+    running: RunningMean = field(default_factory=RunningMean)
+
+    def train_step(self, step: int) -> dict[str, float] | None:
+        config, accelerator, model = self.config, self.accelerator, self.policy.model
+        epoch, local_step = divmod(step, self.steps_per_epoch)
+        batches = epoch_batches(len(self.train), config.batch_size, seed=config.seed, epoch=epoch)
+        for k in range(config.grad_accum):
+            indices = batches[(local_step * config.grad_accum + k) * accelerator.num_processes + accelerator.process_index]
+            batch = sft_batch(self.policy, [self.train[i] for i in indices], max_input_len=config.max_input_len,
+                              max_output_len=config.max_output_len)
+            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            with accelerator.accumulate(model), accelerator.autocast():
+                loss = sft_loss(model, batch, is_seq2seq=self.policy.is_seq2seq)
+                # accumulate() divides by grad_accum: micro-batch losses are averaged, not summed.
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            self.running.add(float(loss.detach()))
+        self.scheduler.step()
+        done = step + 1
+        if done % config.log_every and done != self.total_steps:
+            return None
+        return {"train/loss": self.running.pop(), "train/lr": self.scheduler.get_last_lr()[0],
+                "train/epoch": done / self.steps_per_epoch}
+
+    def evaluate(self) -> float | None:
+        from training.ml.evaluate import evaluate_policy
+
+        self.state["last_eval_step"] = self.state["step"]
+        if not self.dev:
+            return None
+        config, step = self.config, self.state["step"]
+        report = evaluate_policy(self.policy, self.dev, reward_fn=None, nlp=self.nlp, batch_size=config.eval_batch_size,
+                                 max_input_len=config.max_input_len, max_new_tokens=config.max_output_len,
+                                 num_samples=3, accelerator=self.accelerator)
+        if self.accelerator.is_main_process:
+            self.reporter.metrics(step, report.metrics)
+            for sample in report.samples:
+                self.reporter.sample(step, prompt=sample["prompt"], text=sample["text"],
+                                     segments=[{"text": sample["text"], "reward": None, "label": ""}] if sample["text"] else [],
+                                     total_reward=None)
+        return report.metrics["eval/rouge_lsum"]
+
+    def save(self, name: str) -> None:
+        """`best`: the policy alone in OUTPUT_DIR/model; `last`: policy, optimizer, scheduler and state."""
+        if name == "best":
+            if self.accelerator.is_main_process:
+                self.save_model()
+                self.reporter.artifact(kind="model", name="best", path="model", step=self.state["step"],
+                                       rouge_lsum=self.state["best"])
+            self.accelerator.wait_for_everyone()
+            return
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.checkpoints.save("last", self._write_checkpoint, step=self.state["step"])
+
+    def save_model(self) -> None:
+        save_folder(self.output_dir / "model", self.policy.save)
+
+    def _write_checkpoint(self, folder: Path) -> None:
+        self.policy.save(folder / "policy")
+        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler,
+                            state={**self.state, "config": dataclasses.asdict(self.config)})

@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 _FALLBACK_TEXTS = [
     "question: who wrote the book? context: wikipage: Book text: The book was written by a writer in 1990.",
     "The answer is short. It has two sentences, and a clause.",

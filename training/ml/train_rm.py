@@ -20,24 +20,38 @@ optimizer, scheduler and step), from which `resume_from` continues.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
-import random
-import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from training.ml.configs import CommonRMConfig as _CommonRMConfig  # noqa: E402
-from training.ml.configs import PreferenceRMConfig, TokenRMConfig  # noqa: E402
-from training.ml.reward_models import (  # noqa: E402
+from annotation.qa.vocab import (
+    FACTUALITY_LABELS,
+    FIRST_PREFERRED,
+    NO_PREFERENCE,
+    PREDICTION_KEYS,
+    PREFERENCE_INDEX_PAIRS,
+    RELEVANCE_LABELS,
+    SECOND_PREFERRED,
+)
+from training.ml.checkpoints import (
+    CheckpointFolders,
+    load_training_state,
+    read_state,
+    save_folder,
+    save_training_state,
+)
+from training.ml.configs import CommonRMConfig as _CommonRMConfig
+from training.ml.configs import PreferenceRMConfig, TokenRMConfig
+from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.progress import quiet_transformers
+from training.ml.reward_models import (
     IGNORE_INDEX,
     IGNORE_TAG,
-    SEPARATOR,
     STATS_FILE,
     encode_preference_texts,
     ensure_separator_token,
@@ -49,18 +63,15 @@ from training.ml.reward_models import (  # noqa: E402
     separator_answer_start,
 )
 
-# The error tag of each token-level kind; `O` (no error) always comes first so label ids are stable.
+# The labels of each token-level kind; `O` (no error) always comes first so label ids are stable.
 DEFAULT_LABELS: dict[str, list[str]] = {
-    "rm_relevance": ["O", "NF-ERR"],
-    "rm_factuality": ["O", "F-ERR"],
+    "rm_relevance": list(RELEVANCE_LABELS),
+    "rm_factuality": list(FACTUALITY_LABELS),
 }
 # A `tiny` preset names this instead of a model; the run system replaces it with a built tiny encoder's
 # path, and a run that still sees it builds one itself from its training texts.
 TINY_ENCODER_PLACEHOLDER = "{tiny_encoder}"
 CHECKPOINT_STATE = "trainer_state.json"
-PREDICTION_KEYS = ("prediction 1", "prediction 2", "prediction 3", "prediction 4")
-# Order of the six entries of `preference`: p12, p13, p14, p23, p24, p34.
-PAIR_ORDER = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
 
 # ---------------------------------------------------------------- data: token-level files
@@ -166,15 +177,16 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
 def preference_pairs(preference: Sequence[int]) -> list[tuple[int, int]]:
     """(preferred, other) prediction indices for every non-tied pair; 1 = first preferred, 2 = second, 0 = tie."""
-    if len(preference) != len(PAIR_ORDER):
-        raise ValueError(f"preference needs {len(PAIR_ORDER)} entries (p12 p13 p14 p23 p24 p34), got {len(preference)}")
+    # `preference` holds one entry per pair, in PREFERENCE_INDEX_PAIRS order: p12, p13, p14, p23, p24, p34.
+    if len(preference) != len(PREFERENCE_INDEX_PAIRS):
+        raise ValueError(f"preference needs {len(PREFERENCE_INDEX_PAIRS)} entries (p12 p13 p14 p23 p24 p34), got {len(preference)}")
     pairs = []
-    for (a, b), value in zip(PAIR_ORDER, preference):
-        if value == 1:
+    for (a, b), value in zip(PREFERENCE_INDEX_PAIRS, preference):
+        if value == FIRST_PREFERRED:
             pairs.append((a, b))
-        elif value == 2:
+        elif value == SECOND_PREFERRED:
             pairs.append((b, a))
-        elif value != 0:
+        elif value != NO_PREFERENCE:
             raise ValueError(f"preference values are 0, 1 or 2; got {value!r}")
     return pairs
 
@@ -240,13 +252,6 @@ def collate_preference_batch(records: Sequence[PreferenceRecord], *, tokenizer: 
 # ---------------------------------------------------------------- shared training loop
 
 
-def _read_state(path: Path) -> dict[str, Any]:
-    state_file = path / CHECKPOINT_STATE
-    if not state_file.is_file():
-        raise ValueError(f"resume_from {path} is not a checkpoint: {CHECKPOINT_STATE} is missing")
-    return json.loads(state_file.read_text(encoding="utf-8"))
-
-
 def _optimizer_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
@@ -262,31 +267,6 @@ def _save_pretrained(model: Any, tokenizer: Any, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    # Swap in the new folder only once it is complete, so a crash never leaves a half-written one.
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-@dataclass
-class _Loop:
-    """What differs between the two trainers; the loop itself is `_train`."""
-
-    model: Any
-    tokenizer: Any
-    train_items: Sequence[Any]
-    collate: Callable[[Sequence[Any]], dict[str, Any]]
-    compute_loss: Callable[[Any, dict[str, Any]], Any]
-    evaluate: Callable[[Any], dict[str, float]] | None
-    best_key: str
-
-
 def _to_device(batch: Any, device: Any) -> Any:
     if hasattr(batch, "to"):
         return batch.to(device)
@@ -295,118 +275,134 @@ def _to_device(batch: Any, device: Any) -> Any:
     return batch
 
 
-def _train(config: _CommonRMConfig, loop: _Loop, *, output_dir: Path, reporter: Any, resume_from: Path | None,
-           accelerator: Any) -> dict[str, Any]:
+@dataclass
+class RMTrainer:
+    """One reward-model optimizer step, the dev evaluation and the saved model and checkpoint, for `Loop`.
+
+    The two trainers differ only in `collate`, `compute_loss`, `evaluate_fn` and `best_key`.
+    """
+
+    config: _CommonRMConfig
+    state: dict[str, Any]
+    accelerator: Any
+    model: Any  # prepared (possibly DDP-wrapped)
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    items: Sequence[Any]
+    collate: Callable[[Sequence[Any]], dict[str, Any]]
+    compute_loss: Callable[[Any, dict[str, Any]], Any]
+    evaluate_fn: Callable[[Any], dict[str, float]] | None
+    best_key: str
+    reporter: Any
+    output_dir: Path
+    checkpoints: CheckpointFolders
+    steps_per_epoch: int
+    total_steps: int
+    running: RunningMean = field(default_factory=RunningMean)
+    latest_eval: dict[str, float] = field(default_factory=dict)
+
+    def train_step(self, step: int) -> dict[str, float] | None:
+        config, accelerator = self.config, self.accelerator
+        epoch, local_step = divmod(step, self.steps_per_epoch)
+        batches = epoch_batches(len(self.items), config.batch_size, seed=config.seed, epoch=epoch)
+        indices = batches[local_step * accelerator.num_processes + accelerator.process_index]
+        batch = _to_device(self.collate([self.items[i] for i in indices]), accelerator.device)
+        with accelerator.autocast():
+            loss = self.compute_loss(self.model, batch)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+        self.running.add(float(loss.detach()))
+        done = step + 1
+        if done % config.log_every_steps and done != self.total_steps:
+            return None
+        return {"train/loss": self.running.pop(), "train/lr": self.scheduler.get_last_lr()[0],
+                "train/epoch": done / self.steps_per_epoch}
+
+    def evaluate(self) -> float | None:
+        """Dev metrics on the main process; the score is shared so every process keeps the same best."""
+        self.state["last_eval_step"] = self.state["step"]
+        if self.evaluate_fn is None:
+            return None
+        score = None
+        if self.accelerator.is_main_process:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            unwrapped.eval()
+            self.latest_eval = self.evaluate_fn(unwrapped)
+            unwrapped.train()
+            self.reporter.metrics(self.state["step"], {f"eval/{k}": v for k, v in self.latest_eval.items()})
+            score = self.latest_eval[self.best_key]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            score = broadcast_object_list([score])[0]
+        return score
+
+    def save(self, name: str) -> None:
+        """`best`: the model alone in OUTPUT_DIR/model; `last`: model, optimizer, scheduler and trainer state."""
+        if name == "best":
+            if self.accelerator.is_main_process:
+                self.state["eval"] = self.latest_eval
+                self.save_model()
+            return
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.checkpoints.save("last", self._write_checkpoint, step=self.state["step"])
+
+    def save_model(self) -> None:
+        save_folder(self.output_dir / "model",
+                    lambda folder: _save_pretrained(self.accelerator.unwrap_model(self.model), self.tokenizer, folder))
+
+    def _write_checkpoint(self, folder: Path) -> None:
+        _save_pretrained(self.accelerator.unwrap_model(self.model), self.tokenizer, folder)
+        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler,
+                            state={**self.state, "config": dataclasses.asdict(self.config)}, state_file=CHECKPOINT_STATE)
+
+
+def _train(config: _CommonRMConfig, *, model: Any, tokenizer: Any, items: Sequence[Any],
+           collate: Callable[[Sequence[Any]], dict[str, Any]], compute_loss: Callable[[Any, dict[str, Any]], Any],
+           evaluate_fn: Callable[[Any], dict[str, float]] | None, best_key: str, output_dir: Path, reporter: Any,
+           resume_from: Path | None, accelerator: Any) -> dict[str, Any]:
+    """Train either reward model to the end; returns the final state (step, best, best_step, eval)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    processes, rank = accelerator.num_processes, accelerator.process_index
-    batches_per_epoch = math.ceil(len(loop.train_items) / config.batch_size)
+    processes = accelerator.num_processes
+    batches_per_epoch = math.ceil(len(items) / config.batch_size)
     # Every process must take the same number of steps, or the gradient all-reduce would hang.
     steps_per_epoch = max(1, batches_per_epoch // processes)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
 
-    optimizer = torch.optim.AdamW(_optimizer_groups(loop.model, config.weight_decay), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(_optimizer_groups(model, config.weight_decay), lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     state: dict[str, Any] = {"step": 0, "best": None, "best_step": 0, "last_eval_step": 0, "eval": {}}
     if resume_from is not None:
-        state.update(_read_state(resume_from))
-        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location="cpu", weights_only=True))
-        scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", map_location="cpu", weights_only=True))
-    model, optimizer = accelerator.prepare(loop.model, optimizer)
-    main = accelerator.is_main_process
-    model_dir, last_dir = output_dir / "model", output_dir / "checkpoints" / "last"
-    if not (model_dir / "config.json").is_file():
+        state.update(read_state(resume_from, state_file=CHECKPOINT_STATE))
+        load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if not (output_dir / "model" / "config.json").is_file():
         # Resumed into a new folder: the old best model is not here, so the best is chosen afresh.
         state.update(best=None, best_step=0, eval={})
-    announced_checkpoint = False
 
-    def save_checkpoint() -> None:
-        nonlocal announced_checkpoint
-        accelerator.wait_for_everyone()
-        if not main:
-            return
-        tmp = last_dir.with_name("last.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        _save_pretrained(accelerator.unwrap_model(model), loop.tokenizer, tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / CHECKPOINT_STATE).write_text(json.dumps({**state, "config": dataclasses.asdict(config)}, indent=2), encoding="utf-8")
-        _replace_dir(tmp, last_dir)
-        if not announced_checkpoint:
-            reporter.artifact(kind="checkpoint", name="last", path="checkpoints/last", step=state["step"])
-            announced_checkpoint = True
-
-    def evaluate_and_keep_best() -> None:
-        state["last_eval_step"] = state["step"]
-        if loop.evaluate is None:
-            return
-        if main:
-            unwrapped = accelerator.unwrap_model(model)
-            unwrapped.eval()
-            metrics = loop.evaluate(unwrapped)
-            unwrapped.train()
-            reporter.metrics(state["step"], {f"eval/{k}": v for k, v in metrics.items()})
-            value = metrics[loop.best_key]
-            if state["best"] is None or value > state["best"]:
-                state.update(best=value, best_step=state["step"], eval=metrics)
-                tmp = model_dir.with_name("model.tmp")
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                _save_pretrained(unwrapped, loop.tokenizer, tmp)
-                _replace_dir(tmp, model_dir)
-        accelerator.wait_for_everyone()
-
-    reporter.start(total_steps=total_steps, resumed_from_step=state["step"], train_examples=len(loop.train_items),
-                   processes=processes)
+    trainer = RMTrainer(config=config, state=state, accelerator=accelerator, model=model, tokenizer=tokenizer,
+                        optimizer=optimizer, scheduler=scheduler, items=items, collate=collate,
+                        compute_loss=compute_loss, evaluate_fn=evaluate_fn, best_key=best_key, reporter=reporter,
+                        output_dir=output_dir, checkpoints=CheckpointFolders(output_dir, reporter),
+                        steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     model.train()
-    running, running_steps = 0.0, 0
-    while state["step"] < total_steps:
-        epoch, skip = divmod(state["step"], steps_per_epoch)
-        order = list(range(len(loop.train_items)))
-        random.Random(config.seed + epoch).shuffle(order)
-        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        for local_step in range(skip, steps_per_epoch):
-            if state["step"] >= total_steps:
-                break
-            indices = batches[local_step * processes + rank]
-            batch = _to_device(loop.collate([loop.train_items[i] for i in indices]), accelerator.device)
-            with accelerator.autocast():
-                loss = loop.compute_loss(model, batch)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            state["step"] += 1
-            step = state["step"]
-            running += float(loss.detach())
-            running_steps += 1
-            reporter.progress(step)
-            if step % config.log_every_steps == 0 or step == total_steps:
-                reporter.metrics(step, {"train/loss": running / running_steps, "train/lr": scheduler.get_last_lr()[0],
-                                        "train/epoch": step / steps_per_epoch})
-                running, running_steps = 0.0, 0
-            if config.eval_every_steps and step % config.eval_every_steps == 0:
-                evaluate_and_keep_best()
-                save_checkpoint()
-        if not config.eval_every_steps and state["step"] % steps_per_epoch == 0 and state["last_eval_step"] != state["step"]:
-            evaluate_and_keep_best()
-            save_checkpoint()
-    if state["last_eval_step"] != state["step"] or (loop.evaluate is not None and state["best"] is None):
-        evaluate_and_keep_best()
-        save_checkpoint()
-    if loop.evaluate is None and main:
+    eval_every = config.eval_every_steps or steps_per_epoch
+    loop = Loop(state, total_steps=total_steps, eval_every=eval_every, save_every=eval_every, reporter=reporter,
+                accelerator=accelerator)
+    loop.run(trainer, train_examples=len(items), processes=processes)
+    if evaluate_fn is None and accelerator.is_main_process:
         # Without a dev file the last model is the model.
         state["best_step"] = state["step"]
-        tmp = model_dir.with_name("model.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        _save_pretrained(accelerator.unwrap_model(model), loop.tokenizer, tmp)
-        _replace_dir(tmp, model_dir)
+        trainer.save_model()
     accelerator.wait_for_everyone()
     return state
 
@@ -446,13 +442,6 @@ def _require_file(config: _CommonRMConfig, name: str) -> Path:
     return path
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 # ---------------------------------------------------------------- R1 / R2
 
 
@@ -481,11 +470,16 @@ def _evaluate_token_model(model: Any, items: Sequence[dict], *, labels: list[str
     return metrics
 
 
+def _token_loss(model: Any, batch: dict[str, Any]) -> Any:
+    # The model's own loss is token cross-entropy with -100 ignored, as the method asks.
+    return model(**batch).loss
+
+
 def run_token_rm(config: TokenRMConfig, *, kind: str, output_dir: Path, reporter: Any, resume_from: Path | None) -> dict:
     """Train R1 (rm_relevance) or R2 (rm_factuality); returns the run summary."""
     from transformers import AutoModelForTokenClassification
 
-    _quiet_transformers()
+    quiet_transformers()
     _check_resume_from(resume_from)
     output_dir = Path(output_dir)
     labels = list(config.labels) or DEFAULT_LABELS.get(kind, [])
@@ -521,19 +515,14 @@ def run_token_rm(config: TokenRMConfig, *, kind: str, output_dir: Path, reporter
         raise ValueError(f"train_file {config.train_file}: no example has a labelled separator")
     pad_id = tokenizer.pad_token_id
 
-    def compute_loss(model: Any, batch: dict[str, Any]) -> Any:
-        # The model's own loss is token cross-entropy with -100 ignored, as the method asks.
-        return model(**batch).loss
-
-    evaluate = None
+    evaluate_fn = None
     if dev_items:
-        def evaluate(model: Any) -> dict[str, float]:
-            return _evaluate_token_model(model, dev_items, labels=labels, pad_token_id=pad_id, batch_size=config.eval_batch_size)
-
-    loop = _Loop(model=model, tokenizer=tokenizer, train_items=train_items,
-                 collate=lambda items: collate_token_batch(items, pad_token_id=pad_id),
-                 compute_loss=compute_loss, evaluate=evaluate, best_key=config.best_metric)
-    state = _train(config, loop, output_dir=output_dir, reporter=reporter, resume_from=resume_from, accelerator=accelerator)
+        evaluate_fn = functools.partial(_evaluate_token_model, items=dev_items, labels=labels, pad_token_id=pad_id,
+                                        batch_size=config.eval_batch_size)
+    state = _train(config, model=model, tokenizer=tokenizer, items=train_items,
+                   collate=functools.partial(collate_token_batch, pad_token_id=pad_id), compute_loss=_token_loss,
+                   evaluate_fn=evaluate_fn, best_key=config.best_metric, output_dir=output_dir, reporter=reporter,
+                   resume_from=resume_from, accelerator=accelerator)
     reporter.artifact(kind="model", name="model", path="model", labels=labels, best_step=state["best_step"])
     return {
         "model_path": "model",
@@ -579,12 +568,17 @@ def _evaluate_preference_model(model: Any, records: Sequence[PreferenceRecord], 
     return {"pairwise_accuracy": correct / total if total else 0.0, "loss": loss_sum / total if total else 0.0, "pairs": float(total)}
 
 
+def _preference_loss(model: Any, batch: dict[str, Any]) -> Any:
+    scores = model(**batch["inputs"]).logits[:, 0].float()
+    return pairwise_loss(scores, batch["preferred"], batch["other"])
+
+
 def run_preference_rm(config: PreferenceRMConfig, *, kind: str, output_dir: Path, reporter: Any,
                       resume_from: Path | None) -> dict:
     """Train R3 (rm_completeness) or the holistic RM (rm_preference); returns the run summary."""
     from transformers import AutoModelForSequenceClassification
 
-    _quiet_transformers()
+    quiet_transformers()
     _check_resume_from(resume_from)
     output_dir = Path(output_dir)
     train_all = read_preference_file(_require_file(config, "train_file"))
@@ -610,20 +604,14 @@ def run_preference_rm(config: PreferenceRMConfig, *, kind: str, output_dir: Path
     model.config.rm_max_length = max_length
     model.config.rm_kind = kind
 
-    def compute_loss(model: Any, batch: dict[str, Any]) -> Any:
-        scores = model(**batch["inputs"]).logits[:, 0].float()
-        return pairwise_loss(scores, batch["preferred"], batch["other"])
-
-    evaluate = None
+    evaluate_fn = None
     if dev:
-        def evaluate(model: Any) -> dict[str, float]:
-            return _evaluate_preference_model(model, dev, tokenizer=tokenizer, max_length=max_length,
-                                              batch_size=config.eval_batch_size)
-
-    loop = _Loop(model=model, tokenizer=tokenizer, train_items=train,
-                 collate=lambda records: collate_preference_batch(records, tokenizer=tokenizer, max_length=max_length),
-                 compute_loss=compute_loss, evaluate=evaluate, best_key="pairwise_accuracy")
-    state = _train(config, loop, output_dir=output_dir, reporter=reporter, resume_from=resume_from, accelerator=accelerator)
+        evaluate_fn = functools.partial(_evaluate_preference_model, records=dev, tokenizer=tokenizer,
+                                        max_length=max_length, batch_size=config.eval_batch_size)
+    state = _train(config, model=model, tokenizer=tokenizer, items=train,
+                   collate=functools.partial(collate_preference_batch, tokenizer=tokenizer, max_length=max_length),
+                   compute_loss=_preference_loss, evaluate_fn=evaluate_fn, best_key="pairwise_accuracy",
+                   output_dir=output_dir, reporter=reporter, resume_from=resume_from, accelerator=accelerator)
 
     mean = std = 0.0
     if accelerator.is_main_process:
