@@ -124,33 +124,56 @@ def worker_log(env) -> str:
     return Path(env["log_path"]).read_text(errors="replace")[-4000:]
 
 
+# A busy 2-core machine can make a tiny run take minutes: the waits below never give up while
+# the worker is visibly working (its log grows, a run beats or reports); they fail only after
+# `stall` seconds without any sign of life, or after a very generous overall cap.
+OVERALL_CAP_S = 3600
+
+
+def _signs_of_life(env) -> tuple:
+    from django.db.models import Max, Sum
+
+    from training.models import RunMetric, TrainingRun
+
+    log = Path(env["log_path"])
+    runs = TrainingRun.objects.aggregate(beat=Max("heartbeat_at"), steps=Sum("progress_step"))
+    return (log.stat().st_size if log.exists() else 0, runs["beat"], runs["steps"], RunMetric.objects.count())
+
+
 def wait_for(env, predicate, *, timeout: float, what: str):
-    """Poll `predicate` until it returns something truthy; fail early if the worker dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll `predicate` until it returns something truthy; fail if the worker dies or shows no sign
+    of life for `timeout` seconds."""
+    started = time.monotonic()
+    last_change, signs = started, None
+    while time.monotonic() - started < OVERALL_CAP_S:
         value = predicate()
         if value:
             return value
         assert env["worker"].poll() is None, f"the worker died:\n{worker_log(env)}"
+        now_signs = _signs_of_life(env)
+        if now_signs != signs:
+            last_change, signs = time.monotonic(), now_signs
+        elif time.monotonic() - last_change > timeout:
+            break
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n--- worker log ---\n{worker_log(env)}")
+    raise AssertionError(f"no sign of life for {timeout} s while waiting for {what}\n--- worker log ---\n{worker_log(env)}")
 
 
 def follow_to_the_end(env, run, *, timeout: float = 240):
-    """Wait for the run to finish; also report whether metric rows were seen while it was running."""
+    """Wait for the run to finish (while it shows signs of life); also report whether metric rows
+    were seen while it was running."""
     from training.models import RunMetric, RunStatus
 
-    seen_while_running = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen = {"while_running": False}
+
+    def finished():
         run.refresh_from_db()
         if run.status == RunStatus.RUNNING and RunMetric.objects.filter(run=run).exists():
-            seen_while_running = True
-        if run.is_finished:
-            return run, seen_while_running
-        assert env["worker"].poll() is None, f"the worker died:\n{worker_log(env)}"
-        time.sleep(0.2)
-    raise AssertionError(f"run {run.pk} did not finish in {timeout} s (status {run.status})\n{worker_log(env)}")
+            seen["while_running"] = True
+        return run.is_finished
+
+    wait_for(env, finished, timeout=timeout, what=f"run {run.pk} to finish")
+    return run, seen["while_running"]
 
 
 def import_policy_inputs(qa_feedback_dir: Path, folder: Path, *, train: int, dev: int, dataset: str = "qa-policy") -> dict[str, list[dict]]:

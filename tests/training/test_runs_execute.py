@@ -24,7 +24,7 @@ def _create(token_rm_file) -> TrainingRun:
     return services.run_create(kind="rm_relevance", preset="tiny", uploads={"train": upload})
 
 
-def _wait_for(predicate, *, timeout: float = 20.0, what: str = "") -> None:
+def _wait_for(predicate, *, timeout: float = 120.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
