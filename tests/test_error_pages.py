@@ -45,7 +45,7 @@ def test_a_missing_run_gets_the_styled_404_in_development_too(researcher_client,
     assert response.status_code == 404
     body = response.content.decode()
     _assert_site_page(body)
-    assert "No training run 987654" in body
+    assert "no training run 987654" in body
 
 
 def test_a_missing_run_answers_htmx_with_the_bare_message(researcher_client):
