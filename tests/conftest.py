@@ -17,6 +17,25 @@ QA_FEEDBACK_DIR = SHARED_DIR / "data" / "qa_feedback"
 TEST_OUTPUT_DIR = Path(os.environ.get("GRANARY_TEST_OUTPUT", REPO_ROOT / "test-output"))
 
 
+def frontend_problem(items, base_dir: Path = REPO_ROOT) -> str | None:
+    """Why the browser tests among `items` cannot run (htmx or Chart.js not installed), or None."""
+    from config.frontend import INSTALL_HINT, missing_frontend_files, missing_frontend_message
+
+    if not any(item.get_closest_marker("browser") for item in items):
+        return None
+    missing = missing_frontend_files(base_dir)
+    return f"{missing_frontend_message(missing)} {INSTALL_HINT}" if missing else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    # After -m/-k deselection: a run without browser tests needs no node_modules. Without this, pages
+    # load without htmx and the browser tests time out with no hint why.
+    problem = frontend_problem(items)
+    if problem:
+        raise pytest.UsageError(f"cannot run the browser tests: {problem}")
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return SHARED_DIR
