@@ -8,7 +8,12 @@ PORT ?= 8000
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: run setup test worker worker-gpu web bench clean
+# pytest-xdist workers for the test targets: one per core by default; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
+# A file's tests stay on one worker, so module-scoped fixtures (a Celery worker, a built file) are made once.
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
+.PHONY: run setup test test-fast worker worker-gpu web bench clean
 
 # Re-install only when the lock files change.
 $(VENV)/.installed: requirements.txt
@@ -47,9 +52,13 @@ worker-gpu: setup
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi
 
-# Command 2: the whole test suite.
+# Command 2: the whole test suite, browser and model-training tests included (what CI runs).
 test: setup /usr/bin/chromium
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(XDIST)
+
+# Everything but the `slow` (training, real Celery workers) and `browser` tests: under a minute.
+test-fast: setup
+	$(VENV)/bin/pytest $(XDIST) -m "not slow and not browser"
 
 # The quick benchmarks; bench_rm_minilm.py and learning_check.py train models and take minutes.
 bench: setup

@@ -3,15 +3,18 @@
 A view raises `annotation.qa.errors.Refused` (or a subclass); this middleware
 answers with the class's status and the message. htmx requests and JSON
 callers get a short text/JSON body their page code shows; full page loads get
-the styled error page.
+the styled error page. A view's `Http404` is answered the same way, so a
+missing run or dataset shows the styled page (with the navigation) in
+development too, where Django would show its technical 404 page; 403.html,
+404.html and 500.html cover what Django's own handlers answer.
 """
 
 from __future__ import annotations
 
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
-from annotation.qa.errors import Refused
+from annotation.qa.errors import NotFound, Refused
 
 
 def refusal_response(request, exc: Refused) -> HttpResponse:
@@ -41,4 +44,6 @@ class RefusedMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, Refused):
             return refusal_response(request, exception)
+        if isinstance(exception, Http404):
+            return refusal_response(request, NotFound(str(exception) or "There is nothing at this address."))
         return None

@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_path, env_str
+from config.frontend import frontend_static_dirs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("GRANARY_VAR_DIR", BASE_DIR / "var")
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "config.apps.GranaryConfig",
     "annotation",
     "training",
 ]
@@ -101,11 +103,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-# Third-party front-end code comes from npm (package.json); serve only the built files.
-for _prefix, _folder in (("vendor/htmx", "htmx.org/dist"), ("vendor/chartjs", "chart.js/dist")):
-    if (BASE_DIR / "node_modules" / _folder).is_dir():
-        STATICFILES_DIRS.append((_prefix, BASE_DIR / "node_modules" / _folder))
+# Third-party front-end code comes from npm (package.json); serve only the built files. A missing
+# package is reported by config.checks (an error in development) and by the tests' conftest.
+STATICFILES_DIRS = [BASE_DIR / "static", *frontend_static_dirs(BASE_DIR)]
 
 MEDIA_ROOT = VAR_DIR / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024

@@ -1,6 +1,7 @@
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 from config.health import check_broker, check_database
@@ -17,3 +18,10 @@ def healthz(request):
 
 def home(request):
     return render(request, "home.html")
+
+
+@login_not_required
+@require_GET
+def favicon(request):
+    """Browsers and tools that ask for /favicon.ico get the SVG icon the pages link to."""
+    return redirect(static("favicon.svg"), permanent=True)

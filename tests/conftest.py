@@ -10,11 +10,36 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # Playwright's sync API runs an event loop; Django must still allow the ORM in live-server tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Under pytest-xdist, share the cores among the workers: torch's threads (and those of the trainers the
+# tests start) would otherwise spin against each other's. Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_threads))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("GRANARY_SHARED_DIR", REPO_ROOT.parent / "shared"))
 QA_FEEDBACK_DIR = SHARED_DIR / "data" / "qa_feedback"
 TEST_OUTPUT_DIR = Path(os.environ.get("GRANARY_TEST_OUTPUT", REPO_ROOT / "test-output"))
+
+
+def frontend_problem(items, base_dir: Path = REPO_ROOT) -> str | None:
+    """Why the browser tests among `items` cannot run (htmx or Chart.js not installed), or None."""
+    from config.frontend import INSTALL_HINT, missing_frontend_files, missing_frontend_message
+
+    if not any(item.get_closest_marker("browser") for item in items):
+        return None
+    missing = missing_frontend_files(base_dir)
+    return f"{missing_frontend_message(missing)} {INSTALL_HINT}" if missing else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    # After -m/-k deselection: a run without browser tests needs no node_modules. Without this, pages
+    # load without htmx and the browser tests time out with no hint why.
+    problem = frontend_problem(items)
+    if problem:
+        raise pytest.UsageError(f"cannot run the browser tests: {problem}")
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,16 @@ def test_it_logs_in_with_a_password(client, make_user):
 
 @pytest.mark.django_db
 def test_it_creates_the_role_groups_in_a_migration():
-    from django.contrib.auth.models import Group
+    # Read the migration rather than the rows it left: a transactional test (live server, Celery worker) run
+    # earlier in the same process, as pytest-xdist may order them, has flushed those.
+    from importlib import import_module
 
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
+
+    assert ("annotation", "0002_roles") in MigrationRecorder(connection).applied_migrations()
+    Group.objects.all().delete()
+    import_module("annotation.migrations.0002_roles").create_roles(apps, None)
     assert set(Group.objects.values_list("name", flat=True)) >= {"annotator", "researcher"}

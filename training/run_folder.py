@@ -15,6 +15,8 @@ LOG_FILE = "log.txt"
 EVENTS_FILE = "events.jsonl"
 CONFIG_FILE = "config.json"
 LOG_TAIL_LINES = 60
+# The checkpoint name every trainer (SFT, reward models, PPO) gives its newest resumable state.
+LAST_CHECKPOINT = "last"
 
 
 def run_output_path(run) -> Path:

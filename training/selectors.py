@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from annotation.qa.errors import NotFound
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
+from training.run_folder import LAST_CHECKPOINT
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -103,6 +104,18 @@ def artifact_path(artifact: Artifact) -> Path | None:
     if not path.is_relative_to(root) or not path.exists():
         return None
     return path
+
+
+def run_checkpoint(*, run_id: int) -> Artifact | None:
+    """The checkpoint a resume of run `run_id` continues from: its "last" one, else the newest it reported
+    that still exists; None when it saved none (a resume of it starts over from the first step)."""
+    newest_first = Artifact.objects.filter(run_id=run_id, kind=Artifact.Kind.CHECKPOINT).order_by("-created_at", "-pk")
+    # Trainers rewrite "last" at every save, while a row's date is when its checkpoint was first reported:
+    # a resumed PPO run that saves more often than it evaluates reports "best" after "last", at an older step.
+    for artifact in sorted(newest_first, key=lambda a: a.name != LAST_CHECKPOINT):
+        if (Path(settings.MODEL_ROOT) / artifact.path).exists():
+            return artifact
+    return None
 
 
 def run_model_path(run: TrainingRun) -> Path | None:

@@ -168,7 +168,7 @@ def runs_reap_stale(*, now: datetime | None = None) -> list[int]:
         error = (
             f"The worker on {run.worker_host or 'an unknown host'} stopped reporting {silent_s} s ago "
             f"(limit {settings.TRAINING_HEARTBEAT_TIMEOUT_S} s); it probably died. "
-            "Resume the run to continue from its last checkpoint."
+            "Resume the run to continue from its last checkpoint (or restart it, if it saved none)."
         )
         # Conditional update: a worker that comes back and finishes the run wins the race.
         updated = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from training import inputs, kinds
+from training import inputs, kinds, selectors
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 from training.run_folder import CONFIG_FILE, EVENTS_FILE, LOG_FILE, run_output_path, tail_lines
 
@@ -45,8 +45,6 @@ ENTRY_MODULE = "training.ml.entry"
 POLL_INTERVAL_S = 0.5
 HEARTBEAT_INTERVAL_S = 3.0
 METRIC_KEY_MAX = RunMetric._meta.get_field("key").max_length
-# The checkpoint name every trainer (SFT, reward models, PPO) gives its newest resumable state.
-LAST_CHECKPOINT = "last"
 
 
 def child_argv(
@@ -214,17 +212,12 @@ def run_cancel_requested(*, run: TrainingRun) -> bool:
 
 
 def run_resume_checkpoint(*, run: TrainingRun) -> Path | None:
-    """The checkpoint of the run this one resumes: its "last" one, else the newest it reported that still exists."""
+    """The checkpoint of the run this one resumes (selectors.run_checkpoint, which the run page's
+    Resume/Restart button also asks), or None: the run starts over."""
     if run.resumed_from_id is None:
         return None
-    newest_first = Artifact.objects.filter(run_id=run.resumed_from_id, kind=Artifact.Kind.CHECKPOINT).order_by("-created_at", "-pk")
-    # Trainers rewrite "last" at every save, while a row's date is when its checkpoint was first reported:
-    # a resumed PPO run that saves more often than it evaluates reports "best" after "last", at an older step.
-    for artifact in sorted(newest_first, key=lambda a: a.name != LAST_CHECKPOINT):
-        path = Path(settings.MODEL_ROOT) / artifact.path
-        if path.exists():
-            return path
-    return None
+    artifact = selectors.run_checkpoint(run_id=run.resumed_from_id)
+    return Path(settings.MODEL_ROOT) / artifact.path if artifact is not None else None
 
 
 def _artifact_size(path: Path) -> int:

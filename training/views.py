@@ -37,7 +37,7 @@ from training.forms import (
 )
 from training.inputs import resolve_config
 from training.ml.configs import ConfigError
-from training.models import TrainingRun
+from training.models import RunStatus, TrainingRun
 from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
@@ -136,7 +136,7 @@ def run_launch(request):
                 else:
                     form.add_error(None, f"{field}: {message}")
         else:
-            messages.success(request, f"Run #{run.pk} ({run.get_kind_display()}) is queued.")
+            # No flash message: the run page's live status says it is queued, and stops saying so once it is not.
             return redirect("training:run_detail", run_id=run.pk)
     context = _launch_context(form, kind, preset, post=request.POST, errors=errors)
     context["has_errors"] = True
@@ -158,9 +158,12 @@ def _config_names(kind: str) -> list[str]:
 
 
 def _detail_context(run: TrainingRun) -> dict:
+    resumable = run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
     return {
         "run": run,
         "kind": kinds.KINDS.get(run.kind),
+        # Resume continues from a saved checkpoint; without one the button says Restart.
+        "checkpoint": selectors.run_checkpoint(run_id=run.pk) if resumable else None,
         "progress_percent": selectors.run_progress_percent(run),
         "eta": selectors.run_eta(run),
         "duration": selectors.run_duration(run),
@@ -184,6 +187,8 @@ def run_detail(request, run_id: int):
         return response
     context["config_items"] = sorted(run.config.items())
     context["resumes"] = list(run.resumes.order_by("pk"))
+    if run.resumed_from_id is not None:
+        context["resumed_checkpoint"] = selectors.run_checkpoint(run_id=run.resumed_from_id)
     return render(request, "training/run_detail.html", context)
 
 
@@ -206,9 +211,9 @@ def run_metrics(request, run_id: int):
 @require_POST
 def run_cancel(request, run_id: int):
     run = selectors.run_get(run_id=run_id)
-    if services.run_cancel(run=run):
-        messages.success(request, f"Run #{run.pk} will stop within a few seconds.")
-    else:
+    # A cancel that took is shown by the run page's live status ("Stopping…", then "Cancelled"), not by a
+    # message that would outlive it.
+    if not services.run_cancel(run=run):
         messages.warning(request, f"Run #{run.pk} had already finished.")
     return redirect("training:run_detail", run_id=run.pk)
 
@@ -218,7 +223,13 @@ def run_cancel(request, run_id: int):
 def run_resume(request, run_id: int):
     run = selectors.run_get(run_id=run_id)
     new = services.run_resume(run=run, user=request.user)
-    messages.success(request, f"Run #{new.pk} continues run #{run.pk}.")
+    checkpoint = selectors.run_checkpoint(run_id=run.pk)
+    if checkpoint is None:
+        messages.info(request, f"Run #{new.pk} restarts run #{run.pk} from the first step: run #{run.pk} saved no checkpoint.")
+    else:
+        step = checkpoint.meta.get("step")
+        where = f"its checkpoint at step {step}" if step else "its last checkpoint"
+        messages.success(request, f"Run #{new.pk} continues run #{run.pk} from {where}.")
     return redirect("training:run_detail", run_id=new.pk)
 
 

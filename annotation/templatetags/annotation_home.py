@@ -24,3 +24,18 @@ def annotation_home_cards(context):
         "is_annotator": is_annotator(user),
         "open_campaigns": open_campaigns,
     }
+
+
+@register.simple_tag(takes_context=True)
+def annotation_start_state(context) -> dict:
+    """What the empty "My work" page can honestly suggest: whether a Start button is shown above it,
+    whether the user is in any open campaign at all, and whether they may be added to one."""
+    user = context["request"].user
+    annotator = is_annotator(user)
+    cards = campaigns_for_annotator(annotator=user, now=timezone.now()) if (annotator or is_researcher(user)) else []
+    return {
+        "startable": any(card.has_work for card in cards),
+        "in_campaigns": bool(cards),
+        # Campaigns list accounts with the annotator role only.
+        "can_be_added": annotator,
+    }

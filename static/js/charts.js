@@ -8,6 +8,14 @@
   var ORDER = ["train", "reward", "eval", "other"];
   var COLOURS = ["#2856d8", "#1f8a4c", "#c0352b", "#b7791f", "#7c3aed", "#0e7490", "#be185d", "#4d7c0f"];
   var POLL_MS = 2000;
+  // A line needs two points: a lone point (an eval chart after one evaluation, every PPO chart at step 1)
+  // is drawn as a dot, and sparse series show their points too.
+  var SPARSE = 12;
+
+  function pointRadius(context) {
+    var count = context.dataset.data.length;
+    return count <= 1 ? 4 : count <= SPARSE ? 2.5 : 0;
+  }
 
   // Learning rates and KL values span many decades; keep axis labels short.
   function tick(value) {
@@ -67,13 +75,13 @@
     var colour = COLOURS[this.count++ % COLOURS.length];
     var chart = new window.Chart(canvas, {
       type: "line",
-      data: { datasets: [{ label: key, data: [], borderColor: colour, backgroundColor: colour, borderWidth: 1.5, pointRadius: 0, tension: 0 }] },
+      data: { datasets: [{ label: key, data: [], borderColor: colour, backgroundColor: colour, borderWidth: 1.5, pointRadius: pointRadius, pointHoverRadius: 4, tension: 0 }] },
       options: {
         animation: false,
         parsing: false,
         maintainAspectRatio: false,
         interaction: { mode: "nearest", intersect: false },
-        scales: { x: { type: "linear", title: { display: true, text: "step" } }, y: { type: "linear", ticks: { callback: tick } } },
+        scales: { x: { type: "linear", ticks: { precision: 0 }, title: { display: true, text: "step" } }, y: { type: "linear", ticks: { callback: tick } } },
         plugins: { legend: { display: false }, title: { display: true, text: key } }
       }
     });

@@ -155,7 +155,7 @@ def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, to
     assert "epoch 1 step 5 loss 0.25" in page
     assert reverse("training:artifact_download", args=[run.pk, run.artifacts.get().pk]) in page
     assert "/tmp/wandb/offline-run-1" in page and "wandb sync" in page
-    assert "<code>learning_rate</code>" in page and "Cancel" in page
+    assert '<code class="setting-name">learning_<wbr>rate</code>' in page and "Cancel run" in page
     assert "reward/kl" in page  # latest values
     # The poll refreshes what the trainer reports after the page was opened, wandb's folder included.
     partial = researcher_client.get(reverse("training:run_detail", args=[run.pk]), **HTMX).content.decode()
@@ -172,7 +172,7 @@ def test_it_stops_the_live_poll_once_the_run_finished(researcher_client, token_r
     assert final.status_code == 286
     body = final.content.decode()
     assert "badge-failed" in body and "killed by SIGKILL" in body and "last words" in body and "every 2s" not in body
-    assert "Resume from the last checkpoint" in body
+    assert "Restart from the first step" in body  # it saved no checkpoint
 
 
 def test_it_serves_metric_points_after_a_given_id(researcher_client, token_rm_file):

@@ -1,11 +1,12 @@
-"""Display helpers for the training pages: durations, metric numbers, segment colours."""
+"""Display helpers for the training pages: durations, metric numbers, segment colours, setting names and help."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 
 register = template.Library()
@@ -82,3 +83,34 @@ def run_duration(run):
     from training.selectors import run_duration as duration_of
 
     return duration_of(run)
+
+
+@register.filter
+def have_rewards(samples) -> bool:
+    """Whether any sample was scored (PPO); SFT's samples carry no reward and are shown as plain text."""
+    for sample in samples or []:
+        if isinstance(getattr(sample, "total_reward", None), (int, float)):
+            return True
+        for segment in getattr(sample, "segments", None) or []:
+            reward = segment.get("reward") if isinstance(segment, dict) else None
+            if isinstance(reward, (int, float)) and not isinstance(reward, bool):
+                return True
+    return False
+
+
+@register.filter
+def break_at_underscores(name) -> str:
+    """A setting name that wraps only after its underscores (`eval_batch_size`, never `eval_batch_s ize`)."""
+    return mark_safe("_<wbr>".join(conditional_escape(part) for part in str(name).split("_")))
+
+
+_BACKTICKED = re.compile(r"`([^`]+)`")
+
+
+@register.filter
+def inline_code(text) -> str:
+    """Help text with `backticked` words shown as code, the rest escaped."""
+    parts = _BACKTICKED.split(str(text or ""))
+    # split() alternates plain text and the backticked groups.
+    return mark_safe("".join(format_html("<code>{}</code>", part) if index % 2 else conditional_escape(part)
+                             for index, part in enumerate(parts)))
