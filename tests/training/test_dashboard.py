@@ -49,7 +49,7 @@ def test_it_lists_runs_and_polls_only_while_one_is_active(researcher_client, tok
     run = _running(token_rm_file)
     supervisor.run_record_event(run=run, event={"event": "progress", "step": 3, "total": 12})
     page = researcher_client.get(reverse("training:run_list")).content.decode()
-    assert "badge-running" in page and "3 / 12" in page and 'style="width: 25%"' in page
+    assert "badge-running" in page and "3 / 12" in page and 'class="pct-25"' in page
     assert 'hx-trigger="every 2s"' in page
     assert "<html" in page
 
@@ -150,8 +150,9 @@ def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, to
     supervisor.run_heartbeat(run=run, log_tail="epoch 1 step 5 loss 0.25")
     page = researcher_client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
     assert "step 5 / 10" in page and 'hx-trigger="every 2s"' in page
-    assert 'style="background-color: rgba(31, 138, 76, 0.43)" title="O +0.300">Him.</span>' in page
-    assert 'style="background-color: rgba(192, 53, 43, 0.70)" title="NF-ERR -0.600"> Not her.</span>' in page
+    # Shaded by the reward's size against the sample's largest: 0.3 of 0.6 is shade 5 of 10.
+    assert '<span class="seg seg-pos shade-5" title="O +0.300">Him.</span>' in page
+    assert '<span class="seg seg-neg shade-10" title="NF-ERR -0.600"> Not her.</span>' in page
     assert "epoch 1 step 5 loss 0.25" in page
     assert reverse("training:artifact_download", args=[run.pk, run.artifacts.get().pk]) in page
     assert "/tmp/wandb/offline-run-1" in page and "wandb sync" in page
