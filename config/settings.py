@@ -194,9 +194,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# celery beat (a `default` worker started with -B) keeps its last-run times here.
+CELERY_BEAT_SCHEDULE_FILENAME = str(env_path("CELERY_BEAT_SCHEDULE_FILENAME", VAR_DIR / "celerybeat-schedule"))
 
-# A run whose worker has not beaten its heart for this long is marked failed.
-TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 120)
+# A run whose worker has not beaten its heart for this long is marked failed by the reaper that celery
+# beat sends to the `default` queue every REAP_INTERVAL_S (config/celery.py); workers beat every 3 s.
+TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 45)
+TRAINING_REAP_INTERVAL_S = env_int("TRAINING_REAP_INTERVAL_S", 15)
 # Celery queue that training runs go to (GPU workers consume it).
 TRAINING_QUEUE = env_str("TRAINING_QUEUE", "gpu")
 # An accelerate config file for the trainer's launch; empty: `accelerate launch --multi_gpu` only when
