@@ -26,6 +26,7 @@ from django.utils import timezone
 from annotation.qa.errors import Conflict
 from config.celery import app as celery_app
 from training import inputs, kinds
+from training.ml.configs import ConfigError
 from training.models import Artifact, RunStatus, TrainingRun
 from training.run_folder import DOWNLOADS, LOG_FILE, ZIP_STALE_S, run_output_path, tail_lines, zip_folder, zip_paths
 
@@ -72,12 +73,13 @@ def run_create(
     """
     kinds.get(kind)  # an unknown kind is refused before anything else
     uploads = {role: f for role, f in (uploads or {}).items() if f}
-    train_split, eval_split = train_split.strip(), eval_split.strip()
+    train_split, eval_split, name = train_split.strip(), eval_split.strip(), name.strip()
+    _check_lengths(name=name, train_split=train_split, eval_split=eval_split)
     inputs.check_sources(kind=kind, dataset=dataset, train_split=train_split, eval_split=eval_split, uploads=uploads)
 
     with transaction.atomic():
         run = TrainingRun.objects.create(
-            name=name.strip(),
+            name=name,
             kind=kind,
             dataset=dataset,
             train_split=train_split if dataset else "",
@@ -101,6 +103,17 @@ def run_create(
         run.save(update_fields=["output_dir", "config"])
         _queue_after_commit(run)
     return run
+
+
+def _check_lengths(**values: str) -> None:
+    """Refuse text longer than its column before the database sees it (PostgreSQL would raise DataError)."""
+    problems = []
+    for field, value in values.items():
+        limit = TrainingRun._meta.get_field(field).max_length
+        if len(value) > limit:
+            problems.append((field, f"is {len(value)} characters long; at most {limit} fit"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def run_cancel(*, run: TrainingRun) -> bool:
