@@ -2,6 +2,10 @@
 
 Chromium comes from the distribution (`apt-get install chromium`), never from
 `playwright install`; the tests are skipped with a reason when it is absent.
+
+Pages run under the site's Content-Security-Policy, which refuses eval: give
+`page.wait_for_function` an arrow function ("() => ..."), never a bare
+expression, which Playwright would eval inside the page.
 """
 
 import os
