@@ -1,8 +1,10 @@
 """Granary settings, read from the environment.
 
-Defaults are for a laptop: an SQLite file and a broker that needs no server,
-both under ./var. Production points DATABASE_URL at PostgreSQL and
-CELERY_BROKER_URL at Redis; nothing else changes.
+Storage defaults are for a laptop: an SQLite file and a broker that needs no
+server, both under ./var. Production points DATABASE_URL at PostgreSQL and
+CELERY_BROKER_URL (and CACHE_URL) at Redis. Safety defaults are for
+production: DEBUG is off unless DEBUG=1 (`make run`, the tests), and then a
+strong SECRET_KEY, ALLOWED_HOSTS and HTTPS are required or on.
 """
 
 import os
