@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -93,7 +94,7 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base)
-        results = _run_clients(base, campaign_id, records, args)
+        results = _run_clients(base, campaign_id, records, args, server_pid=server.pid)
         results["load_before"] = load_before
     finally:
         server.send_signal(signal.SIGTERM)
@@ -209,6 +210,26 @@ def _start_gunicorn(port: int, args, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env})
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children so far (gunicorn's master and workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _wait_until_up(base: str) -> None:
     import requests
 
@@ -225,7 +246,7 @@ def _wait_until_up(base: str) -> None:
 # --- the clients ------------------------------------------------------------------------------
 
 
-def _run_clients(base: str, campaign_id: int, records: list[dict], args) -> dict:
+def _run_clients(base: str, campaign_id: int, records: list[dict], args, *, server_pid: int) -> dict:
     context = multiprocessing.get_context("fork")
     ready = context.Barrier(args.clients + 1)
     queue = context.Queue()
@@ -238,8 +259,10 @@ def _run_clients(base: str, campaign_id: int, records: list[dict], args) -> dict
         proc.start()
     ready.wait()  # every client has logged in
     start_at.value = time.time()
+    server_cpu = _cpu_s(server_pid)
     ready.wait()
     results = [queue.get(timeout=args.duration + 300) for _ in procs]
+    server_cpu = _cpu_s(server_pid) - server_cpu
     for proc in procs:
         proc.join(timeout=30)
     merged: dict = {"timings": defaultdict(list), "acknowledged": 0, "errors": [], "users": [], "elapsed": 0.0, "login_ms": []}
@@ -252,6 +275,8 @@ def _run_clients(base: str, campaign_id: int, records: list[dict], args) -> dict
         merged["elapsed"] = max(merged["elapsed"], result["elapsed"])
         merged["login_ms"].append(result["login_ms"])
     merged["load_after"] = os.getloadavg()
+    merged["server_cpu_s"] = server_cpu
+    merged["client_cpu_s"] = sum(result["cpu_s"] for result in results)
     return merged
 
 
@@ -271,6 +296,7 @@ def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> 
     ready.wait()
     ready.wait()
     deadline = start_at.value + args.duration
+    cpu_at_start = _own_cpu_s()
 
     def timed(kind: str, method: str, url: str, **kwargs):
         t0 = time.perf_counter()
@@ -308,7 +334,7 @@ def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> 
             break
     elapsed = time.time() - start_at.value
     queue.put({"timings": dict(timings), "acknowledged": acknowledged, "errors": errors, "user": user, "elapsed": elapsed,
-               "login_ms": login_ms})
+               "login_ms": login_ms, "cpu_s": _own_cpu_s() - cpu_at_start})
 
 
 def _csrf(html: str) -> str:
@@ -351,6 +377,11 @@ def _report(results: dict, args) -> None:
     print(f"acknowledged submits: {results['acknowledged']} in {results['elapsed']:.1f} s = {rate:.1f} annotations/s "
           f"({rate / LABEL_STUDIO_PER_S:.1f}x Label Studio's {LABEL_STUDIO_PER_S}/s; aim: 10x with p95 under 100 ms)")
     print(f"requests/s: {len(every) / results['elapsed']:.1f}; p95 of all requests {_percentile(every, .95):.1f} ms")
+    per_annotation = 1000 * results["server_cpu_s"] / max(1, results["acknowledged"])
+    cores = os.cpu_count() or 1
+    print(f"CPU while timed: gunicorn {results['server_cpu_s']:.1f} s = {per_annotation:.1f} ms per annotation (so at most "
+          f"{1000 * cores / per_annotation if per_annotation else 0:.0f} annotations/s with all {cores} cores to itself, "
+          f"PostgreSQL not counted); the {args.clients} clients {results['client_cpu_s']:.1f} s")
     if results["errors"]:
         print(f"{len(results['errors'])} error answers, first: {results['errors'][0]}")
 
