@@ -13,7 +13,9 @@ TEST_WORKERS ?= auto
 # A file's tests stay on one worker, so module-scoped fixtures (a Celery worker, a built file) are made once.
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: run setup test test-fast worker worker-gpu web bench clean
+WEB_CONCURRENCY ?= 3
+
+.PHONY: run serve setup test test-fast worker worker-gpu web bench clean
 
 # Re-install only when the lock files change.
 $(VENV)/.installed: requirements.txt
@@ -29,17 +31,33 @@ node_modules/.installed: package.json package-lock.json
 setup: $(VENV)/.installed node_modules/.installed
 
 # Command 1: a fresh machine to a running app with demo data (SQLite + filesystem broker by default).
+# DEBUG=1 for the demo only: development secret key, plain HTTP, static files from the source folders.
+run: export DEBUG = 1
 run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
-	@echo "Starting a Celery worker (queues default,gpu) and the web server at http://$(HOST):$(PORT)/"
+	@echo "Starting Celery workers (default with the beat scheduler; gpu) and the web server at http://$(HOST):$(PORT)/"
 	@trap 'kill 0' EXIT INT TERM; \
-	$(VENV)/bin/celery -A config worker -Q default,gpu -c 1 --pool=solo --loglevel=INFO > var/worker.log 2>&1 & \
+	$(VENV)/bin/celery -A config worker -Q default -B -c 1 --pool=solo -n default@%h --loglevel=INFO > var/worker-default.log 2>&1 & \
+	$(VENV)/bin/celery -A config worker -Q gpu -c 1 --pool=solo -n gpu@%h --loglevel=INFO > var/worker-gpu.log 2>&1 & \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# The production layout on one machine (README "Production"): gunicorn, a `default` worker with the beat
+# scheduler, a `gpu` worker. Needs SECRET_KEY and ALLOWED_HOSTS (DEBUG stays off); TLS ends at a proxy in front.
+serve: setup
+	$(PY) manage.py check --deploy --fail-level WARNING
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	@trap 'kill 0' EXIT INT TERM; \
+	$(VENV)/bin/celery -A config worker -Q default -B -c 2 -n default@%h --loglevel=INFO & \
+	$(VENV)/bin/celery -A config worker -Q gpu -c 1 --pool=solo -n gpu@%h --loglevel=INFO & \
+	$(VENV)/bin/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers $(WEB_CONCURRENCY) --access-logfile -
+
+web: export DEBUG = 1
 web: setup
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# Production: one or more per CPU node; exactly one of them (or a `celery beat`) adds -B for the periodic reaper.
 worker: setup
 	$(VENV)/bin/celery -A config worker -Q default -c 2 --loglevel=INFO
 

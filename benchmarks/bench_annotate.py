@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import statistics
 import sys
 import tempfile
@@ -48,7 +49,9 @@ def main() -> None:
     os.environ["GRANARY_VAR_DIR"] = scratch.name
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    # The test client speaks plain HTTP: no HTTPS redirect.
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     sys.path.insert(0, str(REPO))
 
@@ -67,6 +70,8 @@ def main() -> None:
     from annotation.selectors.annotate import stored_fine_grained
 
     call_command("migrate", verbosity=0)
+    # DEBUG off serves hashed static names from the collected files, as in production.
+    call_command("collectstatic", "--noinput", verbosity=0)
     records = json.loads((DATA / "dev_feedback.json").read_text())[: args.examples]
     name = f"bench-annotate-{os.getpid()}"
     dataset = Dataset.objects.create(name=name)

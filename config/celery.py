@@ -12,6 +12,26 @@ app.conf.task_queues = (Queue("default"), Queue("gpu"))
 app.autodiscover_tasks()
 
 
+def beat_schedule(reap_interval_s: float) -> dict:
+    """Periodic work, sent by celery beat (a `default` worker started with -B, or `celery beat`)."""
+    return {
+        # A GPU node that died stops beating its run's heart; fail the run with no web page involved.
+        "reap-stale-runs": {
+            "task": "training.reap_stale_runs",
+            "schedule": reap_interval_s,
+            # Dropped rather than piled up while no `default` worker is there to take them.
+            "options": {"queue": "default", "expires": reap_interval_s},
+        },
+    }
+
+
+@app.on_after_configure.connect
+def _set_beat_schedule(sender, **kwargs) -> None:
+    from django.conf import settings
+
+    sender.conf.beat_schedule = beat_schedule(settings.TRAINING_REAP_INTERVAL_S)
+
+
 def _ensure_broker_folders() -> None:
     # kombu's filesystem transport expects its folders to exist.
     from django.conf import settings

@@ -1,17 +1,20 @@
 """Granary settings, read from the environment.
 
-Defaults are for a laptop: an SQLite file and a broker that needs no server,
-both under ./var. Production points DATABASE_URL at PostgreSQL and
-CELERY_BROKER_URL at Redis; nothing else changes.
+Storage defaults are for a laptop: an SQLite file and a broker that needs no
+server, both under ./var. Production points DATABASE_URL at PostgreSQL and
+CELERY_BROKER_URL (and CACHE_URL) at Redis. Safety defaults are for
+production: DEBUG is off unless DEBUG=1 (`make run`, the tests), and then a
+strong SECRET_KEY, ALLOWED_HOSTS and HTTPS are required or on.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_path, env_str
+from config.env import env_bool, env_header_pair, env_int, env_list, env_path, env_secret_key, env_str
 from config.frontend import frontend_static_dirs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,12 +22,23 @@ VAR_DIR = env_path("GRANARY_VAR_DIR", BASE_DIR / "var")
 # The SQLite file and the filesystem broker live here; create it so a fresh clone just works.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", "granary-insecure-dev-key" if DEBUG else None)
-if not DEBUG and SECRET_KEY.startswith("granary-insecure"):
-    raise ImproperlyConfigured("SECRET_KEY must be set to a private value when DEBUG is off.")
+# Off unless asked for: `make run` and the test suite set DEBUG=1; production leaves it unset.
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret_key("SECRET_KEY", debug=DEBUG, dev_default="granary-insecure-dev-key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS: on by default when DEBUG is off (TLS ends at a proxy in front of gunicorn), each switchable.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers probe /healthz over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# The proxy in front says which scheme the browser used; it must set (not pass through) this header.
+SECURE_PROXY_SSL_HEADER = env_header_pair("SECURE_PROXY_SSL_HEADER", None if DEBUG else ("HTTP_X_FORWARDED_PROTO", "https"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -33,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_htmx",
     "template_partials",
     "config.apps.GranaryConfig",
@@ -42,6 +57,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from gunicorn, compressed and cached; before everything that reads the session.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -52,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.errors.RefusedMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -89,9 +109,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# A shared cache (Redis) when CACHE_URL is set: sessions are then read from it and written through to
+# the database (one query less per request). Without one, each process has its own memory cache and
+# sessions stay in the database: a per-process cache would keep a logged-out session alive elsewhere.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "granary"}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# django-axes: after AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# locked out for AXES_COOLOFF_MINUTES (the lockout page says so; a right password is refused meanwhile).
+# A successful login before the limit clears the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_CALLABLE = "config.views.locked_out"
+AXES_RESET_ON_SUCCESS = True
+# Failures are recorded; successful logins and logouts are not (one write less per login).
+AXES_DISABLE_ACCESS_LOG = True
+# Quiet start-up: management commands print only their own output.
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -106,6 +147,34 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 # Third-party front-end code comes from npm (package.json); serve only the built files. A missing
 # package is reported by config.checks (an error in development) and by the tests' conftest.
 STATICFILES_DIRS = [BASE_DIR / "static", *frontend_static_dirs(BASE_DIR)]
+
+# whitenoise serves what `collectstatic` gathered, under hashed names cached for a year; DEBUG serves
+# the source folders directly so that `make run` needs no collectstatic.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Content-Security-Policy (config/csp.py): the pages load scripts, styles and data from this site only.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
 
 MEDIA_ROOT = VAR_DIR / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
@@ -135,9 +204,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# celery beat (a `default` worker started with -B) keeps its last-run times here.
+CELERY_BEAT_SCHEDULE_FILENAME = str(env_path("CELERY_BEAT_SCHEDULE_FILENAME", VAR_DIR / "celerybeat-schedule"))
 
-# A run whose worker has not beaten its heart for this long is marked failed.
-TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 120)
+# A run whose worker has not beaten its heart for this long is marked failed by the reaper that celery
+# beat sends to the `default` queue every REAP_INTERVAL_S (config/celery.py); workers beat every 3 s.
+TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 45)
+TRAINING_REAP_INTERVAL_S = env_int("TRAINING_REAP_INTERVAL_S", 15)
 # Celery queue that training runs go to (GPU workers consume it).
 TRAINING_QUEUE = env_str("TRAINING_QUEUE", "gpu")
 # An accelerate config file for the trainer's launch; empty: `accelerate launch --multi_gpu` only when
@@ -149,6 +222,9 @@ TRAINING_CANCEL_GRACE_S = env_int("TRAINING_CANCEL_GRACE_S", 10)
 ANNOTATION_LEASE_MINUTES = env_int("ANNOTATION_LEASE_MINUTES", 30)
 
 WANDB_MODE = env_str("WANDB_MODE", "offline")
+
+# The DEBUG error page and error e-mails mask connection URLs (DATABASE_URL, CELERY_BROKER_URL, ...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.safe_reports.SafeSettingsFilter"
 
 LOGGING = {
     "version": 1,

@@ -12,3 +12,5 @@ urlpatterns = [
     path("annotation/", include("annotation.urls")),
     path("training/", include("training.urls")),
 ]
+
+handler500 = "config.views.server_error"

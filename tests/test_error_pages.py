@@ -79,6 +79,22 @@ def test_the_500_page_renders_when_the_context_processors_fail(settings, researc
     assert "Something went wrong" in body and "Back to the start page" in body
 
 
+@override_settings(ROOT_URLCONF=__name__)
+def test_the_500_page_policy_allows_its_own_inline_styles_and_no_script(researcher):
+    import base64
+    import hashlib
+    import re
+
+    client = Client(raise_request_exception=False)
+    client.force_login(researcher)
+    response = client.get("/boom/")
+    style = re.search(r"<style>(.*?)</style>", response.content.decode(), re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    policy = response["Content-Security-Policy"]
+    assert f"style-src 'sha256-{digest}'" in policy
+    assert "default-src 'none'" in policy and "script" not in policy
+
+
 def test_a_refusal_page_keeps_its_status_and_message(researcher_client):
     response = researcher_client.get("/annotation/datasets/no-such-dataset/")
     assert response.status_code == 404

@@ -37,6 +37,9 @@ _PLACEHOLDER = re.compile(r"\{[a-z0-9_]+\}")
 
 _HUB_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_NAME = re.compile(rf"{_HUB_PART}(/{_HUB_PART})?")
+# File systems refuse longer names (and longer paths); checked before any file-system call sees them.
+NAME_PART_MAX = 255
+MODEL_REF_MAX = 1024
 
 
 class InputError(Refused):
@@ -54,6 +57,14 @@ def resolve_model_ref(value: str, *, model_root: Path) -> str:
         return value
     if not value:
         raise ValueError("name a model: a hub name such as 'allenai/longformer-base-4096' or a folder inside MODEL_ROOT")
+    longest = max(len(part) for part in value.split("/"))
+    if len(value) > MODEL_REF_MAX or longest > NAME_PART_MAX:
+        raise ValueError(
+            f"is too long ({len(value)} characters, {longest} in one part): a hub name or folder has at most "
+            f"{NAME_PART_MAX} characters between slashes and {MODEL_REF_MAX} in all"
+        )
+    if "\0" in value:
+        raise ValueError("contains a NUL character, which no model name or folder can hold")
     root = model_root.resolve()
     path = Path(value).expanduser()
     if path.is_absolute() or value.startswith(("~", ".")) or ".." in path.parts:

@@ -47,6 +47,7 @@ class TrainingRun(models.Model):
     output_dir = models.CharField(max_length=500, blank=True)
     wandb_dir = models.CharField(max_length=500, blank=True)
     wandb_url = models.CharField(max_length=500, blank=True)
+    # A run is resumed at most once (a second Resume returns the first one's run); chains go run by run.
     resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes")
 
     class Meta:
@@ -56,6 +57,7 @@ class TrainingRun(models.Model):
                 condition=Q(progress_total=0) | Q(progress_step__lte=models.F("progress_total")),
                 name="run_progress_within_total",
             ),
+            models.UniqueConstraint(fields=["resumed_from"], name="run_resumed_once"),
         ]
 
     def __str__(self) -> str:

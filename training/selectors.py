@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -12,7 +14,7 @@ from django.utils import timezone
 
 from annotation.qa.errors import NotFound
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
-from training.run_folder import LAST_CHECKPOINT
+from training.run_folder import LAST_CHECKPOINT, ZIP_STALE_S, zip_paths
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -87,7 +89,43 @@ def run_samples(*, run: TrainingRun, limit: int = 12) -> list[RunSample]:
 
 
 def run_artifacts(*, run: TrainingRun) -> list[Artifact]:
-    return list(Artifact.objects.filter(run=run).order_by("kind", "name"))
+    """The run's files, each with `is_folder` set (folders are zipped for download)."""
+    artifacts = list(Artifact.objects.filter(run=run).order_by("kind", "name"))
+    for artifact in artifacts:
+        path = artifact_path(artifact)
+        artifact.is_folder = path is not None and path.is_dir()
+    return artifacts
+
+
+@dataclass(frozen=True)
+class ZipState:
+    """Where the download zip of a folder artifact stands: none, building, ready or failed."""
+
+    status: str
+    path: Path | None = None
+    size_bytes: int = 0
+    built_at: datetime | None = None
+    error: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.path.name if self.path else ""
+
+
+def artifact_zip_state(*, run: TrainingRun, artifact: Artifact) -> ZipState:
+    zip_path, part, error = zip_paths(run, artifact)
+    if part.exists():
+        info = part.stat()
+        if time.time() - info.st_mtime < ZIP_STALE_S:
+            return ZipState("building", size_bytes=info.st_size)
+        return ZipState("failed", error="the worker building the zip stopped; ask again")
+    if error.exists():
+        return ZipState("failed", error=error.read_text(encoding="utf-8", errors="replace")[:2000])
+    if zip_path.exists():
+        info = zip_path.stat()
+        built_at = datetime.fromtimestamp(info.st_mtime, tz=UTC)
+        return ZipState("ready", path=zip_path, size_bytes=info.st_size, built_at=built_at)
+    return ZipState("none")
 
 
 def artifact_get(*, run: TrainingRun, artifact_id: int) -> Artifact:

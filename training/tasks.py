@@ -18,5 +18,11 @@ def run_training(run_id: int) -> None:
 
 @shared_task(name="training.reap_stale_runs")
 def reap_stale_runs() -> list[int]:
-    """Fail running runs whose worker stopped beating its heart (for Celery beat, if one is run)."""
+    """Fail running runs whose worker stopped beating its heart (sent by celery beat every 15 s, config/celery.py)."""
     return services.runs_reap_stale()
+
+
+@shared_task(name=services.ZIP_TASK, queue=services.ZIP_QUEUE)
+def build_artifact_zip(artifact_id: int) -> None:
+    """Zip one folder artifact for download (symbolic links skipped); the page polls for the result."""
+    services.artifact_zip_build(artifact_id=artifact_id)

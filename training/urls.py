@@ -13,4 +13,6 @@ urlpatterns = [
     path("runs/<int:run_id>/resume/", views.run_resume, name="run_resume"),
     path("runs/<int:run_id>/log.txt", views.run_log, name="run_log"),
     path("runs/<int:run_id>/artifacts/<int:artifact_id>/", views.artifact_download, name="artifact_download"),
+    path("runs/<int:run_id>/artifacts/<int:artifact_id>/zip/", views.artifact_zip, name="artifact_zip"),
+    path("runs/<int:run_id>/artifacts/<int:artifact_id>/zip/download/", views.artifact_zip_download, name="artifact_zip_download"),
 ]

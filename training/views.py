@@ -1,9 +1,9 @@
 """Researcher pages for training runs: the runs dashboard, the launch form and the live run page.
 
-Stale runs are reaped at the start of every dashboard request (and of every
-htmx poll): a run whose worker died is marked failed the next time anyone
-looks, with no scheduler needed. `manage.py reap_runs` does the same from cron.
-A refusal (`annotation.qa.errors.Refused`: a missing run, a run that cannot be
+The pages only read: runs whose worker died are failed by the reaper that
+celery beat sends every 15 s (config/celery.py), whether anyone looks or not.
+Folder artifacts are zipped by a `default`-queue task and downloaded once
+built; the zip's page polls until then. A refusal (`annotation.qa.errors.Refused`: a missing run, a run that cannot be
 resumed) leaves the view and becomes a response in `config.errors`; only the
 launch form catches its config's problems, to show each beside its input.
 """
@@ -11,12 +11,10 @@ launch form catches its config's problems, to show each beside its input.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-import zipfile
 from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, HttpResponse, JsonResponse
+from django.http import FileResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -42,14 +40,11 @@ from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
 _FORM_FIELDS = ("kind", "name", "dataset", "train_split", "eval_split", "train_file", "eval_file", "preset", "overrides")
-# Folders are zipped on download; refuse ones too large to zip in a request.
-MAX_ZIP_BYTES = 2 * 1024**3
 
 
 @researcher_required
 @require_GET
 def run_list(request):
-    services.runs_reap_stale()
     context = {"runs": selectors.runs_list(), "polling": selectors.runs_any_active()}
     template = "training/run_list.html#runs-table" if request.htmx else "training/run_list.html"
     return render(request, template, context)
@@ -176,7 +171,6 @@ def _detail_context(run: TrainingRun) -> dict:
 @researcher_required
 @require_GET
 def run_detail(request, run_id: int):
-    services.runs_reap_stale()
     run = selectors.run_get(run_id=run_id)
     context = _detail_context(run)
     if request.htmx:
@@ -222,7 +216,7 @@ def run_cancel(request, run_id: int):
 @require_POST
 def run_resume(request, run_id: int):
     run = selectors.run_get(run_id=run_id)
-    new = services.run_resume(run=run, user=request.user)
+    new = services.run_resume(run=run, user=request.user)  # a second click gets the same run
     checkpoint = selectors.run_checkpoint(run_id=run.pk)
     if checkpoint is None:
         messages.info(request, f"Run #{new.pk} restarts run #{run.pk} from the first step: run #{run.pk} saved no checkpoint.")
@@ -247,24 +241,44 @@ def run_log(request, run_id: int):
 @researcher_required
 @require_GET
 def artifact_download(request, run_id: int, artifact_id: int):
+    """A file as it is; a folder goes to its zip's page (zipped in the background, never in the request)."""
     run = selectors.run_get(run_id=run_id)
     artifact = selectors.artifact_get(run=run, artifact_id=artifact_id)
     path = selectors.artifact_path(artifact)
     if path is None:
         raise NotFound("the file is gone from MODEL_ROOT")
-    if path.is_file():
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    if size > MAX_ZIP_BYTES:
-        return HttpResponse(
-            f"{artifact.name} is {size / 1024**3:.1f} GiB; copy it from {path} on the server instead.",
-            status=413,
-            content_type="text/plain",
-        )
-    # Spooled to disk past 64 MiB, so a large model does not sit in memory.
-    buffer = tempfile.SpooledTemporaryFile(max_size=64 * 1024**2)
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            archive.write(file, arcname=f"{path.name}/{file.relative_to(path)}")
-    buffer.seek(0)
-    return FileResponse(buffer, as_attachment=True, filename=f"run{run.pk}-{artifact.name.replace('/', '_')}.zip")
+    if path.is_dir():
+        return redirect("training:artifact_zip", run_id=run.pk, artifact_id=artifact.pk)
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def artifact_zip(request, run_id: int, artifact_id: int):
+    """GET: where the folder's zip stands (htmx polls while it is built); POST: build it (again)."""
+    run = selectors.run_get(run_id=run_id)
+    artifact = selectors.artifact_get(run=run, artifact_id=artifact_id)
+    path = selectors.artifact_path(artifact)
+    if path is None or not path.is_dir():
+        raise NotFound(f"{artifact.name} is not a folder under MODEL_ROOT")
+    if request.method == "POST":
+        if not services.artifact_zip_request(run=run, artifact=artifact):
+            messages.info(request, f"{artifact.name} is being zipped already.")
+        return redirect("training:artifact_zip", run_id=run.pk, artifact_id=artifact.pk)
+    state = selectors.artifact_zip_state(run=run, artifact=artifact)
+    context = {"run": run, "artifact": artifact, "zip": state}
+    if request.htmx:
+        response = render(request, "training/artifact_zip.html#zip-state", context)
+        return response if state.status == "building" else HttpResponseStopPolling(response.content)
+    return render(request, "training/artifact_zip.html", context)
+
+
+@researcher_required
+@require_GET
+def artifact_zip_download(request, run_id: int, artifact_id: int):
+    run = selectors.run_get(run_id=run_id)
+    artifact = selectors.artifact_get(run=run, artifact_id=artifact_id)
+    state = selectors.artifact_zip_state(run=run, artifact=artifact)
+    if state.status != "ready":
+        raise NotFound(f"the zip of {artifact.name} is not built yet")
+    return FileResponse(open(state.path, "rb"), as_attachment=True, filename=state.filename)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -64,9 +65,37 @@ def load_splitter(name: str | None = None) -> tuple[Any, str]:
     return _load_splitter((name or "").strip() or default_splitter_name())
 
 
+# Pipelines that never run a PyTorch model: the rule-based sentencizer and spaCy's CNN small model.
+_TORCH_FREE = frozenset({AUTO, SENTENCIZER, PREFERRED_MODEL})
+
+
+def _import_spacy(*, without_torch: bool) -> Any:
+    """spaCy, slow to import, so only code that splits pays for it; without torch where torch is not needed.
+
+    spaCy imports thinc, which imports torch if it can (3 of the 4 seconds the
+    import takes) for models that run on PyTorch. For the pipelines in
+    `_TORCH_FREE`, where no one has imported torch yet (a command building
+    reward-model files, a `default` worker), torch is hidden while spaCy loads:
+    a None in sys.modules makes `import torch` fail, thinc records
+    `has_torch = False`, and torch stays importable for everyone afterwards.
+    A process that imported torch first (a trainer) keeps it for thinc too.
+    """
+    if without_torch and "torch" not in sys.modules and "thinc" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+        try:
+            import spacy
+        finally:
+            if sys.modules.get("torch", 0) is None:
+                del sys.modules["torch"]
+        return spacy
+    import spacy
+
+    return spacy
+
+
 @lru_cache(maxsize=8)
 def _load_splitter(name: str) -> tuple[Any, str]:
-    import spacy  # slow to import; only code that splits pays for it
+    spacy = _import_spacy(without_torch=name in _TORCH_FREE)
 
     if name == AUTO:
         try:

@@ -86,13 +86,21 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: dat
                     held.lease_expires_at = _lease_until(now)
                     held.save(update_fields=["lease_expires_at", "updated_at"])
                     return held
-                item_rows = Assignment.objects.filter(campaign=campaign, example_id=item.example_id, kind=item.kind)
-                item_rows.filter(status=AssignmentStatus.LEASED, lease_expires_at__lte=now).update(
-                    status=AssignmentStatus.EXPIRED, updated_at=now
-                )
-                taken = set(
-                    item_rows.filter(status__in=[AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED]).values_list("slot", flat=True)
-                )
+                live = Assignment.objects.filter(
+                    campaign=campaign,
+                    example_id=item.example_id,
+                    kind=item.kind,
+                    status__in=[AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED],
+                ).values_list("pk", "slot", "status", "lease_expires_at")
+                taken, ran_out = set(), []
+                for pk, slot, status, lease_expires_at in live:
+                    if status == AssignmentStatus.LEASED and lease_expires_at is not None and lease_expires_at <= now:
+                        ran_out.append(pk)
+                    else:
+                        taken.add(slot)
+                if ran_out:
+                    # Leases that ran out on this item end here, so that their slots can be reused.
+                    Assignment.objects.filter(pk__in=ran_out).update(status=AssignmentStatus.EXPIRED, updated_at=now)
                 free = [slot for slot in range(campaign.annotators_per_item) if slot not in taken]
                 if not free:
                     continue

@@ -69,10 +69,13 @@ def _lease_until(now):
     return now + timedelta(minutes=settings.ANNOTATION_LEASE_MINUTES)
 
 
-def _check_token(model, *, submit_token: str, owner_filter: dict):
-    """The record a retried submit already stored, or None for a new token."""
+def _check_token_shape(submit_token: str) -> None:
     if not submit_token or len(submit_token) > 64:
         raise InvalidSubmit("The page's submit token is missing; reload the page and submit again.")
+
+
+def _stored_for_token(model, *, submit_token: str, owner_filter: dict):
+    """The record a retried submit already stored, or None; refuses a token that belongs to another annotation."""
     stored = model.objects.filter(submit_token=submit_token).first()
     if stored is None:
         return None
@@ -111,15 +114,13 @@ def _moved_message(locked: Assignment) -> str:
     return _DRAFT_MOVED
 
 
-def _lock_assignment(assignment: Assignment | None, base_draft_version: int | None) -> Assignment | None:
-    if assignment is None:
-        return None
-    locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+def _check_assignment(locked: Assignment | None, base_draft_version: int | None) -> None:
+    if locked is None:
+        return
     if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):
         raise LeaseLost(_lost_message(locked))
     if base_draft_version is not None and locked.draft_version != base_draft_version:
         raise StaleSubmit(_moved_message(locked))
-    return locked
 
 
 def _lost_message(assignment: Assignment) -> str:
@@ -141,37 +142,46 @@ class _Opened:
 def _open_submission(
     model, *, owner: dict, submit_token: str, base_version: int, assignment: Assignment | None, base_draft_version: int | None
 ) -> _Opened:
-    """Inside the caller's transaction: replay a stored submit, or lock the assignment and the owner's row.
+    """Inside the caller's transaction: lock the assignment and the owner's row; a replay if that row holds the token.
 
-    Raises StaleSubmit when the stored row moved on since `base_version`.
+    Two queries. A token stored on another annotation surfaces as an
+    IntegrityError when the row is saved (the token is unique), which
+    `_after_integrity_error` sorts out. Raises StaleSubmit when the stored row
+    moved on since `base_version`, LeaseLost when the item was given away.
     """
-    stored = _check_token(model, submit_token=submit_token, owner_filter=owner)
-    if stored is not None:
-        return _Opened(Submitted(stored, replayed=True))
-    assignment = _lock_assignment(assignment, base_draft_version)
+    locked = Assignment.objects.select_for_update().get(pk=assignment.pk) if assignment is not None else None
     existing = model.objects.select_for_update().filter(**owner).first()
+    if existing is not None and existing.submit_token == submit_token:
+        return _Opened(Submitted(existing, replayed=True))
+    _check_assignment(locked, base_draft_version)
     current = existing.version if existing else 0
     if current != base_version:
         raise StaleSubmit(_stale_message(current, base_version))
-    return _Opened(None, assignment, existing, current)
+    return _Opened(None, locked, existing, current)
 
 
-def _store_submission(record, *, submit_token: str, owner_filter: dict, current: int, base_version: int, now) -> "Submitted | None":
-    """Save a feedback or comparison row as submitted; the stored twin when a concurrent retry won the race."""
+def _mark_submitted(record, *, submit_token: str, now) -> None:
     record.status = FeedbackStatus.SUBMITTED
     record.version += 1
     record.submit_token = submit_token
     record.submitted_at = now
-    try:
-        with transaction.atomic():
-            record.save()
-    except IntegrityError:
-        # A concurrent retry with the same token (or the same annotator's other tab) won the race.
-        stored = _check_token(type(record), submit_token=submit_token, owner_filter=owner_filter)
-        if stored is not None:
-            return Submitted(stored, replayed=True)
-        raise StaleSubmit(_stale_message(current + 1, base_version)) from None
-    return None
+    record.save()
+
+
+def _after_integrity_error(model, error: IntegrityError, *, submit_token: str, owner: dict, base_version: int) -> Submitted:
+    """A concurrent submit won the race (the transaction was rolled back): its replay, or a stale refusal.
+
+    The same token stored by a retry that committed first is a replay; the
+    same annotation stored by another tab is stale; anything else is a real
+    integrity problem and is raised again.
+    """
+    stored = _stored_for_token(model, submit_token=submit_token, owner_filter=owner)
+    if stored is not None:
+        return Submitted(stored, replayed=True)
+    current = model.objects.filter(**owner).values_list("version", flat=True).first()
+    if current is not None and current != base_version:
+        raise StaleSubmit(_stale_message(current, base_version)) from None
+    raise error
 
 
 def feedback_detail_rows(record: FineGrainedFeedback, feedback: dict) -> tuple[list[ErrorSpan], list[MissingInfo]]:
@@ -219,43 +229,40 @@ def fine_grained_feedback_submit(
     """
     now = timezone.now()
     owner = {"response": response.pk, "annotator": annotator.pk}
-    with transaction.atomic():
-        opened = _open_submission(
-            FineGrainedFeedback,
-            owner=owner,
-            submit_token=submit_token,
-            base_version=base_version,
-            assignment=assignment,
-            base_draft_version=base_draft_version,
-        )
-        if opened.replay is not None:
-            return opened.replay
-        assignment, existing, current = opened.assignment, opened.existing, opened.current
+    _check_token_shape(submit_token)
+    try:
+        with transaction.atomic():
+            opened = _open_submission(
+                FineGrainedFeedback,
+                owner=owner,
+                submit_token=submit_token,
+                base_version=base_version,
+                assignment=assignment,
+                base_draft_version=base_draft_version,
+            )
+            if opened.replay is not None:
+                return opened.replay
+            existing = opened.existing
 
-        problems = validate_feedback_block(feedback, prediction=response.text, passages=example_passages(response.example))
-        problems += completeness_problems(feedback)
-        if problems:
-            raise InvalidSubmit("Not submitted: please fix the problems listed.", problems)
+            problems = validate_feedback_block(feedback, prediction=response.text, passages=example_passages(response.example))
+            problems += completeness_problems(feedback)
+            if problems:
+                raise InvalidSubmit("Not submitted: please fix the problems listed.", problems)
 
-        record = existing or FineGrainedFeedback(response=response, annotator=annotator, version=0)
-        record.corrected_prediction = feedback["corrected-prediction"]
-        replay = _store_submission(
-            record,
-            submit_token=submit_token,
-            owner_filter=owner,
-            current=current,
-            base_version=base_version,
-            now=now,
-        )
-        if replay is not None:
-            return replay
-        if existing is not None:
-            record.errors.all().delete()
-            record.missing_info.all().delete()
-        spans, missing = feedback_detail_rows(record, feedback)
-        ErrorSpan.objects.bulk_create(spans)
-        MissingInfo.objects.bulk_create(missing)
-        _finish_assignment(assignment, now=now)
+            record = existing or FineGrainedFeedback(response=response, annotator=annotator, version=0)
+            record.corrected_prediction = feedback["corrected-prediction"]
+            _mark_submitted(record, submit_token=submit_token, now=now)
+            if existing is not None:
+                record.errors.all().delete()
+                record.missing_info.all().delete()
+            spans, missing = feedback_detail_rows(record, feedback)
+            if spans:
+                ErrorSpan.objects.bulk_create(spans)
+            if missing:
+                MissingInfo.objects.bulk_create(missing)
+            _finish_assignment(opened.assignment, now=now)
+    except IntegrityError as exc:
+        return _after_integrity_error(FineGrainedFeedback, exc, submit_token=submit_token, owner=owner, base_version=base_version)
     return Submitted(record, replayed=False)
 
 
@@ -272,39 +279,39 @@ def comparison_submit(
     """Store one annotator's six pairwise answers on one example (qa-feedback `preference` order)."""
     now = timezone.now()
     owner = {"example": example.pk, "annotator": annotator.pk}
-    with transaction.atomic():
-        opened = _open_submission(
-            Comparison,
-            owner=owner,
-            submit_token=submit_token,
-            base_version=base_version,
-            assignment=assignment,
-            base_draft_version=base_draft_version,
-        )
-        if opened.replay is not None:
-            return opened.replay
-        assignment, existing, current = opened.assignment, opened.existing, opened.current
-        problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
-        problems = problems or validate_preference(preference)
-        if not problems and example.responses.filter(number__in=RESPONSES).count() != len(RESPONSES):
-            problems.append(("preference", "this example does not have four responses to compare"))
-        if problems:
-            raise InvalidSubmit("Not submitted: please answer every question.", problems)
+    _check_token_shape(submit_token)
+    try:
+        with transaction.atomic():
+            opened = _open_submission(
+                Comparison,
+                owner=owner,
+                submit_token=submit_token,
+                base_version=base_version,
+                assignment=assignment,
+                base_draft_version=base_draft_version,
+            )
+            if opened.replay is not None:
+                return opened.replay
+            problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
+            problems = problems or validate_preference(preference)
+            if not problems and not _has_all_responses(example):
+                problems.append(("preference", "this example does not have four responses to compare"))
+            if problems:
+                raise InvalidSubmit("Not submitted: please answer every question.", problems)
 
-        record = existing or Comparison(example=example, annotator=annotator, version=0)
-        record.preference = list(preference)
-        replay = _store_submission(
-            record,
-            submit_token=submit_token,
-            owner_filter=owner,
-            current=current,
-            base_version=base_version,
-            now=now,
-        )
-        if replay is not None:
-            return replay
-        _finish_assignment(assignment, now=now)
+            record = opened.existing or Comparison(example=example, annotator=annotator, version=0)
+            record.preference = list(preference)
+            _mark_submitted(record, submit_token=submit_token, now=now)
+            _finish_assignment(opened.assignment, now=now)
+    except IntegrityError as exc:
+        return _after_integrity_error(Comparison, exc, submit_token=submit_token, owner=owner, base_version=base_version)
     return Submitted(record, replayed=False)
+
+
+def _has_all_responses(example: Example) -> bool:
+    """Responses 1-4 are there (read from the page's prefetched responses when it has them)."""
+    numbers = {response.number for response in example.responses.all()}
+    return numbers >= set(RESPONSES)
 
 
 def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_version: int) -> Assignment:

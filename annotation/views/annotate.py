@@ -128,13 +128,20 @@ def _describe_field(field: str) -> str:
 # --- fine-grained feedback -------------------------------------------------------------
 
 
-def _fine_grained_state(assignment: Assignment, annotator):
+def _fine_grained_state(assignment: Assignment, annotator, *, draft_only: bool = False):
+    """The response, the annotator's stored feedback and the page's state (the draft, else the stored feedback).
+
+    `draft_only`: the caller needs only the state, so the stored feedback is
+    read only when there is no draft (a submit: one to three queries fewer).
+    """
     example = assignment.example
     response = response_of(example, FINE_GRAINED_RESPONSE_NUMBER)
     if response is None:
         raise Http404("This example has no response 1 to annotate.")
-    stored = stored_fine_grained(response=response, annotator=annotator)
     draft = assignment.draft if assignment.draft.get("errors") is not None else None
+    if draft is not None and draft_only:
+        return response, None, draft
+    stored = stored_fine_grained(response=response, annotator=annotator)
     if draft is None:
         draft = stored.feedback if stored else drafts.empty_fine_grained(response.text)
     return response, stored, draft
@@ -248,13 +255,15 @@ def _fine_grained_page(request, assignment, *, status: int = 200, **extra) -> Ht
 # --- comparison ------------------------------------------------------------------------
 
 
-def _comparison_state(assignment: Assignment, annotator):
+def _comparison_state(assignment: Assignment, annotator, *, draft_only: bool = False):
     example = assignment.example
     responses = [response_of(example, number) for number in RESPONSES]
     if any(r is None for r in responses):
         raise Http404("This example does not have four responses to compare.")
-    stored = stored_comparison(example=example, annotator=annotator)
     draft = assignment.draft if isinstance(assignment.draft.get("preference"), list) else None
+    if draft is not None and draft_only:
+        return responses, None, draft
+    stored = stored_comparison(example=example, annotator=annotator)
     if draft is None:
         draft = {"preference": list(stored.preference)} if stored else drafts.empty_comparison()
     return responses, stored, draft
@@ -463,7 +472,8 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
     refusal: drafts.DraftError | None = None
     notice = focus_index = inverse = None
     if assignment.kind == AssignmentKind.FINE_GRAINED:
-        response, stored, state = _fine_grained_state(assignment, request.user)
+        # The partials it answers with show no stored version, so a draft in progress is all it reads.
+        response, stored, state = _fine_grained_state(assignment, request.user, draft_only=True)
         _sync_fine_grained_text(state, request.POST)
         passages = example_passages(assignment.example)
         before = copy.deepcopy(state["errors"])
@@ -475,7 +485,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             # Shown inside the page's own message region, with the refusal's status.
             refusal = exc
     else:
-        responses, stored, state = _comparison_state(assignment, request.user)
+        responses, stored, state = _comparison_state(assignment, request.user, draft_only=True)
         _sync_comparison(state, request.POST)
     try:
         saved = assignment_draft_save(assignment=assignment, draft=state, base_draft_version=base_draft_version)
@@ -533,7 +543,7 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
     token = request.POST.get("submit_token", "")
     try:
         if assignment.kind == AssignmentKind.FINE_GRAINED:
-            response, _stored, state = _fine_grained_state(assignment, request.user)
+            response, _stored, state = _fine_grained_state(assignment, request.user, draft_only=True)
             _sync_fine_grained_text(state, request.POST)
             result = fine_grained_feedback_submit(
                 response=response,
@@ -545,7 +555,7 @@ def submit(request: HttpRequest, pk: int) -> HttpResponse:
                 base_draft_version=base_draft_version,
             )
         else:
-            _responses, _stored, state = _comparison_state(assignment, request.user)
+            _responses, _stored, state = _comparison_state(assignment, request.user, draft_only=True)
             _sync_comparison(state, request.POST)
             result = comparison_submit(
                 example=assignment.example,

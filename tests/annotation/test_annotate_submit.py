@@ -217,3 +217,28 @@ def test_it_renews_the_lease_when_a_draft_is_saved(item):
     assignment.save()
     saved = assignment_draft_save(assignment=assignment, draft=feedback(), base_draft_version=0)
     assert saved.lease_expires_at > timezone.now() + timedelta(minutes=5)
+
+
+def _race_lost(monkeypatch):
+    """Make the submit read the annotator's row as if a concurrent request had not committed it yet."""
+    from annotation.services import feedback as service
+
+    monkeypatch.setattr(service, "_open_submission", lambda model, **kwargs: service._Opened(None, None, None, 0))
+
+
+def test_a_retry_that_loses_the_race_to_its_twin_returns_the_twins_annotation(item, annotator, monkeypatch):
+    assignment, response = item
+    first = fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback(), submit_token="t1", base_version=0)
+    _race_lost(monkeypatch)
+    again = fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback(), submit_token="t1", base_version=0)
+    assert again.replayed and again.record.pk == first.record.pk
+    assert FineGrainedFeedback.objects.count() == 1
+
+
+def test_a_submit_that_loses_the_race_to_another_tab_is_stale(item, annotator, monkeypatch):
+    assignment, response = item
+    fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback(), submit_token="t1", base_version=0)
+    _race_lost(monkeypatch)
+    with pytest.raises(StaleSubmit, match="it is at version 1, this page has version 0"):
+        fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback(), submit_token="t2", base_version=0)
+    assert FineGrainedFeedback.objects.get().submit_token == "t1"

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from annotation.models import Campaign, Example
 from annotation.roles import is_annotator, is_researcher
@@ -14,6 +15,11 @@ from annotation.selectors.datasets import feedback_records_for, input_records_fo
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 
 pytestmark = pytest.mark.django_db
+
+
+def _log_in(username: str, password: str):
+    # django-axes (login throttling) needs the request that tries to log in.
+    return authenticate(RequestFactory().post("/accounts/login/"), username=username, password=password)
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +39,7 @@ def test_it_creates_the_demo_accounts_with_printed_passwords():
     User = get_user_model()
     for username in ("admin", "researcher", "annotator", "annotator2"):
         assert f"  {username:<12} granary-demo" in output
-        assert authenticate(username=username, password="granary-demo") == User.objects.get(username=username)
+        assert _log_in(username, "granary-demo") == User.objects.get(username=username)
     assert User.objects.get(username="admin").is_superuser
     assert is_researcher(User.objects.get(username="researcher"))
     assert is_annotator(User.objects.get(username="annotator")) and is_annotator(
@@ -75,4 +81,4 @@ def test_it_changes_nothing_when_run_again():
     assert (User.objects.count(), Example.objects.count(), Campaign.objects.count()) == before
     assert "already imported" in output and "Demo campaign already exists." in output
     assert "researcher   (existing account, password unchanged)" in output
-    assert authenticate(username="researcher", password="changed-by-hand") is not None
+    assert _log_in("researcher", "changed-by-hand") is not None

@@ -2,6 +2,10 @@
 
 Chromium comes from the distribution (`apt-get install chromium`), never from
 `playwright install`; the tests are skipped with a reason when it is absent.
+
+Pages run under the site's Content-Security-Policy, which refuses eval: give
+`page.wait_for_function` an arrow function ("() => ..."), never a bare
+expression, which Playwright would eval inside the page.
 """
 
 import os
@@ -14,6 +18,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "pw-for-browser-1"
+CSP_REPORTER = """document.addEventListener('securitypolicyviolation', (e) =>
+  console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile + ':' + e.lineNumber));"""
 
 
 @pytest.fixture(scope="session")
@@ -32,23 +38,32 @@ def browser():
 def new_page(browser, live_server, transactional_db):
     """Open pages on the live server; each call is a fresh browser context (its own cookies).
 
-    A JavaScript error on any page fails the test.
+    A JavaScript error or a Content-Security-Policy violation on any page fails the test.
     """
     contexts = []
     errors: list[str] = []
+    violations: list[str] = []
+
+    def _on_console(page, message) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("CSP violation"):
+            violations.append(f"{page.url}: {message.text}")
 
     def _open(viewport: dict | None = None):
         context = browser.new_context(viewport=viewport or DESKTOP, base_url=live_server.url)
         context.set_default_timeout(10_000)
+        # Init scripts run outside the page's policy; report each violation on the console.
+        context.add_init_script(CSP_REPORTER)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+        page.on("console", lambda message: _on_console(page, message))
         return page
 
     yield _open
     for context in contexts:
         context.close()
     assert not errors, "JavaScript errors:\n" + "\n".join(errors)
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 @pytest.fixture

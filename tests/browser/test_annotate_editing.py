@@ -159,8 +159,9 @@ def test_a_tab_left_behind_says_once_that_the_item_was_submitted_elsewhere(new_p
     second.get_by_label("Corrected response").fill("Written in the second tab.")
     second.locator("#draft-problems .problems").wait_for()
     second.get_by_role("button", name="Submit").click()
-    second.wait_for_function("document.querySelector('#fg-submit') && !document.querySelector('#fg-submit').disabled")
-    second.wait_for_function("document.body.dataset.js === 'ready' && !document.querySelector('.htmx-request')")
+    # Arrow functions: a bare expression would be eval'ed in the page, which its Content-Security-Policy refuses.
+    second.wait_for_function("() => document.querySelector('#fg-submit') && !document.querySelector('#fg-submit').disabled")
+    second.wait_for_function("() => document.body.dataset.js === 'ready' && !document.querySelector('.htmx-request')")
     problems = second.locator(".problems")
     assert problems.count() == 1
     text = problems.inner_text()

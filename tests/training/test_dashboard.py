@@ -2,8 +2,6 @@
 
 import io
 import json
-import zipfile
-from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -49,7 +47,7 @@ def test_it_lists_runs_and_polls_only_while_one_is_active(researcher_client, tok
     run = _running(token_rm_file)
     supervisor.run_record_event(run=run, event={"event": "progress", "step": 3, "total": 12})
     page = researcher_client.get(reverse("training:run_list")).content.decode()
-    assert "badge-running" in page and "3 / 12" in page and 'style="width: 25%"' in page
+    assert "badge-running" in page and "3 / 12" in page and 'class="pct-25"' in page
     assert 'hx-trigger="every 2s"' in page
     assert "<html" in page
 
@@ -59,15 +57,6 @@ def test_it_lists_runs_and_polls_only_while_one_is_active(researcher_client, tok
     supervisor.run_finish(run=run, status=RunStatus.SUCCEEDED)
     partial = researcher_client.get(reverse("training:run_list"), **HTMX).content.decode()
     assert "badge-succeeded" in partial and "every 2s" not in partial
-
-
-def test_it_marks_dead_workers_runs_failed_when_the_dashboard_looks(researcher_client, token_rm_file, settings):
-    run = _running(token_rm_file)
-    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_S + 5))
-    page = researcher_client.get(reverse("training:run_list")).content.decode()
-    assert "badge-failed" in page
-    run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "stopped reporting" in run.error
 
 
 def test_it_shows_the_presets_values_in_the_launch_form(researcher_client):
@@ -150,8 +139,9 @@ def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, to
     supervisor.run_heartbeat(run=run, log_tail="epoch 1 step 5 loss 0.25")
     page = researcher_client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
     assert "step 5 / 10" in page and 'hx-trigger="every 2s"' in page
-    assert 'style="background-color: rgba(31, 138, 76, 0.43)" title="O +0.300">Him.</span>' in page
-    assert 'style="background-color: rgba(192, 53, 43, 0.70)" title="NF-ERR -0.600"> Not her.</span>' in page
+    # Shaded by the reward's size against the sample's largest: 0.3 of 0.6 is shade 5 of 10.
+    assert '<span class="seg seg-pos shade-5" title="O +0.300">Him.</span>' in page
+    assert '<span class="seg seg-neg shade-10" title="NF-ERR -0.600"> Not her.</span>' in page
     assert "epoch 1 step 5 loss 0.25" in page
     assert reverse("training:artifact_download", args=[run.pk, run.artifacts.get().pk]) in page
     assert "/tmp/wandb/offline-run-1" in page and "wandb sync" in page
@@ -213,9 +203,9 @@ def test_it_downloads_files_and_zips_folders(researcher_client, token_rm_file):
     model, metrics = run.artifacts.get(name="model"), run.artifacts.get(name="metrics")
     response = researcher_client.get(reverse("training:artifact_download", args=[run.pk, metrics.pk]))
     assert b"".join(response.streaming_content) == b"{}"
-    response = researcher_client.get(reverse("training:artifact_download", args=[run.pk, model.pk]))
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
-    assert archive.read("model/config.json") == b'{"a": 1}'
+    # A folder is never zipped inside the request: its download goes to the zip's page.
+    zip_page = reverse("training:artifact_zip", args=[run.pk, model.pk])
+    assert researcher_client.get(reverse("training:artifact_download", args=[run.pk, model.pk]))["Location"] == zip_page
     other = _running(token_rm_file)
     assert researcher_client.get(reverse("training:artifact_download", args=[other.pk, model.pk])).status_code == 404
 

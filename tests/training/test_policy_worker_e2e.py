@@ -20,7 +20,6 @@ from django.urls import reverse
 
 from tests.training.run_fixtures import e2e_env, follow_to_the_end, import_policy_inputs, launch_run, wait_for  # noqa: F401
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
-from training.templatetags.training_extras import NEGATIVE_RGB, POSITIVE_RGB
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -235,5 +234,5 @@ def test_the_page_of_a_finished_ppo_run_shows_metric_groups_and_reward_coloured_
     positive = sum(1 for s in segments if s["reward"] > 0)
     negative = sum(1 for s in segments if s["reward"] < 0)
     assert positive and negative, f"expected rewarded and penalised segments, got {segments}"
-    assert page.count(f'class="seg seg-pos" style="background-color: rgba({POSITIVE_RGB},') == positive
-    assert page.count(f'class="seg seg-neg" style="background-color: rgba({NEGATIVE_RGB},') == negative
+    assert page.count('class="seg seg-pos shade-') == positive
+    assert page.count('class="seg seg-neg shade-') == negative

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -11,8 +12,6 @@ from django.utils.safestring import mark_safe
 
 register = template.Library()
 
-POSITIVE_RGB = "31, 138, 76"
-NEGATIVE_RGB = "192, 53, 43"
 
 
 @register.filter
@@ -38,13 +37,19 @@ def metric(value) -> str:
     return f"{value:.4g}"
 
 
+SHADES = 10
+
+
 def segment_shade(reward, scale: float) -> str:
-    """Background for a segment: green for positive reward, red for negative, stronger with magnitude."""
+    """The class of a segment's background, `shade-1` (faint) to `shade-10`, stronger with the reward's magnitude.
+
+    training.css colours `.seg-pos` green and `.seg-neg` red at ten strengths
+    (classes, because the Content-Security-Policy allows no `style=""`).
+    """
     if not isinstance(reward, (int, float)) or isinstance(reward, bool) or reward == 0 or scale <= 0:
         return ""
-    alpha = 0.15 + 0.55 * min(1.0, abs(reward) / scale)
-    rgb = POSITIVE_RGB if reward > 0 else NEGATIVE_RGB
-    return f"background-color: rgba({rgb}, {alpha:.2f})"
+    level = max(1, math.ceil(SHADES * min(1.0, abs(reward) / scale)))
+    return f"shade-{level}"
 
 
 @register.simple_tag
@@ -60,7 +65,7 @@ def sample_segments(segments) -> str:
         title = f"{segment.get('label', '')} {reward:+.3f}" if isinstance(reward, (int, float)) else str(segment.get("label", ""))
         parts.append(
             format_html(
-                '<span class="seg seg-{}" style="{}" title="{}">{}</span>',
+                '<span class="seg seg-{} {}" title="{}">{}</span>',
                 sign,
                 segment_shade(reward, scale),
                 title.strip(),

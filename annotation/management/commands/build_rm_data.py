@@ -10,6 +10,8 @@ from annotation.services.rm_files import rm_data_build
 
 
 class Command(BaseCommand):
+    # A data command: the system checks (URLs, templates, admin) would import every view for nothing.
+    requires_system_checks = []
     help = (
         "Build the reward-model training files of one dataset split: OUT/NF-ERR_subsentence/SPLIT.json, "
         "OUT/F-ERR_sentence/SPLIT.json, OUT/COMP_sequence/SPLIT.json, OUT/preference_pairs/SPLIT.jsonl (TRL "

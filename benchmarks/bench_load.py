@@ -1,0 +1,403 @@
+"""Load: annotators working at once against gunicorn + PostgreSQL, each doing what the annotation page does.
+
+    .venv/bin/python benchmarks/bench_load.py [--clients 20] [--duration 30]
+        [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
+
+Builds a scratch PostgreSQL database (its name must contain "bench"; it is
+dropped and created again, and dropped at the end unless --keep), loads the
+500 dev examples of the shared dev_feedback.json (repeated to --examples),
+creates one campaign (fine-grained feedback and comparison, --per-item
+annotators per item) and --clients annotators, collects the static files and
+starts gunicorn on 127.0.0.1 (production settings, DEBUG off; plain HTTP on
+the loopback, so the HTTPS redirect and secure cookies are switched off).
+
+Each client is its own process and its own user. It logs in through the
+login form (not timed), then, until --duration seconds have passed: opens its
+next item (GET), makes one draft edit the way the page's htmx does (a span
+from the shared file's feedback plus the correction text; the six answers of
+a comparison), and submits; the submit's HX-Redirect is the next item. Only
+127.0.0.1 is contacted; the number of requests is bounded by --duration and
+--max-per-client.
+
+Prints requests per kind with p50/p95/p99 milliseconds, acknowledged submits
+per second, the machine's load average, and checks that the annotations
+stored in the database equal the submits the server acknowledged.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import resource
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "data" / "qa_feedback"
+VENV_BIN = Path(sys.executable).parent
+PASSWORD = "bench-load-password-1"
+LABEL_STUDIO_PER_S = 8.6  # annotations per second measured for Label Studio on this machine (issue 9)
+HTMX = {"HX-Request": "true"}
+ANSWERS = {1: "first", 2: "second", 0: "equal"}
+# Span types a page can add without a further step (an explanation or a cited sentence).
+PLAIN_TYPES = {"Irrelevant", "Incoherent", "Unverifiable"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load after every client has logged in")
+    parser.add_argument("--max-per-client", type=int, default=2000, help="annotations at most per client")
+    parser.add_argument("--examples", type=int, default=1000)
+    parser.add_argument("--per-item", type=int, default=2, help="annotators per campaign item")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread when above 1)")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/granary_bench_prod")
+    parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14",
+                        help="CACHE_URL for the server (sessions read from it); empty: sessions from the database only")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+
+    database = urlsplit(args.database_url).path.lstrip("/")
+    if "bench" not in database:
+        raise SystemExit(f"refusing to drop and create {database!r}: the scratch database's name must contain 'bench'")
+    scratch = tempfile.TemporaryDirectory(prefix="granary-bench-load-")
+    env = _server_env(args.database_url, Path(scratch.name), args.cache_url)
+    os.environ.update(env)
+    sys.path.insert(0, str(REPO))
+    _recreate_database(args.database_url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)
+    campaign_id, records = _load_data(args)
+    connections.close_all()
+
+    load_before = os.getloadavg()
+    port = _free_port()
+    server = _start_gunicorn(port, args, env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(base)
+        results = _run_clients(base, campaign_id, records, args, server_pid=server.pid)
+        results["load_before"] = load_before
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    _report(results, args)
+    ok = _check_rows(results)
+    connections.close_all()
+    if not args.keep:
+        _drop_database(args.database_url)
+        _clear_cache(args.cache_url)
+    if not ok:
+        raise SystemExit("the annotations stored differ from the submits acknowledged")
+
+
+def _server_env(database_url: str, var_dir: Path, cache_url: str) -> dict[str, str]:
+    return {
+        "CACHE_URL": cache_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "GRANARY_VAR_DIR": str(var_dir),
+        "CELERY_BROKER_URL": "filesystem://",
+        # Plain HTTP on the loopback: no TLS proxy in front.
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "SECURE_HSTS_SECONDS": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _admin_connection(database_url: str):
+    import psycopg
+
+    parts = urlsplit(database_url)
+    return psycopg.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres", password=parts.password,
+        dbname="postgres", autocommit=True,
+    )
+
+
+def _recreate_database(database_url: str) -> None:
+    name = urlsplit(database_url).path.lstrip("/")
+    with _admin_connection(database_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop_database(database_url: str) -> None:
+    name = urlsplit(database_url).path.lstrip("/")
+    with _admin_connection(database_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _clear_cache(cache_url: str) -> None:
+    """Remove the sessions the run left in its cache (only Granary's keys)."""
+    if cache_url:
+        import redis
+
+        client = redis.Redis.from_url(cache_url)
+        for key in client.scan_iter("granary:*"):
+            client.delete(key)
+
+
+def _load_data(args) -> tuple[int, list[dict]]:
+    from django.contrib.auth.models import Group, User
+
+    from annotation.models import Campaign, Dataset, Example, Passage, Response
+
+    records = json.loads((DATA / "dev_feedback.json").read_text())
+    dataset = Dataset.objects.create(name="bench-load")
+    examples = Example.objects.bulk_create(
+        Example(dataset=dataset, split="dev", position=i, question=f"{records[i % len(records)]['question']} [{i}]",
+                gold=records[i % len(records)]["gold"])
+        for i in range(args.examples)
+    )
+    Passage.objects.bulk_create(
+        Passage(example=example, number=n, title=p[0], sentences=p[1:])
+        for example in examples
+        for n, p in enumerate(records[example.position % len(records)]["passages"], start=1)
+    )
+    Response.objects.bulk_create(
+        Response(example=example, number=n, text=records[example.position % len(records)][f"prediction {n}"])
+        for example in examples
+        for n in range(1, 5)
+    )
+    group = Group.objects.get_or_create(name="annotator")[0]
+    users = []
+    for i in range(args.clients):
+        user = User.objects.create_user(f"bench-annotator-{i:02d}", password=PASSWORD)
+        user.groups.add(group)
+        users.append(user)
+    campaign = Campaign.objects.create(name="bench-load", dataset=dataset, split="dev", task="both", annotators_per_item=args.per_item)
+    campaign.annotators.set(users)
+    return campaign.pk, records
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_gunicorn(port: int, args, env: dict[str, str]) -> subprocess.Popen:
+    command = [
+        str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+        "--log-level", "warning",
+    ]
+    if args.threads > 1:
+        command += ["--worker-class", "gthread", "--threads", str(args.threads)]
+    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env})
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children so far (gunicorn's master and workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wait_until_up(base: str) -> None:
+    import requests
+
+    for _ in range(120):
+        try:
+            if requests.get(f"{base}/healthz", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("gunicorn did not answer /healthz within a minute")
+
+
+# --- the clients ------------------------------------------------------------------------------
+
+
+def _run_clients(base: str, campaign_id: int, records: list[dict], args, *, server_pid: int) -> dict:
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(args.clients + 1)
+    queue = context.Queue()
+    start_at = context.Value("d", 0.0)
+    procs = [
+        context.Process(target=_client, args=(i, base, campaign_id, records, args, ready, start_at, queue))
+        for i in range(args.clients)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait()  # every client has logged in
+    start_at.value = time.time()
+    server_cpu = _cpu_s(server_pid)
+    ready.wait()
+    results = [queue.get(timeout=args.duration + 300) for _ in procs]
+    server_cpu = _cpu_s(server_pid) - server_cpu
+    for proc in procs:
+        proc.join(timeout=30)
+    merged: dict = {"timings": defaultdict(list), "acknowledged": 0, "errors": [], "users": [], "elapsed": 0.0, "login_ms": []}
+    for result in results:
+        for kind, values in result["timings"].items():
+            merged["timings"][kind].extend(values)
+        merged["acknowledged"] += result["acknowledged"]
+        merged["errors"] += result["errors"]
+        merged["users"].append(result["user"])
+        merged["elapsed"] = max(merged["elapsed"], result["elapsed"])
+        merged["login_ms"].append(result["login_ms"])
+    merged["load_after"] = os.getloadavg()
+    merged["server_cpu_s"] = server_cpu
+    merged["client_cpu_s"] = sum(result["cpu_s"] for result in results)
+    return merged
+
+
+def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> None:
+    import requests
+
+    session = requests.Session()
+    user = f"bench-annotator-{index:02d}"
+    timings: dict[str, list[float]] = defaultdict(list)
+    errors: list[str] = []
+    began = time.perf_counter()
+    page = session.get(f"{base}/accounts/login/")
+    session.post(f"{base}/accounts/login/", data={"username": user, "password": PASSWORD, "csrfmiddlewaretoken": _csrf(page.text)},
+                 allow_redirects=False)
+    login_ms = (time.perf_counter() - began) * 1000
+    headers = {**HTMX, "X-CSRFToken": session.cookies.get("csrftoken", "")}
+    ready.wait()
+    ready.wait()
+    deadline = start_at.value + args.duration
+    cpu_at_start = _own_cpu_s()
+
+    def timed(kind: str, method: str, url: str, **kwargs):
+        t0 = time.perf_counter()
+        response = session.request(method, url, allow_redirects=False, timeout=60, **kwargs)
+        timings[kind].append((time.perf_counter() - t0) * 1000)
+        if response.status_code >= 400:
+            errors.append(f"{kind} {url} -> {response.status_code}: {response.text[:200]}")
+        return response
+
+    acknowledged = 0
+    url = timed("start", "POST", f"{base}/annotation/campaigns/{campaign_id}/start/", headers=headers).headers.get("Location", "")
+    while time.time() < deadline and acknowledged < args.max_per_client and "/annotation/work/" in url and len(errors) < 5:
+        item = base + url if url.startswith("/") else url
+        html = timed("open item", "GET", item).text
+        fields = {name: _hidden(html, name) for name in ("version", "submit_token", "draft_version")}
+        position = int(re.search(r"· example (\d+)", html).group(1)) - 1
+        record = records[position % len(records)]
+        if 'id="fg-form"' in html:
+            feedback = record["feedback"]
+            edit = {"corrected-prediction": feedback["corrected-prediction"], "draft_version": fields["draft_version"]}
+            span = next((e for e in feedback["errors"] if e["error type"] in PLAIN_TYPES), None)
+            if span:
+                edit.update(op="add_span", start=span["start"], end=span["end"], type=span["error type"])
+            answer = {"corrected-prediction": feedback["corrected-prediction"]}
+        else:
+            answer = {f"pair-{i}": ANSWERS[v] for i, v in enumerate(record["preference"])}
+            edit = {**answer, "draft_version": fields["draft_version"]}
+        timed("draft edit", "POST", item + "draft/", data=edit, headers=headers)
+        fields["draft_version"] = str(int(fields["draft_version"]) + 1)
+        response = timed("submit", "POST", item + "submit/", data={**fields, **answer}, headers=headers)
+        if response.status_code == 200 and response.headers.get("HX-Redirect"):
+            acknowledged += 1
+            url = response.headers["HX-Redirect"]
+        else:
+            break
+    elapsed = time.time() - start_at.value
+    queue.put({"timings": dict(timings), "acknowledged": acknowledged, "errors": errors, "user": user, "elapsed": elapsed,
+               "login_ms": login_ms, "cpu_s": _own_cpu_s() - cpu_at_start})
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+
+
+def _hidden(html: str, name: str) -> str:
+    return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+
+
+# --- the figures ------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _report(results: dict, args) -> None:
+    timings = results["timings"]
+    print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} workers x {args.threads} "
+          f"threads) + PostgreSQL on 127.0.0.1; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
+          f"{os.cpu_count()} CPUs")
+    print(f"load average (1 min) before the server started: {results['load_before'][0]:.1f}, at the end: "
+          f"{results['load_after'][0]:.1f} (anything above the benchmark's own processes competes for the same cores)")
+    print(f"logins (not timed below): median {statistics.median(results['login_ms']):.0f} ms")
+    print()
+    print(f"{'request':<12} {'count':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    every = []
+    for kind in ("start", "open item", "draft edit", "submit"):
+        values = timings.get(kind, [])
+        every += values
+        if values:
+            print(f"{kind:<12} {len(values):>7} {_percentile(values, .5):>8.1f} {_percentile(values, .95):>8.1f} "
+                  f"{_percentile(values, .99):>8.1f} {max(values):>8.1f}")
+    print(f"{'all':<12} {len(every):>7} {_percentile(every, .5):>8.1f} {_percentile(every, .95):>8.1f} "
+          f"{_percentile(every, .99):>8.1f} {max(every):>8.1f}")
+    rate = results["acknowledged"] / results["elapsed"]
+    print()
+    print(f"acknowledged submits: {results['acknowledged']} in {results['elapsed']:.1f} s = {rate:.1f} annotations/s "
+          f"({rate / LABEL_STUDIO_PER_S:.1f}x Label Studio's {LABEL_STUDIO_PER_S}/s; aim: 10x with p95 under 100 ms)")
+    print(f"requests/s: {len(every) / results['elapsed']:.1f}; p95 of all requests {_percentile(every, .95):.1f} ms")
+    per_annotation = 1000 * results["server_cpu_s"] / max(1, results["acknowledged"])
+    cores = os.cpu_count() or 1
+    print(f"CPU while timed: gunicorn {results['server_cpu_s']:.1f} s = {per_annotation:.1f} ms per annotation (so at most "
+          f"{1000 * cores / per_annotation if per_annotation else 0:.0f} annotations/s with all {cores} cores to itself, "
+          f"PostgreSQL not counted); the {args.clients} clients {results['client_cpu_s']:.1f} s")
+    if results["errors"]:
+        print(f"{len(results['errors'])} error answers, first: {results['errors'][0]}")
+
+
+def _check_rows(results: dict) -> bool:
+    from annotation.models import Comparison, FeedbackStatus, FineGrainedFeedback
+
+    users = results["users"]
+    stored = (
+        FineGrainedFeedback.objects.filter(annotator__username__in=users, status=FeedbackStatus.SUBMITTED).count()
+        + Comparison.objects.filter(annotator__username__in=users, status=FeedbackStatus.SUBMITTED).count()
+    )
+    same = stored == results["acknowledged"]
+    print(f"stored annotations: {stored}; acknowledged submits: {results['acknowledged']} -> {'OK' if same else 'MISMATCH'}")
+    return same
+
+
+if __name__ == "__main__":
+    main()

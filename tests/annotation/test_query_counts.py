@@ -1,0 +1,57 @@
+"""How many queries the annotation page's requests make, pinned so that a change that adds one is noticed.
+
+Counted on the test database, where each transaction shows as a SAVEPOINT and
+its RELEASE (on PostgreSQL in production they are BEGIN and COMMIT, which
+Django does not count). Sessions are in the database here; with CACHE_URL set
+they are read from the cache, one query less per request.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from annotation.models import CampaignTask
+from annotation.services.campaigns import assignment_next
+from tests.annotation.annotate_data import make_campaign, make_dataset
+from tests.annotation.test_annotate_views import HTMX, open_page
+
+pytestmark = pytest.mark.django_db
+
+# Before the cut (issue 9): open 10, draft edit 11, submit 23 (fine-grained) and 24 (comparison).
+OPEN_QUERIES = 8
+DRAFT_QUERIES = 10  # an edit after the first (the first reads the stored annotation to start from)
+# Session, user, roles, the item with its passages and responses; lock the item and the annotator's row,
+# store it, finish the item; then lease the next: held item?, first open item, its live slots, the new lease.
+SUBMIT_QUERIES = 18
+
+
+def _counted(request) -> tuple[int, list[str]]:
+    with CaptureQueriesContext(connection) as captured:
+        response = request()
+    assert response.status_code == 200, response.content[:300]
+    return len(captured), [query["sql"] for query in captured.captured_queries]
+
+
+@pytest.mark.parametrize("task", [CampaignTask.FINE_GRAINED, CampaignTask.COMPARISON])
+def test_open_edit_and_submit_stay_within_their_query_budget(annotator_client, annotator, task):
+    campaign = make_campaign(make_dataset(examples=3), [annotator], task=task)
+    item = assignment_next(campaign=campaign, annotator=annotator)
+    url = reverse("annotation:annotate", args=[item.pk])
+    open_page(annotator_client, item)  # the first open renews the lease; count a later one
+
+    count, sql = _counted(lambda: annotator_client.get(url))
+    assert count == OPEN_QUERIES, "\n".join(sql)
+
+    fields = open_page(annotator_client, item)
+    answer = {"corrected-prediction": "Fixed."} if task == CampaignTask.FINE_GRAINED else {
+        f"pair-{i}": "first" for i in range(6)
+    }
+    annotator_client.post(url + "draft/", {**answer, "draft_version": fields["draft_version"]}, **HTMX)
+    version = str(int(fields["draft_version"]) + 1)
+    count, sql = _counted(lambda: annotator_client.post(url + "draft/", {**answer, "draft_version": version}, **HTMX))
+    assert count == DRAFT_QUERIES, "\n".join(sql)
+
+    fields["draft_version"] = str(int(version) + 1)
+    count, sql = _counted(lambda: annotator_client.post(url + "submit/", {**fields, **answer}, **HTMX))
+    assert count == SUBMIT_QUERIES, "\n".join(sql)
