@@ -5,6 +5,7 @@ from django.template.loader import render_to_string
 from django.test import Client, override_settings
 from django.urls import path
 
+from config.urls import handler500 as site_handler500
 from config.urls import urlpatterns as site_urls
 
 pytestmark = pytest.mark.django_db
@@ -16,6 +17,7 @@ def _boom(request):
 
 # The site's URLs plus one view that fails, for the 500 page.
 urlpatterns = [*site_urls, path("boom/", _boom)]
+handler500 = site_handler500
 
 
 def broken_context_processor(request):
