@@ -153,7 +153,25 @@ def _ppo_models() -> dict[str, tuple[str, ...]]:
     }
 
 
+def _token_rm(name: str, label: str, files: DatasetFiles) -> Kind:
+    """R1 / R2: token classification at the segment separators of one reward-model file."""
+    return Kind(name=name, label=label, trainer="training.ml.train_rm:run_token_rm", config_class=TokenRMConfig,
+                inputs=Inputs(files=files, models={"base_model": ()}))
+
+
+def _preference_rm(name: str, label: str, files: DatasetFiles) -> Kind:
+    """R3 / holistic: one scalar per answer, trained on pairwise preferences."""
+    return Kind(name=name, label=label, trainer="training.ml.train_rm:run_preference_rm",
+                config_class=PreferenceRMConfig, inputs=Inputs(files=files, models={"base_model": ()}))
+
+
 PPO_SAMPLES = "each segment coloured by its reward (green rewarded, red penalised)"
+
+
+def _ppo(name: str, label: str) -> Kind:
+    """PPO from an SFT policy; the kind's name picks holistic or fine-grained rewards in the trainer."""
+    return Kind(name=name, label=label, trainer="training.ml.ppo:run", config_class=PPOConfig,
+                inputs=Inputs(files=POLICY_INPUTS_EXPORT, models=_ppo_models()), dashboard=Dashboard(samples=PPO_SAMPLES))
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
@@ -166,50 +184,12 @@ KINDS: dict[str, Kind] = {
             inputs=Inputs(files=POLICY_INPUTS_EXPORT, models={"model_name_or_path": ()}),
             dashboard=Dashboard(samples="greedy answers on dev at the latest evaluation"),
         ),
-        Kind(
-            name="rm_relevance",
-            label="R1 relevance reward model (NF-ERR_subsentence)",
-            trainer="training.ml.train_rm:run_token_rm",
-            config_class=TokenRMConfig,
-            inputs=Inputs(files=rm_file(vocab.NF_ERR_SUBSENTENCE), models={"base_model": ()}),
-        ),
-        Kind(
-            name="rm_factuality",
-            label="R2 factuality reward model (F-ERR_sentence)",
-            trainer="training.ml.train_rm:run_token_rm",
-            config_class=TokenRMConfig,
-            inputs=Inputs(files=rm_file(vocab.F_ERR_SENTENCE), models={"base_model": ()}),
-        ),
-        Kind(
-            name="rm_completeness",
-            label="R3 completeness reward model (COMP_sequence)",
-            trainer="training.ml.train_rm:run_preference_rm",
-            config_class=PreferenceRMConfig,
-            inputs=Inputs(files=rm_file(vocab.COMP_SEQUENCE), models={"base_model": ()}),
-        ),
-        Kind(
-            name="rm_preference",
-            label="Holistic preference reward model",
-            trainer="training.ml.train_rm:run_preference_rm",
-            config_class=PreferenceRMConfig,
-            inputs=Inputs(files=FEEDBACK_EXPORT, models={"base_model": ()}),
-        ),
-        Kind(
-            name="ppo_holistic",
-            label="PPO with holistic reward",
-            trainer="training.ml.ppo:run",
-            config_class=PPOConfig,
-            inputs=Inputs(files=POLICY_INPUTS_EXPORT, models=_ppo_models()),
-            dashboard=Dashboard(samples=PPO_SAMPLES),
-        ),
-        Kind(
-            name="ppo_fine_grained",
-            label="PPO with fine-grained rewards",
-            trainer="training.ml.ppo:run",
-            config_class=PPOConfig,
-            inputs=Inputs(files=POLICY_INPUTS_EXPORT, models=_ppo_models()),
-            dashboard=Dashboard(samples=PPO_SAMPLES),
-        ),
+        _token_rm("rm_relevance", "R1 relevance reward model (NF-ERR_subsentence)", rm_file(vocab.NF_ERR_SUBSENTENCE)),
+        _token_rm("rm_factuality", "R2 factuality reward model (F-ERR_sentence)", rm_file(vocab.F_ERR_SENTENCE)),
+        _preference_rm("rm_completeness", "R3 completeness reward model (COMP_sequence)", rm_file(vocab.COMP_SEQUENCE)),
+        _preference_rm("rm_preference", "Holistic preference reward model", FEEDBACK_EXPORT),
+        _ppo("ppo_holistic", "PPO with holistic reward"),
+        _ppo("ppo_fine_grained", "PPO with fine-grained rewards"),
     )
 }
 # The launch form's kind when none (or an unknown one) is asked for.

@@ -227,43 +227,28 @@ def fine_grained_feedback_submit(
     since `base_version` (or the assignment's draft since
     `base_draft_version`), LeaseLost when the assignment was given away.
     """
-    now = timezone.now()
     owner = {"response": response.pk, "annotator": annotator.pk}
-    _check_token_shape(submit_token)
-    try:
-        with transaction.atomic():
-            opened = _open_submission(
-                FineGrainedFeedback,
-                owner=owner,
-                submit_token=submit_token,
-                base_version=base_version,
-                assignment=assignment,
-                base_draft_version=base_draft_version,
-            )
-            if opened.replay is not None:
-                return opened.replay
-            existing = opened.existing
 
-            problems = validate_feedback_block(feedback, prediction=response.text, passages=example_passages(response.example))
-            problems += completeness_problems(feedback)
-            if problems:
-                raise InvalidSubmit("Not submitted: please fix the problems listed.", problems)
+    def store(existing: FineGrainedFeedback | None, now) -> FineGrainedFeedback:
+        problems = validate_feedback_block(feedback, prediction=response.text, passages=example_passages(response.example))
+        problems += completeness_problems(feedback)
+        if problems:
+            raise InvalidSubmit("Not submitted: please fix the problems listed.", problems)
+        record = existing or FineGrainedFeedback(response=response, annotator=annotator, version=0)
+        record.corrected_prediction = feedback["corrected-prediction"]
+        _mark_submitted(record, submit_token=submit_token, now=now)
+        if existing is not None:
+            record.errors.all().delete()
+            record.missing_info.all().delete()
+        spans, missing = feedback_detail_rows(record, feedback)
+        if spans:
+            ErrorSpan.objects.bulk_create(spans)
+        if missing:
+            MissingInfo.objects.bulk_create(missing)
+        return record
 
-            record = existing or FineGrainedFeedback(response=response, annotator=annotator, version=0)
-            record.corrected_prediction = feedback["corrected-prediction"]
-            _mark_submitted(record, submit_token=submit_token, now=now)
-            if existing is not None:
-                record.errors.all().delete()
-                record.missing_info.all().delete()
-            spans, missing = feedback_detail_rows(record, feedback)
-            if spans:
-                ErrorSpan.objects.bulk_create(spans)
-            if missing:
-                MissingInfo.objects.bulk_create(missing)
-            _finish_assignment(opened.assignment, now=now)
-    except IntegrityError as exc:
-        return _after_integrity_error(FineGrainedFeedback, exc, submit_token=submit_token, owner=owner, base_version=base_version)
-    return Submitted(record, replayed=False)
+    return _submit(FineGrainedFeedback, owner=owner, store=store, submit_token=submit_token, base_version=base_version,
+                   assignment=assignment, base_draft_version=base_draft_version)
 
 
 def comparison_submit(
@@ -277,34 +262,40 @@ def comparison_submit(
     base_draft_version: int | None = None,
 ) -> Submitted:
     """Store one annotator's six pairwise answers on one example (qa-feedback `preference` order)."""
-    now = timezone.now()
     owner = {"example": example.pk, "annotator": annotator.pk}
+
+    def store(existing: Comparison | None, now) -> Comparison:
+        problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
+        problems = problems or validate_preference(preference)
+        if not problems and not _has_all_responses(example):
+            problems.append(("preference", "this example does not have four responses to compare"))
+        if problems:
+            raise InvalidSubmit("Not submitted: please answer every question.", problems)
+        record = existing or Comparison(example=example, annotator=annotator, version=0)
+        record.preference = list(preference)
+        _mark_submitted(record, submit_token=submit_token, now=now)
+        return record
+
+    return _submit(Comparison, owner=owner, store=store, submit_token=submit_token, base_version=base_version,
+                   assignment=assignment, base_draft_version=base_draft_version)
+
+
+def _submit(model, *, owner: dict, store, submit_token: str, base_version: int,
+            assignment: Assignment | None, base_draft_version: int | None) -> Submitted:
+    """The steps every submit shares: a replayed token returns what it stored; otherwise, in one
+    transaction, lock and check versions, `store(existing, now)` the record, finish the assignment."""
+    now = timezone.now()
     _check_token_shape(submit_token)
     try:
         with transaction.atomic():
-            opened = _open_submission(
-                Comparison,
-                owner=owner,
-                submit_token=submit_token,
-                base_version=base_version,
-                assignment=assignment,
-                base_draft_version=base_draft_version,
-            )
+            opened = _open_submission(model, owner=owner, submit_token=submit_token, base_version=base_version,
+                                      assignment=assignment, base_draft_version=base_draft_version)
             if opened.replay is not None:
                 return opened.replay
-            problems = [("preference", f"response {pair} is not answered") for pair in preferences.unanswered(preference or [])]
-            problems = problems or validate_preference(preference)
-            if not problems and not _has_all_responses(example):
-                problems.append(("preference", "this example does not have four responses to compare"))
-            if problems:
-                raise InvalidSubmit("Not submitted: please answer every question.", problems)
-
-            record = opened.existing or Comparison(example=example, annotator=annotator, version=0)
-            record.preference = list(preference)
-            _mark_submitted(record, submit_token=submit_token, now=now)
+            record = store(opened.existing, now)
             _finish_assignment(opened.assignment, now=now)
     except IntegrityError as exc:
-        return _after_integrity_error(Comparison, exc, submit_token=submit_token, owner=owner, base_version=base_version)
+        return _after_integrity_error(model, exc, submit_token=submit_token, owner=owner, base_version=base_version)
     return Submitted(record, replayed=False)
 
 

@@ -192,3 +192,14 @@ def import_policy_inputs(qa_feedback_dir: Path, folder: Path, *, train: int, dev
         path.write_text(json.dumps(chunk, indent=4), encoding="utf-8")
         dataset_import(path_or_file=path, dataset_name=dataset, split=split)
     return slices
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spinning slows them 5-10x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,19 +15,15 @@ from training.ml.configs import ConfigError, from_dict
 from training.ml.ppo import PPOConfig, gae, masked_whiten, run
 from training.ml.progress import Reporter
 
+from tests.training.run_fixtures import one_torch_thread  # noqa: F401  (a fixture)
+
 TRAIN_KEYS = {"train/pg_loss", "train/vf_loss", "train/approx_kl", "train/kl", "train/entropy", "train/lr", "train/clipfrac"}
 FINE_REWARD_KEYS = {"reward/mean", "reward/relevance", "reward/factuality", "reward/completeness"}
 EVAL_KEYS = {"eval/rouge_lsum", "eval/mean_reward", "eval/relevance_ratio", "eval/factuality_ratio",
              "eval/completeness_reward", "eval/length"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spinning slows them 5-10x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

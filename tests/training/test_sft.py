@@ -6,21 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from training.kinds import build_config
 from training.ml.configs import ConfigError, from_dict
 from training.ml.progress import Reporter
+
+from tests.training.run_fixtures import one_torch_thread  # noqa: F401  (a fixture)
 from training.ml.sft import IGNORE_INDEX, SFTConfig, run, sft_batch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spinning slows them 5-10x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

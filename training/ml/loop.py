@@ -86,6 +86,15 @@ class RunningMean:
         return mean
 
 
+def loss_report(
+    running: RunningMean, scheduler: Any, *, done: int, every: int, total_steps: int, steps_per_epoch: int
+) -> dict[str, float] | None:
+    """The running loss, learning rate and epoch after `done` steps: every `every` steps and at the last."""
+    if done % every and done != total_steps:
+        return None
+    return {"train/loss": running.pop(), "train/lr": scheduler.get_last_lr()[0], "train/epoch": done / steps_per_epoch}
+
+
 @dataclass
 class Loop:
     state: dict[str, Any]  # step, best, best_step (and what the trainer adds); saved in its checkpoints

@@ -21,7 +21,7 @@ from typing import Any
 from training.ml.checkpoints import CheckpointFolders, load_training_state, read_state, save_folder, save_training_state
 from training.ml.configs import SFTConfig
 from training.ml.data import Example, load_examples
-from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.loop import Loop, RunningMean, epoch_batches, loss_report
 from training.ml.progress import quiet_transformers
 
 TINY_T5_PLACEHOLDER = "{tiny_t5}"
@@ -194,11 +194,8 @@ class SFTTrainer:
                 self.optimizer.zero_grad()
             self.running.add(float(loss.detach()))
         self.scheduler.step()
-        done = step + 1
-        if done % config.log_every and done != self.total_steps:
-            return None
-        return {"train/loss": self.running.pop(), "train/lr": self.scheduler.get_last_lr()[0],
-                "train/epoch": done / self.steps_per_epoch}
+        return loss_report(self.running, self.scheduler, done=step + 1, every=config.log_every,
+                           total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
 
     def evaluate(self) -> float | None:
         from training.ml.evaluate import evaluate_policy

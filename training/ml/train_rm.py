@@ -47,7 +47,7 @@ from training.ml.checkpoints import (
 )
 from training.ml.configs import CommonRMConfig as _CommonRMConfig
 from training.ml.configs import PreferenceRMConfig, TokenRMConfig
-from training.ml.loop import Loop, RunningMean, epoch_batches
+from training.ml.loop import Loop, RunningMean, epoch_batches, loss_report
 from training.ml.progress import quiet_transformers
 from training.ml.reward_models import (
     IGNORE_INDEX,
@@ -316,11 +316,8 @@ class RMTrainer:
         self.scheduler.step()
         self.optimizer.zero_grad()
         self.running.add(float(loss.detach()))
-        done = step + 1
-        if done % config.log_every_steps and done != self.total_steps:
-            return None
-        return {"train/loss": self.running.pop(), "train/lr": self.scheduler.get_last_lr()[0],
-                "train/epoch": done / self.steps_per_epoch}
+        return loss_report(self.running, self.scheduler, done=step + 1, every=config.log_every_steps,
+                           total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
 
     def evaluate(self) -> float | None:
         """Dev metrics on the main process; the score is shared so every process keeps the same best."""
