@@ -1,5 +1,7 @@
 """Researcher pages for datasets: list, detail, upload, download."""
 
+import io
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -20,7 +22,7 @@ from annotation.selectors.datasets import (
     example_search,
 )
 from annotation.selectors.datasets import dataset_list as select_datasets
-from annotation.services.datasets import dataset_dumps, dataset_import
+from annotation.services.datasets import dataset_export, dataset_import
 
 SHOWN_PROBLEMS = 20
 EXAMPLES_PER_PAGE = 25
@@ -147,7 +149,9 @@ def dataset_download(request, name: str, split: str, fmt: str):
     if fmt not in FORMATS:
         raise NotFound(f"unknown format {fmt!r}")
     dataset = get_object_or_404(Dataset, name=name)
-    content = dataset_dumps(dataset=dataset, split=split, fmt=fmt)  # NotFound when the split has none
+    buffer = io.StringIO()
+    dataset_export(dataset=dataset, split=split, fmt=fmt, out=buffer)  # NotFound when the split has none
+    content = buffer.getvalue()
     # Named like the shared files: dev_feedback.json for feedback, dev.json for inputs.
     filename = f"{dataset.name}-{split}{'_feedback' if fmt == FEEDBACK else ''}.json"
     response = HttpResponse(content.encode("utf-8"), content_type="application/json")
