@@ -108,6 +108,12 @@ def _check_name(value: str, what: str, max_length: int, *, field: str) -> None:
         raise BadRequest(message, field=field)
 
 
+def check_names(dataset_name: str, split: str) -> None:
+    """Refuse (BadRequest) a dataset or split name that cannot be stored."""
+    _check_name(dataset_name, "dataset name", _DATASET_MAX, field="dataset")
+    _check_name(split, "split", _SPLIT_MAX, field="split")
+
+
 def import_user_for(dataset_name: str) -> AbstractBaseUser:
     """The inactive account that owns a dataset's imported feedback (created on first use)."""
     User = get_user_model()
@@ -140,8 +146,7 @@ def dataset_import(
     """
     progress = progress or _no_progress
     began = time.perf_counter()
-    _check_name(dataset_name, "dataset name", _DATASET_MAX, field="dataset")
-    _check_name(split, "split", _SPLIT_MAX, field="split")
+    check_names(dataset_name, split)
     try:
         with qa_format.RecordReader(path_or_file) as reader, transaction.atomic():
             fmt = reader.format
