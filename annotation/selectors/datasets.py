@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Left
 
 from annotation.models import (
     Comparison,
@@ -353,6 +353,9 @@ def example_filter_choices(dataset: Dataset | str | int) -> ExampleFilterChoices
     return ExampleFilterChoices(splits=splits, rounds=rounds, error_types=list(ErrorType.choices))
 
 
+QUESTION_START = 200  # characters of each question the example list reads
+
+
 def example_search(dataset: Dataset | str | int, filters: ExampleFilters) -> QuerySet[Example]:
     """The dataset's examples that pass `filters`, by split and then file order (unevaluated, for paging).
 
@@ -381,7 +384,9 @@ def example_search(dataset: Dataset | str | int, filters: ExampleFilters) -> Que
         )
     if filters.round is not None:
         examples = examples.filter(Exists(Response.objects.filter(example=OuterRef("pk"), round=filters.round)))
-    return examples.order_by("split", "position")
+    # A page shows the start of each question; a question may be megabytes long, so only that much is read.
+    long_fields = ("question", "gold", "policy_text", "answers", "input_passages")
+    return examples.defer(*long_fields).annotate(question_start=Left("question", QUESTION_START)).order_by("split", "position")
 
 
 @dataclass(frozen=True)
@@ -508,8 +513,28 @@ def _answer(a: int, b: int, value: int | None) -> str:
     return {"first": f"{a} > {b}", "second": f"{b} > {a}", "equal": f"{a} = {b}"}.get(VALUE_ANSWERS.get(value, ""), "")
 
 
-def example_annotations(dataset: Dataset | str | int, split: str, number: int) -> ExampleAnnotations | None:
-    """Example `number` (1-based) of a split with everything recorded on it, newest first; None if absent."""
+def clip_segments(segments: list[dict], limit: int | None) -> list[dict]:
+    """The first `limit` characters of a response cut into runs (all of it when limit is None)."""
+    if limit is None:
+        return segments
+    kept, room = [], limit
+    for segment in segments:
+        if len(segment["text"]) > room:
+            # The run that passes the limit ends the list, cut, and says so.
+            kept.append({**segment, "text": segment["text"][:room] + "…", "clipped": True})
+            break
+        room -= len(segment["text"])
+        kept.append(segment)
+    return kept
+
+
+def example_annotations(
+    dataset: Dataset | str | int, split: str, number: int, *, clip: int | None = None
+) -> ExampleAnnotations | None:
+    """Example `number` (1-based) of a split with everything recorded on it, newest first; None if absent.
+
+    `clip` keeps only that many characters of each highlighted response (the page links to the whole).
+    """
     dataset = dataset_resolve(dataset)
     feedback = FineGrainedFeedback.objects.select_related("annotator").prefetch_related(
         Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),
@@ -542,7 +567,9 @@ def example_annotations(dataset: Dataset | str | int, split: str, number: int) -
         views = []
         for record in response.feedback.all():
             spans = [_span_view(number, e, response.text) for number, e in enumerate(record.errors.all(), start=1)]
-            segments = response_segments(response.text, [{"start": e.start, "end": e.end} for e in record.errors.all()])
+            segments = clip_segments(
+                response_segments(response.text, [{"start": e.start, "end": e.end} for e in record.errors.all()]), clip
+            )
             for segment in segments:
                 if segment["index"] is not None:
                     segment["span"] = spans[segment["index"]]

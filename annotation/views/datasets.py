@@ -24,6 +24,7 @@ from annotation.selectors.datasets import (
 )
 from annotation.selectors.datasets import dataset_list as select_datasets
 from annotation.services.dataset_jobs import dataset_export_request, dataset_import_request
+from annotation.templatetags.long_text import CLIP_CHARS, showing_all
 from annotation.upload_handlers import DatasetUploadHandler, StoredUpload
 
 SHOWN_PROBLEMS = 20
@@ -99,7 +100,8 @@ def _query_without_page(query) -> str:
 def example_detail(request, name: str, split: str, number: int):
     """One example, read-only, with every fine-grained feedback and comparison recorded on it."""
     dataset = get_object_or_404(Dataset, name=name)
-    annotations = example_annotations(dataset, split, number)
+    clip = None if showing_all(request) else CLIP_CHARS
+    annotations = example_annotations(dataset, split, number, clip=clip)
     if annotations is None:
         raise NotFound(f"{dataset.name}/{split} has no example {number}.")
     return render(

@@ -385,3 +385,24 @@ def test_the_dataset_page_and_the_annotation_page_give_a_question_the_same_numbe
 
 def test_it_keeps_annotators_out_of_the_example_view(annotator_client, demo):
     assert annotator_client.get(reverse("annotation:dataset_example", args=["demo", "dev", 1])).status_code == 403
+
+
+def test_long_texts_are_shown_cut_with_a_way_to_see_them_whole(researcher_client, tmp_path):
+    records = json.loads(DEMO_FEEDBACK.read_text())[:2]
+    records[0]["question"] = "Why " + "very " * 400_000 + "long?"  # 2 MB
+    records[0]["prediction 1"] += " and" + " so on" * 200_000
+    records[0]["feedback"]["corrected-prediction"] = "fixed " * 100_000
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(records))
+    dataset_import(path_or_file=path, dataset_name="long", split="dev")
+
+    listing = researcher_client.get(reverse("annotation:dataset_detail", args=["long"]))
+    assert len(listing.content) < 100_000 and "Why very very" in listing.content.decode()
+    url = reverse("annotation:dataset_example", args=["long", "dev", 1])
+    page = researcher_client.get(url)
+    assert page.status_code == 200 and len(page.content) < 100_000
+    html = page.content.decode()
+    assert "Show all 2,000,009 characters" in html and 'href="?full=1"' in html
+    assert html.count("long-text-more") >= 3  # question, highlighted response, correction
+    whole = researcher_client.get(url + "?full=1")
+    assert len(whole.content) > 2_000_000 and "Show all" not in whole.content.decode()
