@@ -127,6 +127,11 @@ def dataset_upload(request):
     except TooLarge as exc:
         form = DatasetUploadForm(initial={"dataset": request.GET.get("dataset", "")})
         return render(request, "annotation/datasets/upload.html", _upload_context(form, str(exc)), status=exc.status)
+    finally:
+        # A file that did not become a job (bad form, failed CSRF check) is not kept; a job's was moved away.
+        for upload in getattr(request, "_files", {}).values():
+            if isinstance(upload, StoredUpload):
+                upload.discard()
 
 
 def _upload_context(form: DatasetUploadForm, refusal: str = "") -> dict:
@@ -160,8 +165,6 @@ def _dataset_upload(request):
                 status = exc.status
             else:
                 return redirect("annotation:dataset_job", pk=job.pk)
-        if isinstance(upload, StoredUpload):
-            upload.discard()
     else:
         form = DatasetUploadForm(initial={"dataset": request.GET.get("dataset", "")})
     return render(request, "annotation/datasets/upload.html", _upload_context(form), status=status)

@@ -406,3 +406,13 @@ def test_long_texts_are_shown_cut_with_a_way_to_see_them_whole(researcher_client
     assert html.count("long-text-more") >= 3  # question, highlighted response, correction
     whole = researcher_client.get(url + "?full=1")
     assert len(whole.content) > 2_000_000 and "Show all" not in whole.content.decode()
+
+
+def test_the_upload_form_still_needs_its_csrf_token(researcher, settings):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+    response = upload(client, DEMO_FEEDBACK)
+    assert response.status_code == 403
+    assert not DatasetJob.objects.exists() and files_left(settings) == []

@@ -398,3 +398,26 @@ def test_it_streams_the_inputs_format_too(qa_feedback_dir):
     dataset_export(dataset="qa", split="dev", fmt="inputs", out=out)
     assert len(out.pieces) == 501
     assert "".join(piece for _, piece in out.pieces) == (qa_feedback_dir / "dev.json").read_text()
+
+
+@pytest.mark.django_db
+def test_it_refreshes_the_planner_statistics_once_a_postgresql_import_commits(
+    qa_feedback_dir, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("ANALYZE is PostgreSQL's; SQLite plans without gathered statistics")
+
+    def estimated_rows(table: str) -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [table])
+            return cursor.fetchone()[0]
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    assert estimated_rows("annotation_response") < 2000  # never analysed: the planner would guess
+    for callback in callbacks:
+        callback()
+    assert estimated_rows("annotation_response") == 2000
+    assert estimated_rows("annotation_errorspan") == 1373
