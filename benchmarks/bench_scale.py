@@ -16,8 +16,9 @@ database driver included) is its own:
 - export: `dataset_export` of that split to a file, compared byte for byte
   with the imported file.
 
-Times are wall-clock seconds (what a user waits) and the child's CPU seconds
-(the database server's work is not in them). The machine's load average is
+Times are wall-clock seconds (what a user waits), the child's CPU seconds,
+and the CPU seconds of its PostgreSQL backend process when the database runs
+on this machine (read from /proc). The machine's load average is
 printed before and after: on a shared machine wall times grow with it.
 Without --database-url a throwaway SQLite file is used. The benchmark's
 dataset is deleted afterwards.
@@ -75,7 +76,24 @@ def _setup_django() -> None:
     django.setup()
 
 
+def _server_cpu() -> float | None:
+    """CPU seconds used so far by this connection's PostgreSQL backend, when it runs on this machine."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # a database on another machine
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child(step: str, path: str, dataset: str, split: str) -> dict:
+    server_before = server_after = None
     if step == "json.load":
         began, cpu = time.perf_counter(), time.process_time()
         with open(path, encoding="utf-8") as stream:
@@ -84,6 +102,7 @@ def child(step: str, path: str, dataset: str, split: str) -> dict:
         _setup_django()
         from annotation.services.datasets import dataset_export, dataset_import
 
+        server_before = _server_cpu()
         began, cpu = time.perf_counter(), time.process_time()
         if step == "import":
             examples = dataset_import(path_or_file=path, dataset_name=dataset, split=split).examples
@@ -91,10 +110,14 @@ def child(step: str, path: str, dataset: str, split: str) -> dict:
             examples = dataset_export(dataset=dataset, split=split, fmt="feedback", out=path).examples
         else:  # "baseline": what a child holds before it does anything
             examples = 0
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    if server_before is not None:
+        server_after = _server_cpu()  # after the import's commit, its ANALYZE included
     return {
         "examples": examples,
-        "wall": time.perf_counter() - began,
-        "cpu": time.process_time() - cpu,
+        "wall": wall,
+        "cpu": cpu,
+        "server_cpu": None if server_after is None else server_after - server_before,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -163,7 +186,10 @@ def report(rows: list[dict], baseline: dict, load_before, load_after, vendor: st
     print()
     print(f"machine: {os.cpu_count()} CPUs; load average before {load_before}, after {load_after}")
     print(f"database: {vendor}; a child process that only starts Django peaks at {baseline['peak_mb']:.0f} MB")
-    head = f"{'examples':>8} {'file MB':>8} | {'step':<9} {'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'x json.load':>11} {'s/10k':>6}"
+    head = (
+        f"{'examples':>8} {'file MB':>8} | {'step':<9} {'wall s':>7} {'x json.load':>11} {'s/10k':>6} "
+        f"{'cpu s':>6} {'db cpu s':>8} {'peak MB':>8}"
+    )
     print(head)
     print("-" * len(head))
     for row in rows:
@@ -172,9 +198,10 @@ def report(rows: list[dict], baseline: dict, load_before, load_after, vendor: st
             m = row[step]
             ratio = m["wall"] / floor
             per = m["wall"] / row["examples"] * 10_000
+            server = "" if m.get("server_cpu") is None else f"{m['server_cpu']:.1f}"
             print(
-                f"{row['examples']:>8} {row['mb']:>8.0f} | {step:<9} {m['wall']:>7.1f} {m['cpu']:>6.1f} "
-                f"{m['peak_mb']:>8.0f} {ratio:>11.2f} {per:>6.2f}"
+                f"{row['examples']:>8} {row['mb']:>8.0f} | {step:<9} {m['wall']:>7.1f} {ratio:>11.2f} {per:>6.2f} "
+                f"{m['cpu']:>6.1f} {server:>8} {m['peak_mb']:>8.0f}"
             )
         print(f"{'':>17} | export byte-identical to the imported file: {'yes' if row['identical'] else 'NO'}")
     print()

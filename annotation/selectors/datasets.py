@@ -83,7 +83,7 @@ def feedback_records_count(dataset: Dataset | str | int, split: str) -> int:
 
 
 # Examples read per round by the record iterators: memory holds one chunk, whatever the split's size.
-FEEDBACK_CHUNK = 500
+FEEDBACK_CHUNK = 1000
 INPUTS_CHUNK = 2000
 
 

@@ -19,11 +19,14 @@ a bad plan.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
 
 # Rows per bulk_create/bulk_update round on databases without COPY.
@@ -38,7 +41,7 @@ class RowSink:
     """
 
     def __init__(self) -> None:
-        self.tables: set[str] = set()
+        self.models: set[type[models.Model]] = set()
 
     def insert(
         self, model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple], *, ids: bool = False
@@ -46,7 +49,7 @@ class RowSink:
         """Insert rows; with ids=True return their primary keys, in order."""
         if not rows:
             return []
-        self.tables.add(model._meta.db_table)
+        self.models.add(model)
         objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
         created = model.objects.bulk_create(objs, batch_size=ORM_BATCH)
         return [obj.pk for obj in created] if ids else []
@@ -55,9 +58,13 @@ class RowSink:
         """Set fields of existing rows: `columns` starts with "id", which names the row."""
         if not rows:
             return
-        self.tables.add(model._meta.db_table)
+        self.models.add(model)
         objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
         model.objects.bulk_update(objs, list(columns[1:]), batch_size=ORM_BATCH)
+
+    def writer(self):
+        """A context giving `write(work)`, which runs `work()` (a batch's inserts) now or on a writer thread."""
+        return contextlib.nullcontext(lambda work: work())
 
     def analyze(self) -> None:
         """Nothing to do: SQLite plans without gathered statistics."""
@@ -100,9 +107,11 @@ class CopySink(RowSink):
 
     def __init__(self) -> None:
         super().__init__()
+        # This thread's connection, kept: the writer thread must use it (the same transaction), not its own.
+        self.db = connections[DEFAULT_DB_ALIAS]
         self._sequences: dict[str, str] = {}
         self._tables: dict[tuple[type[models.Model], tuple[str, ...]], _Table] = {}
-        with connection.cursor() as cursor:
+        with self.db.cursor() as cursor:
             # Long texts are compressed as they are stored; lz4 does it several times faster than the
             # default pglz. For this transaction only; values keep the method they were written with.
             cursor.execute("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
@@ -117,7 +126,7 @@ class CopySink(RowSink):
 
     def _reserve_ids(self, model: type[models.Model], count: int) -> list[int]:
         table = model._meta.db_table
-        with connection.cursor() as cursor:
+        with self.db.cursor() as cursor:
             if table not in self._sequences:
                 cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, model._meta.pk.column])
                 self._sequences[table] = cursor.fetchone()[0]
@@ -125,8 +134,8 @@ class CopySink(RowSink):
             return [value for (value,) in cursor.fetchall()]
 
     def _copy(self, into: str, columns: Sequence[str], lines) -> None:
-        quote = connection.ops.quote_name
-        with connection.cursor() as cursor:
+        quote = self.db.ops.quote_name
+        with self.db.cursor() as cursor:
             with cursor.cursor.copy(f"COPY {quote(into)} ({', '.join(map(quote, columns))}) FROM STDIN") as copy:
                 write = copy.write_row
                 for line in lines:
@@ -137,7 +146,7 @@ class CopySink(RowSink):
     ) -> list[int]:
         if not rows:
             return []
-        self.tables.add(model._meta.db_table)
+        self.models.add(model)
         if ids:
             reserved = self._reserve_ids(model, len(rows))
             table = self._table(model, ["id", *columns])
@@ -153,12 +162,12 @@ class CopySink(RowSink):
     def update(self, model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple]) -> None:
         if not rows:
             return
-        self.tables.add(model._meta.db_table)
+        self.models.add(model)
         table = self._table(model, columns)
         given = table.columns[: len(columns)]
-        quote = connection.ops.quote_name
+        quote = self.db.ops.quote_name
         temp = f"bulk_{table.name}"
-        with connection.cursor() as cursor:
+        with self.db.cursor() as cursor:
             # Same column types as the target, no constraints; dropped at the end of the transaction.
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(temp)} ON COMMIT DROP AS "
@@ -167,16 +176,73 @@ class CopySink(RowSink):
             cursor.execute(f"TRUNCATE {quote(temp)}")
         self._copy(temp, given, (table.values(row) for row in rows))
         assignments = ", ".join(f"{quote(c)} = source.{quote(c)}" for c in given if c != "id")
-        with connection.cursor() as cursor:
+        with self.db.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {quote(table.name)} AS target SET {assignments} FROM {quote(temp)} AS source "
                 "WHERE target.id = source.id"
             )
 
+    def writer(self) -> "_WriterThread":
+        return _WriterThread(self.db)
+
     def analyze(self) -> None:
-        if self.tables:
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(t) for t in sorted(self.tables)))
+        """Refresh the statistics of the key and flag columns of every table written.
+
+        Long text columns are left out: sampling them costs more than the rest
+        together, and no query plans on their statistics.
+        """
+        quote = self.db.ops.quote_name
+        for model in sorted(self.models, key=lambda m: m._meta.db_table):
+            columns = [
+                quote(f.column) for f in model._meta.concrete_fields if not isinstance(f, models.TextField | models.JSONField)
+            ]
+            with self.db.cursor() as cursor:
+                cursor.execute(f"ANALYZE {quote(model._meta.db_table)} ({', '.join(columns)})")
+
+
+class _WriterThread:
+    """Runs a CopySink's writes, in order, on a second thread, so the next batch is read while this one is written.
+
+    Reading and checking the file is Python work; writing is mostly the
+    database's; with the two on different threads they overlap. The thread
+    uses the importing thread's connection, so all writes stay in its one
+    transaction; the importing thread does not touch the database until the
+    context exits, which waits for the thread and raises its error, if any.
+    """
+
+    def __init__(self, db):
+        self.db = db
+        self.queue: queue.Queue = queue.Queue(maxsize=1)  # one batch written while the next is read
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
+
+    def __enter__(self):
+        self.db.inc_thread_sharing()
+        self.thread.start()
+        return self.write
+
+    def write(self, work) -> None:
+        self._raise()
+        self.queue.put(work)
+
+    def _run(self) -> None:
+        while (work := self.queue.get()) is not None:
+            if self.error is None:  # after an error, the rest is skipped: the transaction is lost anyway
+                try:
+                    work()
+                except BaseException as exc:
+                    self.error = exc
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.db.dec_thread_sharing()
+        if exc is None:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def row_sink() -> RowSink:

@@ -33,6 +33,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -56,7 +57,7 @@ from annotation.services.bulk import row_sink
 from annotation.services.example_rows import FeedbackRows, InputRows, limit_problems
 
 # Examples per batch of writes: enough for COPY to pay, few enough to keep memory small.
-BATCH = 500
+BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,10 @@ def dataset_import(
             else:
                 rows = InputRows(sink, dataset=dataset, split=split)
             try:
-                for batch in _batches(reader):
-                    rows.write(batch, None if join is None else join.take(len(batch)))
-                    progress(ImportProgress(reader.count, reader.bytes_read, reader.bytes_total))
+                with sink.writer() as write:
+                    for batch in _batches(reader):
+                        write(partial(rows.write, batch, None if join is None else join.take(len(batch))))
+                        progress(ImportProgress(reader.count, reader.bytes_read, reader.bytes_total))
             except FormatError as exc:
                 # Examples of the split that found no record are a problem too, once the whole file is read.
                 left = join.unmatched() if join is not None and reader.finished else None

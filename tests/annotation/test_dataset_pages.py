@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from annotation.models import Dataset, DatasetJob, Example, Response
 from annotation.qa.vocab import REDUNDANT, WRONG_GROUNDING
-from annotation.selectors.dataset_jobs import JOBS_DIR
+from annotation.selectors.dataset_jobs import JOBS_DIR, PROGRESS_NAME, dataset_job_dir
+from annotation.services.dataset_jobs import dataset_job_run
 from annotation.services.datasets import dataset_import
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
@@ -100,34 +101,36 @@ def test_an_upload_is_stored_and_queued_not_imported_in_the_request(
     assert "waiting for a worker" in polled.content.decode()
 
 
-def test_a_background_import_shows_its_progress_and_then_its_result(researcher_client, researcher, run_jobs, monkeypatch):
+def test_a_background_import_shows_its_progress_and_then_its_result(
+    researcher_client, researcher, monkeypatch, django_capture_on_commit_callbacks
+):
     from annotation.services import dataset_jobs, datasets
+    from annotation.tasks import run_dataset_job
 
-    monkeypatch.setattr(datasets, "BATCH", 5)  # the 12 examples go in three batches
-    monkeypatch.setattr(dataset_jobs, "PROGRESS_EVERY_S", 0)
-    seen = []
-    import_file = dataset_jobs.dataset_import
-
-    def import_and_look(**kwargs):
-        # Look at the job page each time the import reports, as a browser polling it would.
-        def progress(p):
-            kwargs_progress(p)
-            seen.append(job_page(researcher_client, DatasetJob.objects.get(), htmx=True))
-
-        kwargs_progress = kwargs["progress"]
-        return import_file(**{**kwargs, "progress": progress})
-
-    monkeypatch.setattr(dataset_jobs, "dataset_import", import_and_look)
-    response = upload_run(researcher_client, run_jobs, DEMO_FEEDBACK)
-
+    monkeypatch.setattr(run_dataset_job, "apply_async", lambda *args, **options: None)  # the worker comes later
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(researcher_client, DEMO_FEEDBACK)
     job = DatasetJob.objects.get()
-    assert response["Location"] == reverse("annotation:dataset_job", args=[job.pk])
-    assert len(seen) == 3
-    first = seen[0].content.decode()
-    assert seen[0].status_code == 200 and 'hx-trigger="every 1s"' in first  # still polling
-    assert "5 examples checked and written" in first and 'role="progressbar"' in first
-    assert "10 examples checked and written" in seen[1].content.decode()
 
+    # While it runs, the page shows how far the import has come, from the file the worker keeps up to date.
+    DatasetJob.objects.filter(pk=job.pk).update(status="running")
+    dataset_jobs._write_json(dataset_job_dir(job) / PROGRESS_NAME, {"done": 1000, "total": 4000, "examples": 5})
+    running = job_page(researcher_client, job, htmx=True)
+    html = running.content.decode()
+    assert running.status_code == 200 and 'hx-trigger="every 1s"' in html  # still polling
+    assert "5 examples checked" in html and 'aria-valuenow="25"' in html
+    assert "1000\xa0bytes of 3.9\xa0KB read" in html
+
+    # The worker writes that file as it goes: once per batch of examples here.
+    monkeypatch.setattr(datasets, "BATCH", 5)
+    monkeypatch.setattr(dataset_jobs, "PROGRESS_EVERY_S", 0)
+    written = []
+    write_json = dataset_jobs._write_json
+    monkeypatch.setattr(dataset_jobs, "_write_json", lambda path, data: written.append(data) or write_json(path, data))
+    job = dataset_job_run(job_id=job.pk)
+
+    assert [entry["examples"] for entry in written] == [5, 10, 12]
+    assert written[-1]["done"] == written[-1]["total"] == DEMO_FEEDBACK.stat().st_size
     assert job.status == "succeeded", job.error
     finished = job_page(researcher_client, job, htmx=True)
     assert finished.status_code == 286  # htmx stops polling
@@ -138,6 +141,13 @@ def test_a_background_import_shows_its_progress_and_then_its_result(researcher_c
     assert Dataset.objects.get(name="demo").created_by == researcher
     page = researcher_client.get(reverse("annotation:dataset_detail", args=["demo"])).content.decode()
     assert "Why is the sky blue?" in page and reverse("annotation:dataset_job", args=[job.pk]) in page
+
+
+def test_an_upload_runs_on_the_worker_when_the_request_commits(researcher_client, run_jobs):
+    response = upload_run(researcher_client, run_jobs, DEMO_FEEDBACK)
+    job = DatasetJob.objects.get()
+    assert response["Location"] == reverse("annotation:dataset_job", args=[job.pk])
+    assert job.status == "succeeded" and job.examples == 12
 
 
 def test_a_refused_upload_shows_each_problem_and_writes_nothing(researcher_client, run_jobs, settings):
