@@ -130,7 +130,7 @@ def _key_problems(obj: Any, keys: tuple[str, ...], where: str) -> list[Problem]:
         return [(where, f"must be an object, not {_type_name(obj)}")]
     prefix = f"{where}." if where else ""
     problems = [(f"{prefix}{key}", "missing key") for key in keys if key not in obj]
-    problems += [(f"{prefix}{key}", "unexpected key") for key in obj if key not in keys]
+    problems += [(f"{prefix}{jsonstream.short_key(key)}", "unexpected key") for key in obj if key not in keys]
     return problems
 
 

@@ -78,7 +78,13 @@ def _marked(pairs: list[tuple[str, Any]]) -> _Duplicated:
 def _join(path: str, step: str | int) -> str:
     if isinstance(step, int):
         return f"{path}[{step}]"
+    step = short_key(step)
     return f"{path}.{step}" if path else step
+
+
+def short_key(key: str, limit: int = 60) -> str:
+    """A key as a path names it, cut short: a megabyte-long key must not make a megabyte-long message."""
+    return key if len(key) <= limit else f"{key[: limit - 1]}…"
 
 
 def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, str | None]]:
@@ -109,8 +115,9 @@ def describe_character(text: str) -> str:
 def element_problem(value: Any) -> tuple[str | None, str] | None:
     """(path, message) for the first duplicate key, NUL or lone surrogate inside a decoded element, or None."""
     for path, item, key in _walk(value):
-        if isinstance(item, _Duplicated):
-            return _join(path, item.duplicate), f"key {item.duplicate!r} appears twice in one object; only one value could be kept"
+        if isinstance(item, _Duplicated) and not _BAD_CHARACTER.search(item.duplicate):
+            message = f"key {short_key(item.duplicate)!r} appears twice in one object; only one value could be kept"
+            return _join(path, item.duplicate), message
         if isinstance(item, str) and _BAD_CHARACTER.search(item):
             if key is None:
                 return path or None, describe_character(item)

@@ -421,3 +421,13 @@ def test_it_refreshes_the_planner_statistics_once_a_postgresql_import_commits(
         callback()
     assert estimated_rows("annotation_response") == 2000
     assert estimated_rows("annotation_errorspan") == 1373
+
+
+def test_it_names_a_long_or_broken_key_without_repeating_it_whole(refused, records):
+    records[BAD]["k" * 100_000] = 1
+    message = refused(records)
+    assert f"example {BAD + 1}, field {'k' * 59}…: unexpected key" in message and len(message) < 2_000
+    del records[BAD]["k" * 100_000]
+    records[BAD]["feedback"]["errors"][0]["MARK"] = 1
+    message = refused(_with(records, "MARK", '"\\ud800": 1, "\\ud800"'))
+    assert f"example {BAD + 1}, field feedback.errors[0]: a key holds \\ud800" in message
