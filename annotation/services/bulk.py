@@ -19,14 +19,11 @@ a bad plan.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import connection, models
 from django.utils import timezone
 
 # Rows per bulk_create/bulk_update round on databases without COPY.
@@ -61,10 +58,6 @@ class RowSink:
         self.models.add(model)
         objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
         model.objects.bulk_update(objs, list(columns[1:]), batch_size=ORM_BATCH)
-
-    def writer(self):
-        """A context giving `write(work)`, which runs `work()` (a batch's inserts) now or on a writer thread."""
-        return contextlib.nullcontext(lambda work: work())
 
     def analyze(self) -> None:
         """Nothing to do: SQLite plans without gathered statistics."""
@@ -107,8 +100,7 @@ class CopySink(RowSink):
 
     def __init__(self) -> None:
         super().__init__()
-        # This thread's connection, kept: the writer thread must use it (the same transaction), not its own.
-        self.db = connections[DEFAULT_DB_ALIAS]
+        self.db = connection
         self._sequences: dict[str, str] = {}
         self._tables: dict[tuple[type[models.Model], tuple[str, ...]], _Table] = {}
         with self.db.cursor() as cursor:
@@ -182,9 +174,6 @@ class CopySink(RowSink):
                 "WHERE target.id = source.id"
             )
 
-    def writer(self) -> "_WriterThread":
-        return _WriterThread(self.db)
-
     def analyze(self) -> None:
         """Refresh the statistics of the key and flag columns of every table written.
 
@@ -198,51 +187,6 @@ class CopySink(RowSink):
             ]
             with self.db.cursor() as cursor:
                 cursor.execute(f"ANALYZE {quote(model._meta.db_table)} ({', '.join(columns)})")
-
-
-class _WriterThread:
-    """Runs a CopySink's writes, in order, on a second thread, so the next batch is read while this one is written.
-
-    Reading and checking the file is Python work; writing is mostly the
-    database's; with the two on different threads they overlap. The thread
-    uses the importing thread's connection, so all writes stay in its one
-    transaction; the importing thread does not touch the database until the
-    context exits, which waits for the thread and raises its error, if any.
-    """
-
-    def __init__(self, db):
-        self.db = db
-        self.queue: queue.Queue = queue.Queue(maxsize=1)  # one batch written while the next is read
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
-
-    def __enter__(self):
-        self.db.inc_thread_sharing()
-        self.thread.start()
-        return self.write
-
-    def write(self, work) -> None:
-        self._raise()
-        self.queue.put(work)
-
-    def _run(self) -> None:
-        while (work := self.queue.get()) is not None:
-            if self.error is None:  # after an error, the rest is skipped: the transaction is lost anyway
-                try:
-                    work()
-                except BaseException as exc:
-                    self.error = exc
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        self.db.dec_thread_sharing()
-        if exc is None:
-            self._raise()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
 
 
 def row_sink() -> RowSink:

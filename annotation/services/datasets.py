@@ -33,7 +33,6 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -165,10 +164,9 @@ def dataset_import(
             else:
                 rows = InputRows(sink, dataset=dataset, split=split)
             try:
-                with sink.writer() as write:
-                    for batch in _batches(reader):
-                        write(partial(rows.write, batch, None if join is None else join.take(len(batch))))
-                        progress(ImportProgress(reader.count, reader.bytes_read, reader.bytes_total))
+                for batch in _batches(reader):
+                    rows.write(batch, None if join is None else join.take(len(batch)))
+                    progress(ImportProgress(reader.count, reader.bytes_read, reader.bytes_total))
             except FormatError as exc:
                 # Examples of the split that found no record are a problem too, once the whole file is read.
                 left = join.unmatched() if join is not None and reader.finished else None

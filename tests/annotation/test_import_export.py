@@ -431,3 +431,23 @@ def test_it_names_a_long_or_broken_key_without_repeating_it_whole(refused, recor
     records[BAD]["feedback"]["errors"][0]["MARK"] = 1
     message = refused(_with(records, "MARK", '"\\ud800": 1, "\\ud800"'))
     assert f"example {BAD + 1}, field feedback.errors[0]: a key holds \\ud800" in message
+
+
+def test_an_export_that_cannot_write_fails_and_leaves_no_file(qa_feedback_dir, tmp_path, monkeypatch, db):
+    from annotation.qa import format as qa_format
+
+    dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name="qa", split="dev")
+    dump = qa_format.iter_dump
+
+    def breaking_dump(records, *, fmt):
+        for n, piece in enumerate(dump(records, fmt=fmt)):
+            if n == 120:
+                raise OSError(28, "No space left on device")
+            yield piece
+
+    monkeypatch.setattr(qa_format, "iter_dump", breaking_dump)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        dataset_export(dataset="qa", split="dev", fmt="inputs", out=folder / "dev.json")
+    assert list(folder.iterdir()) == []  # not even the temporary file
