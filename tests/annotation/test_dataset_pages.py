@@ -12,6 +12,7 @@ from annotation.qa.vocab import REDUNDANT, WRONG_GROUNDING
 from annotation.selectors.dataset_jobs import JOBS_DIR, PROGRESS_NAME, dataset_job_dir
 from annotation.services.dataset_jobs import dataset_job_run
 from annotation.services.datasets import dataset_import
+from tests.test_production import _assert_nothing_inline
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_FEEDBACK = DEMO_DIR / "qa_feedback_demo.json"
@@ -118,7 +119,8 @@ def test_a_background_import_shows_its_progress_and_then_its_result(
     running = job_page(researcher_client, job, htmx=True)
     html = running.content.decode()
     assert running.status_code == 200 and 'hx-trigger="every 1s"' in html  # still polling
-    assert "5 examples checked" in html and 'aria-valuenow="25"' in html
+    assert "5 examples checked" in html and 'aria-valuenow="25"' in html and 'class="pct-25"' in html
+    _assert_nothing_inline("job page", job_page(researcher_client, job).content.decode())
     assert "1000\xa0bytes of 3.9\xa0KB read" in html
 
     # The worker writes that file as it goes: once per batch of examples here.
@@ -137,6 +139,7 @@ def test_a_background_import_shows_its_progress_and_then_its_result(
     html = finished.content.decode()
     assert "Imported 12 examples (feedback format, 12 new) into demo/dev" in html
     assert "hx-trigger" not in html
+    _assert_nothing_inline("finished job page", job_page(researcher_client, job).content.decode())
     assert Example.objects.filter(dataset__name="demo", split="dev", has_feedback_format=True).count() == 12
     assert Dataset.objects.get(name="demo").created_by == researcher
     page = researcher_client.get(reverse("annotation:dataset_detail", args=["demo"])).content.decode()
