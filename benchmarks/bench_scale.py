@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,8 @@ def main() -> None:
     folder = Path(scratch.name)
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{folder}/bench.sqlite3"
     os.environ["GRANARY_VAR_DIR"] = str(folder)
+    # Production settings (DEBUG off, as the settings default to) need a key; the children inherit it.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     _setup_django()
     from django.core.management import call_command
     from django.db import connection
