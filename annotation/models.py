@@ -291,3 +291,46 @@ class RmDataBuild(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class DatasetJob(models.Model):
+    """A background import or export of one qa-feedback file: the web's long work, done off the request.
+
+    An import's uploaded file waits in the job's folder until a `default`
+    worker reads it; an export is written there and then downloaded.
+    """
+
+    class Kind(models.TextChoices):
+        IMPORT = "import", "Import"
+        EXPORT = "export", "Export"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # By name: an import may create the dataset.
+    dataset_name = models.CharField(max_length=100)
+    split = models.CharField(max_length=32)
+    fmt = models.CharField(max_length=16, blank=True, help_text="Export: the format asked for; import: the file's.")
+    filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name, or the download's.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Import: bytes of the file read; export: examples written.
+    progress_done = models.PositiveBigIntegerField(default=0)
+    progress_total = models.PositiveBigIntegerField(default=0)
+    examples = models.PositiveIntegerField(default=0)
+    result = models.TextField(blank=True, help_text="What was done, in one line.")
+    error = models.TextField(blank=True)
+    problems = models.JSONField(default=list, blank=True, help_text="A refused file's problems, one line each.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

@@ -15,6 +15,7 @@ Every export is compared byte for byte with the shared file.
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,8 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory(prefix="granary-bench-")
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{scratch.name}/bench.sqlite3"
     os.environ["GRANARY_VAR_DIR"] = scratch.name
+    # Production settings (DEBUG off, the default) need a key; the timed command inherits it.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     sys.path.insert(0, str(REPO))
 

@@ -179,6 +179,10 @@ CONTENT_SECURITY_POLICY_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
 MEDIA_ROOT = VAR_DIR / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+# The largest dataset file the upload page takes, in MiB; larger ones are refused (413) before they are stored.
+MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 1024)
+if MAX_UPLOAD_MB < 1:
+    raise ImproperlyConfigured(f"Environment variable MAX_UPLOAD_MB={MAX_UPLOAD_MB} must be at least 1.")
 
 # Where trained models, run folders and built reward-model files are written.
 MODEL_ROOT = env_path("MODEL_ROOT", VAR_DIR / "models")

@@ -229,7 +229,7 @@ def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], 
             from annotation.services.datasets import dataset_export
 
             try:
-                dataset_export(dataset=run.dataset, split=split, fmt=files.name, out=target, progress=lambda stage, done, total: beat())
+                dataset_export(dataset=run.dataset, split=split, fmt=files.name, out=target, progress=lambda done, total: beat())
             except Refused as exc:
                 raise InputError(str(exc)) from None
         if not target.is_file():

@@ -42,6 +42,12 @@ class NotFound(Refused):
     status = 404
 
 
+class TooLarge(Refused):
+    """The request carries more than a setting allows (an upload over MAX_UPLOAD_MB)."""
+
+    status = 413
+
+
 class Conflict(Refused):
     """The thing is in a state that forbids the action (already running, stale, submitted elsewhere)."""
 

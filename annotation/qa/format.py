@@ -14,11 +14,13 @@ hand) writes back byte for byte. Pure module: no ORM.
 """
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from annotation.qa import jsonstream
 from annotation.qa.errors import BadRequest
 from annotation.qa.spans import span_problem_items
 from annotation.qa.vocab import (
@@ -79,6 +81,12 @@ class FormatError(BadRequest):
             text += f" (and {extra} more problem{'s' if extra > 1 else ''})"
         return text
 
+    @classmethod
+    def joined(cls, first: "FormatError", problem: tuple[int | None, str | None, str]) -> "FormatError":
+        """`first` with one more problem after its own."""
+        index, field, message = first.problems[0]
+        return cls(message, index=index, field=field, problems=[*first.problems, problem][:MAX_PROBLEMS])
+
     def lines(self) -> list[str]:
         """Every problem as one located line, for pages and terminals."""
         return [_locate(index, field, message) for index, field, message in self.problems]
@@ -92,6 +100,12 @@ def _locate(index: int | None, field: str | None, message: str) -> str:
     if field:
         where.append(f"field {field}")
     return f"{', '.join(where)}: {message}" if where else message
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut short: a message that quotes what was wrong must stay a line, not a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _is_int(value: Any) -> bool:
@@ -116,7 +130,7 @@ def _key_problems(obj: Any, keys: tuple[str, ...], where: str) -> list[Problem]:
         return [(where, f"must be an object, not {_type_name(obj)}")]
     prefix = f"{where}." if where else ""
     problems = [(f"{prefix}{key}", "missing key") for key in keys if key not in obj]
-    problems += [(f"{prefix}{key}", "unexpected key") for key in obj if key not in keys]
+    problems += [(f"{prefix}{jsonstream.short_key(key)}", "unexpected key") for key in obj if key not in keys]
     return problems
 
 
@@ -186,7 +200,7 @@ def validate_feedback_block(feedback: Any, *, prediction: str, passages: list[li
             continue
         error_type = error.get("error type")
         if "error type" in error and error_type not in ERROR_TYPES:
-            item_problems.append((f"{where}.error type", f"{error_type!r} is not one of {', '.join(ERROR_TYPES)}"))
+            item_problems.append((f"{where}.error type", f"{shown(error_type)} is not one of {', '.join(ERROR_TYPES)}"))
         if "explanation" in error:
             item_problems += _str_problem(error["explanation"], f"{where}.explanation")
             if error_type == WRONG_GROUNDING and isinstance(error["explanation"], str) and error["explanation"]:
@@ -219,7 +233,7 @@ def validate_feedback_block(feedback: Any, *, prediction: str, passages: list[li
         if isinstance(item, dict):
             if "error type" in item and item["error type"] not in MISSING_INFO_TYPES:
                 item_problems.append(
-                    (f"{where}.error type", f"{item['error type']!r} is not one of {', '.join(MISSING_INFO_TYPES)}")
+                    (f"{where}.error type", f"{shown(item['error type'])} is not one of {', '.join(MISSING_INFO_TYPES)}")
                 )
             if "passage_id" in item:
                 item_problems += _sentence_ref_problems(
@@ -262,7 +276,7 @@ def validate_preference(preference: Any) -> list[Problem]:
             )
         ]
     return [
-        (f"preference[{k}]", f"{value!r} is not 0, 1 or 2 (pair {a}-{b})")
+        (f"preference[{k}]", f"{shown(value)} is not 0, 1 or 2 (pair {a}-{b})")
         for k, (value, (a, b)) in enumerate(zip(preference, PREFERENCE_PAIRS, strict=True))
         if not (_is_int(value) and value in PREFERENCE_VALUES)
     ]
@@ -343,13 +357,8 @@ VALIDATORS: dict[str, Callable[[Any], list[Problem]]] = {
 }
 
 
-def detect_format(records: Any) -> str:
-    """FEEDBACK or INPUTS, told by the keys of the first example."""
-    if not isinstance(records, list):
-        raise FormatError(f"the file must hold a list of examples, not {_type_name(records)}")
-    if not records:
-        raise FormatError("the file holds no examples")
-    first = records[0]
+def _format_of(first: Any) -> str:
+    """FEEDBACK or INPUTS, told by the keys of a file's first example."""
     if not isinstance(first, dict):
         raise FormatError(f"must be an object, not {_type_name(first)}", index=0)
     keys = set(first)
@@ -364,58 +373,164 @@ def detect_format(records: Any) -> str:
     )
 
 
+def detect_format(records: Any) -> str:
+    """FEEDBACK or INPUTS, told by the keys of the first example."""
+    if not isinstance(records, list):
+        raise FormatError(f"the file must hold a list of examples, not {_type_name(records)}")
+    if not records:
+        raise FormatError("the file holds no examples")
+    return _format_of(records[0])
+
+
+def _refusal(found: list[tuple[int | None, str | None, str]]) -> FormatError:
+    index, where, message = found[0]
+    return FormatError(message, index=index, field=where, problems=found[:MAX_PROBLEMS])
+
+
+# A further check of one valid example (index, record), e.g. against the database's limits.
+Check = Callable[[int, dict], list[Problem]]
+
+
+class RecordReader:
+    """A qa-feedback file read and checked one example at a time, in constant memory.
+
+    Iterating gives (index, record) for each example while every example so
+    far is valid. At the first problem it stops giving examples, reads on
+    only to list further problems (up to MAX_PROBLEMS), and raises
+    FormatError: a caller that writes as it reads refuses the whole file by
+    letting that error end its transaction. `format` is known once the first
+    example is read (`open()` reads it); `check` adds problems of its own.
+    """
+
+    def __init__(self, source: str | Path | IO[bytes] | IO[str], *, fmt: str | None = None, check: Check | None = None):
+        self.source = source
+        self.expected = fmt
+        self.check = check
+        self.format: str | None = None
+        self.count = 0  # valid examples given so far
+        self.finished = False  # the whole file was read
+        self.bytes_total: int | None = None
+        self._stream: IO[bytes] | IO[str] | None = None
+        self._owned = False
+        self._reader: jsonstream.ArrayReader | None = None
+        self._elements: Iterator[Any] | None = None
+        self._first: list[Any] = []
+
+    @property
+    def bytes_read(self) -> int:
+        return self._reader.bytes_read if self._reader else 0
+
+    def open(self) -> "RecordReader":
+        """Open the source and read the first example, which tells the format."""
+        if isinstance(self.source, (str, Path)):
+            try:
+                self._stream = open(self.source, "rb")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                raise FormatError(f"cannot read {self.source}: {exc.strerror or exc}") from None
+            self._owned = True
+        else:
+            self._stream = self.source
+        self.bytes_total = _size_of(self._stream)
+        self._reader = jsonstream.ArrayReader(self._stream)
+        self._elements = iter(self._reader)
+        first = self._next_element()
+        if first is _END:
+            raise FormatError("the file holds no examples")
+        self._first = [first]
+        self.format = _format_of(first)
+        if self.expected is not None and self.expected != self.format:
+            raise FormatError(f"expected the {self.expected} format but the file is in the {self.format} format")
+        return self
+
+    def close(self) -> None:
+        if self._owned and self._stream is not None:
+            self._stream.close()
+
+    def __enter__(self) -> "RecordReader":
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _next_element(self) -> Any:
+        try:
+            return next(self._elements, _END)
+        except jsonstream.NotAList as exc:
+            raise FormatError(f"the file must hold a list of examples, not {exc.kind}") from None
+        except jsonstream.JsonProblem as exc:
+            raise FormatError(exc.message, index=exc.index, field=exc.path) from None
+
+    def __iter__(self) -> Iterator[tuple[int, dict]]:
+        if self._elements is None:
+            self.open()
+        validate = VALIDATORS[self.format]
+        found: list[tuple[int | None, str | None, str]] = []
+        index = -1
+        while len(found) < MAX_PROBLEMS:
+            try:
+                record = self._first.pop() if self._first else self._next_element()
+            except FormatError as exc:
+                found += exc.problems
+                break
+            if record is _END:
+                self.finished = True
+                break
+            index += 1
+            problems = validate(record)
+            if not problems and self.check is not None:
+                problems = self.check(index, record)
+            found += [(index, where or None, message) for where, message in problems]
+            if not found:
+                self.count += 1
+                yield index, record
+        if found:
+            raise _refusal(found)
+
+
+_END = object()
+
+
+def _size_of(stream: IO[bytes] | IO[str]) -> int | None:
+    """The size in bytes of a file on disk or an uploaded file, if known."""
+    size = getattr(stream, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 @dataclass
 class ParsedFile:
     format: str
     records: list[dict] = field(default_factory=list)
 
 
-def parse_records(
-    data: Any, *, fmt: str | None = None, progress: Callable[[int, int], None] | None = None
-) -> ParsedFile:
+def parse_records(data: Any, *, fmt: str | None = None) -> ParsedFile:
     """Validate decoded JSON; raise FormatError listing the problems (up to MAX_PROBLEMS)."""
     detected = detect_format(data)
     if fmt is not None and fmt != detected:
         raise FormatError(f"expected the {fmt} format but the file is in the {detected} format")
     validate = VALIDATORS[detected]
     found: list[tuple[int | None, str | None, str]] = []
-    total = len(data)
     for index, record in enumerate(data):
         found += [(index, where or None, message) for where, message in validate(record)]
-        if progress is not None:
-            progress(index + 1, total)
         if len(found) >= MAX_PROBLEMS:
             break
     if found:
-        index, where, message = found[0]
-        raise FormatError(message, index=index, field=where, problems=found[:MAX_PROBLEMS])
+        raise _refusal(found)
     return ParsedFile(format=detected, records=data)
 
 
-def read_file(
-    source: str | Path | IO[bytes] | IO[str],
-    *,
-    fmt: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> ParsedFile:
-    """Read and validate a qa-feedback file from a path or an open (binary or text) file."""
-    if isinstance(source, (str, Path)):
-        try:
-            raw: bytes | str = Path(source).read_bytes()
-        except OSError as exc:
-            raise FormatError(f"cannot read {source}: {exc.strerror or exc}") from None
-    else:
-        raw = source.read()
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise FormatError(f"the file is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"the file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    return parse_records(data, fmt=fmt, progress=progress)
+def read_file(source: str | Path | IO[bytes] | IO[str], *, fmt: str | None = None) -> ParsedFile:
+    """Read and validate a whole qa-feedback file (a path or an open binary or text file) into memory.
+
+    For small files and tests; imports stream with RecordReader instead.
+    """
+    with RecordReader(source, fmt=fmt) as reader:
+        records = [record for _, record in reader]
+        return ParsedFile(format=reader.format, records=records)
 
 
 # ---------------------------------------------------------------------------
@@ -483,20 +598,147 @@ def indent_for(fmt: str) -> int:
     return FEEDBACK_INDENT if fmt == FEEDBACK else INPUTS_INDENT
 
 
+def _encode(value: Any, step: str, pad: str) -> str:
+    """`json.dumps(value, indent=len(step))` for a value nested at indentation `pad`, for the format's types.
+
+    The standard library writes indented JSON with its pure-Python encoder;
+    this does the same with fewer calls (lists of strings in one join of the
+    C string encoder) and gives the same bytes, which the tests check
+    against json.dumps. Anything but str, int, bool, None, list and dict
+    (with string keys) goes to json.dumps itself.
+    """
+    if isinstance(value, str):
+        return _encode_string(value)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        inner = pad + step
+        separator = ",\n" + inner
+        try:
+            body = separator.join(map(_encode_string, value))
+        except TypeError:  # not all strings
+            body = separator.join([_encode(item, step, inner) for item in value])
+        return f"[\n{inner}{body}\n{pad}]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = pad + step
+        if not all(isinstance(key, str) for key in value):
+            return _reindent(json.dumps(value, indent=len(step)), pad)
+        body = (",\n" + inner).join(
+            [f"{_encode_string(key)}: {_encode(item, step, inner)}" for key, item in value.items()]
+        )
+        return f"{{\n{inner}{body}\n{pad}}}"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return _reindent(json.dumps(value, indent=len(step)), pad)
+
+
+def _reindent(text: str, pad: str) -> str:
+    return text.replace("\n", "\n" + pad)
+
+
+_encode_string = json.encoder.encode_basestring_ascii
+
+
+def _list_text(items: list, encode: Callable[[Any], str], pad: str, step: str) -> str:
+    if not items:
+        return "[]"
+    inner = pad + step
+    return f"[\n{inner}" + f",\n{inner}".join(map(encode, items)) + f"\n{pad}]"
+
+
+def _object_text(pairs: list[tuple[str, str]], pad: str, step: str) -> str:
+    """An object from (key, value already encoded at the next level) pairs."""
+    inner = pad + step
+    return f"{{\n{inner}" + f",\n{inner}".join(f"{_encode_string(k)}: {v}" for k, v in pairs) + f"\n{pad}}}"
+
+
+def _feedback_text(record: dict, step: str, pad: str) -> str:
+    """One feedback-format record as `_encode(canonical(record))` writes it, without the generic walk.
+
+    Exports write tens of thousands of these; knowing the shape saves most of
+    the time. Raises KeyError/TypeError on a record of another shape (the
+    caller falls back to the generic encoder).
+    """
+    p1, p2, p3, p4 = pad + step, pad + 2 * step, pad + 3 * step, pad + 4 * step
+    feedback = record["feedback"]
+    errors = [
+        _object_text(
+            [
+                ("error type", _encode_string(e["error type"])),
+                ("explanation", _encode_string(e["explanation"])),
+                ("start", _int_text(e["start"])),
+                ("end", _int_text(e["end"])),
+            ],
+            p3,
+            step,
+        )
+        for e in feedback["errors"]
+    ]
+    missing = [
+        _object_text(
+            [
+                ("error type", _encode_string(m["error type"])),
+                ("passage_id", _int_text(m["passage_id"])),
+                ("sentence_id", _list_text(m["sentence_id"], _int_text, p4, step)),
+            ],
+            p3,
+            step,
+        )
+        for m in feedback["missing-info"]
+    ]
+    block = [
+        ("errors", _list_text(errors, str, p2, step)),
+        ("missing-info", _list_text(missing, str, p2, step)),
+        ("corrected-prediction", _encode_string(feedback["corrected-prediction"])),
+    ]
+    passages = [_list_text(passage, _encode_string, p2, step) for passage in record["passages"]]
+    return _object_text(
+        [
+            ("question", _encode_string(record["question"])),
+            ("passages", _list_text(passages, str, p1, step)),
+            ("gold", _encode_string(record["gold"])),
+            *[(key, _encode_string(record[key])) for key in PREDICTION_KEYS],
+            ("feedback", _object_text(block, p1, step)),
+            ("preference", _list_text(record["preference"], _int_text, p1, step)),
+        ],
+        pad,
+        step,
+    )
+
+
+def _int_text(value: Any) -> str:
+    if type(value) is not int:
+        raise TypeError(f"not an int: {value!r}")
+    return int.__repr__(value)
+
+
+def _record_text(record: dict, fmt: str, step: str) -> str:
+    if fmt == FEEDBACK and len(record) == len(FEEDBACK_KEYS) and len(record.get("feedback", ())) == 3:
+        try:
+            return _feedback_text(record, step, step)
+        except (KeyError, TypeError):
+            pass  # not the usual shape: the generic encoder below says it exactly as json.dumps would
+    return _encode(canonical(record, fmt), step, step)
+
+
 def iter_dump(records: Iterable[dict], *, fmt: str) -> Iterator[str]:
-    """Chunks whose concatenation equals `json.dumps(list(records), indent=...)`, one example per chunk.
+    """Pieces whose concatenation equals `json.dumps(list(records), indent=...)`, one example per piece.
 
     Streaming one example at a time lets exports report progress and keeps
-    memory flat; the text is identical to dumping the whole list at once
-    (nested lines are the record's own dump shifted one level right).
+    memory flat; the text is identical to dumping the whole list at once.
     """
-    indent = indent_for(fmt)
-    pad = " " * indent
+    step = " " * indent_for(fmt)
     first = True
     for record in records:
-        body = json.dumps(canonical(record, fmt), indent=indent)
-        shifted = "\n".join(pad + line for line in body.split("\n"))
-        yield ("[\n" if first else ",\n") + shifted
+        yield ("[\n" if first else ",\n") + step + _record_text(record, fmt, step)
         first = False
     yield "[]" if first else "\n]"
 

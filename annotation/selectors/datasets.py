@@ -1,9 +1,10 @@
 """Reads for datasets: qa-feedback records, split statistics, the example list and one example's annotations."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Left
 
 from annotation.models import (
     Comparison,
@@ -72,79 +73,155 @@ def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> Quer
 
 
 def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]:
+    """The split as feedback-format records, in a list; see iter_feedback_records."""
+    return list(iter_feedback_records(dataset, split))
+
+
+def feedback_records_count(dataset: Dataset | str | int, split: str) -> int:
+    """How many records iter_feedback_records gives (one query)."""
+    return feedback_complete_examples(dataset, split).count()
+
+
+# Examples read per round by the record iterators: memory holds one chunk, whatever the split's size.
+FEEDBACK_CHUNK = 1000
+INPUTS_CHUNK = 2000
+
+
+def iter_feedback_records(dataset: Dataset | str | int, split: str, *, chunk_size: int | None = None) -> Iterator[dict]:
     """The split as feedback-format records (keys in file order), complete examples only, by position.
 
     Each record uses the most recently submitted fine-grained feedback on
     response 1 and the most recently submitted comparison of its example, so
-    re-annotation supersedes imported feedback. A fixed number of queries,
-    whatever the size of the split.
+    re-annotation supersedes imported feedback. Examples are read `chunk_size`
+    at a time (seven queries a chunk, keyed on position, each on an index),
+    so memory holds one chunk whatever the size of the split; rows are read
+    as plain values, not model objects.
     """
-    latest_feedback = (
-        FineGrainedFeedback.objects.filter(
-            response__number=FINE_GRAINED_RESPONSE_NUMBER, status=FeedbackStatus.SUBMITTED
+    dataset = dataset_resolve(dataset)
+    chunk_size = chunk_size or FEEDBACK_CHUNK
+    after = -1
+    while True:
+        examples = list(
+            Example.objects.filter(dataset=dataset, split=split, position__gt=after)
+            .order_by("position")
+            .values_list("id", "position", "question", "gold", "has_feedback_format", "answers")[:chunk_size]
         )
-        .order_by(*_LATEST)
-        .prefetch_related(
-            Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),
-            Prefetch("missing_info", queryset=MissingInfo.objects.order_by("position")),
-        )
-    )
-    examples = feedback_complete_examples(dataset, split).prefetch_related(
-        Prefetch("passages", queryset=Passage.objects.order_by("number")),
-        Prefetch(
-            "responses",
-            queryset=Response.objects.filter(number__lte=N_RESPONSES)
-            .order_by("number")
-            .prefetch_related(Prefetch("feedback", queryset=latest_feedback, to_attr="submitted_feedback")),
-        ),
-        Prefetch(
-            "comparisons",
-            queryset=Comparison.objects.filter(status=FeedbackStatus.SUBMITTED).order_by(*_LATEST),
-            to_attr="submitted_comparisons",
-        ),
-    )
-    records = []
-    for example in examples:
-        responses = list(example.responses.all())
-        feedback = responses[0].submitted_feedback[0]
-        records.append(
-            qa_format.feedback_record(
-                question=example.question,
-                passages=[[passage.title, *passage.sentences] for passage in example.passages.all()],
-                gold=_gold(example),
-                predictions=[response.text for response in responses],
-                errors=[
-                    {"error type": e.error_type, "explanation": e.explanation, "start": e.start, "end": e.end}
-                    for e in feedback.errors.all()
-                ],
-                missing_info=[
-                    {"error type": m.error_type, "passage_id": m.passage_id, "sentence_id": m.sentence_ids}
-                    for m in feedback.missing_info.all()
-                ],
-                corrected_prediction=feedback.corrected_prediction,
-                preference=example.submitted_comparisons[0].preference,
-            )
-        )
-    return records
+        if not examples:
+            return
+        span = {"dataset": dataset, "split": split, "position__gt": after, "position__lte": examples[-1][1]}
+        after = examples[-1][1]
+        yield from _feedback_chunk(examples, span)
 
 
-def _gold(example: Example) -> str:
-    # Examples imported only as policy inputs have no gold; their first reference answer stands in.
-    if example.has_feedback_format or not example.answers:
-        return example.gold
-    return example.answers[0]
+def _first_of_each(rows) -> dict:
+    """{key: rest of the row} keeping the first row of each key (rows come newest first)."""
+    first: dict = {}
+    for key, *rest in rows:
+        first.setdefault(key, rest)
+    return first
+
+
+def _grouped(rows) -> dict:
+    grouped: dict = {}
+    for key, *rest in rows:
+        grouped.setdefault(key, []).append(rest)
+    return grouped
+
+
+def _within(span: dict, path: str) -> dict:
+    """The chunk's filter on examples, seen from a model that reaches Example through `path`."""
+    return {f"{path}__{key}": value for key, value in span.items()}
+
+
+def _feedback_chunk(examples: list[tuple], span: dict) -> Iterator[dict]:
+    """Records of one chunk of examples; children are selected by the chunk's position range (a join, no
+    long id lists)."""
+    passages = _grouped(
+        Passage.objects.filter(**_within(span, "example"))
+        .order_by("example_id", "number")
+        .values_list("example_id", "title", "sentences")
+    )
+    responses = _grouped(
+        Response.objects.filter(**_within(span, "example"), number__in=RESPONSES)
+        .order_by("example_id", "number")
+        .values_list("example_id", "id", "text")
+    )
+    submitted_feedback = {
+        **_within(span, "response__example"),
+        "response__number": FINE_GRAINED_RESPONSE_NUMBER,
+        "status": FeedbackStatus.SUBMITTED,
+    }
+    feedback = _first_of_each(
+        FineGrainedFeedback.objects.filter(**submitted_feedback)
+        .order_by("response_id", *_LATEST)
+        .values_list("response_id", "id", "corrected_prediction")
+    )
+    chosen = {feedback_id for feedback_id, _ in feedback.values()}
+    details = {f"feedback__{key}": value for key, value in submitted_feedback.items()}
+    errors = _grouped(
+        row
+        for row in ErrorSpan.objects.filter(**details)
+        .order_by("feedback_id", "position")
+        .values_list("feedback_id", "error_type", "explanation", "start", "end")
+        if row[0] in chosen
+    )
+    missing = _grouped(
+        row
+        for row in MissingInfo.objects.filter(**details)
+        .order_by("feedback_id", "position")
+        .values_list("feedback_id", "error_type", "passage_id", "sentence_ids")
+        if row[0] in chosen
+    )
+    comparisons = _first_of_each(
+        Comparison.objects.filter(**_within(span, "example"), status=FeedbackStatus.SUBMITTED)
+        .order_by("example_id", *_LATEST)
+        .values_list("example_id", "preference")
+    )
+    for example_id, _, question, gold, has_feedback_format, answers in examples:
+        answered = responses.get(example_id, [])
+        chosen_feedback = feedback.get(answered[0][0]) if answered else None
+        # Complete: responses 1-4, a submitted feedback on response 1, a submitted comparison.
+        if len(answered) != N_RESPONSES or chosen_feedback is None or example_id not in comparisons:
+            continue
+        feedback_id, corrected = chosen_feedback
+        yield qa_format.feedback_record(
+            question=question,
+            passages=[[title, *sentences] for title, sentences in passages.get(example_id, [])],
+            gold=gold if has_feedback_format or not answers else answers[0],
+            predictions=[text for _, text in answered],
+            errors=[
+                {"error type": t, "explanation": x, "start": a, "end": b} for t, x, a, b in errors.get(feedback_id, [])
+            ],
+            missing_info=[
+                {"error type": t, "passage_id": p, "sentence_id": s} for t, p, s in missing.get(feedback_id, [])
+            ],
+            corrected_prediction=corrected,
+            preference=comparisons[example_id][0],
+        )
 
 
 def input_records_for(dataset: Dataset | str | int, split: str) -> list[dict]:
-    """The split as policy-input records (keys in file order), in inputs-file order."""
-    dataset = dataset_resolve(dataset)
-    examples = Example.objects.filter(dataset=dataset, split=split, has_input_format=True).order_by("input_position")
-    return [
-        qa_format.input_record(
-            text=example.policy_text, answer=example.answers, passages=example.input_passages, question=example.question
-        )
-        for example in examples.only("policy_text", "answers", "input_passages", "question")
-    ]
+    """The split as policy-input records, in a list; see iter_input_records."""
+    return list(iter_input_records(dataset, split))
+
+
+def _input_examples(dataset: Dataset | str | int, split: str) -> QuerySet[Example]:
+    return Example.objects.filter(dataset=dataset_resolve(dataset), split=split, has_input_format=True)
+
+
+def input_records_count(dataset: Dataset | str | int, split: str) -> int:
+    return _input_examples(dataset, split).count()
+
+
+def iter_input_records(dataset: Dataset | str | int, split: str, *, chunk_size: int | None = None) -> Iterator[dict]:
+    """The split as policy-input records (keys in file order), in inputs-file order, read a chunk at a time."""
+    rows = (
+        _input_examples(dataset, split)
+        .order_by("input_position")
+        .values_list("policy_text", "answers", "input_passages", "question")
+    )
+    for text, answer, passages, question in rows.iterator(chunk_size=chunk_size or INPUTS_CHUNK):
+        yield qa_format.input_record(text=text, answer=answer, passages=passages, question=question)
 
 
 @dataclass(frozen=True)
@@ -276,6 +353,9 @@ def example_filter_choices(dataset: Dataset | str | int) -> ExampleFilterChoices
     return ExampleFilterChoices(splits=splits, rounds=rounds, error_types=list(ErrorType.choices))
 
 
+QUESTION_START = 200  # characters of each question the example list reads
+
+
 def example_search(dataset: Dataset | str | int, filters: ExampleFilters) -> QuerySet[Example]:
     """The dataset's examples that pass `filters`, by split and then file order (unevaluated, for paging).
 
@@ -304,7 +384,9 @@ def example_search(dataset: Dataset | str | int, filters: ExampleFilters) -> Que
         )
     if filters.round is not None:
         examples = examples.filter(Exists(Response.objects.filter(example=OuterRef("pk"), round=filters.round)))
-    return examples.order_by("split", "position")
+    # A page shows the start of each question; a question may be megabytes long, so only that much is read.
+    long_fields = ("question", "gold", "policy_text", "answers", "input_passages")
+    return examples.defer(*long_fields).annotate(question_start=Left("question", QUESTION_START)).order_by("split", "position")
 
 
 @dataclass(frozen=True)
@@ -431,8 +513,28 @@ def _answer(a: int, b: int, value: int | None) -> str:
     return {"first": f"{a} > {b}", "second": f"{b} > {a}", "equal": f"{a} = {b}"}.get(VALUE_ANSWERS.get(value, ""), "")
 
 
-def example_annotations(dataset: Dataset | str | int, split: str, number: int) -> ExampleAnnotations | None:
-    """Example `number` (1-based) of a split with everything recorded on it, newest first; None if absent."""
+def clip_segments(segments: list[dict], limit: int | None) -> list[dict]:
+    """The first `limit` characters of a response cut into runs (all of it when limit is None)."""
+    if limit is None:
+        return segments
+    kept, room = [], limit
+    for segment in segments:
+        if len(segment["text"]) > room:
+            # The run that passes the limit ends the list, cut, and says so.
+            kept.append({**segment, "text": segment["text"][:room] + "…", "clipped": True})
+            break
+        room -= len(segment["text"])
+        kept.append(segment)
+    return kept
+
+
+def example_annotations(
+    dataset: Dataset | str | int, split: str, number: int, *, clip: int | None = None
+) -> ExampleAnnotations | None:
+    """Example `number` (1-based) of a split with everything recorded on it, newest first; None if absent.
+
+    `clip` keeps only that many characters of each highlighted response (the page links to the whole).
+    """
     dataset = dataset_resolve(dataset)
     feedback = FineGrainedFeedback.objects.select_related("annotator").prefetch_related(
         Prefetch("errors", queryset=ErrorSpan.objects.order_by("position")),
@@ -465,7 +567,9 @@ def example_annotations(dataset: Dataset | str | int, split: str, number: int) -
         views = []
         for record in response.feedback.all():
             spans = [_span_view(number, e, response.text) for number, e in enumerate(record.errors.all(), start=1)]
-            segments = response_segments(response.text, [{"start": e.start, "end": e.end} for e in record.errors.all()])
+            segments = clip_segments(
+                response_segments(response.text, [{"start": e.start, "end": e.end} for e in record.errors.all()]), clip
+            )
             for segment in segments:
                 if segment["index"] is not None:
                     segment["span"] = spans[segment["index"]]

@@ -9,7 +9,6 @@ from annotation.services.campaigns import (  # noqa: E402,F401
 )
 from annotation.services.datasets import (  # noqa: E402,F401
     ImportSummary,
-    dataset_dumps,
     dataset_export,
     dataset_import,
     import_user_for,

@@ -1,8 +1,12 @@
-"""Writes for datasets: import and export qa-feedback files.
+"""Writes for datasets: import and export qa-feedback files, streamed.
 
-An import is all or nothing: the whole file is parsed and validated before
-anything is written, and the writes happen in one transaction, so a bad file
-leaves the database exactly as it was.
+An import is all or nothing. The file is read one example at a time
+(qa.format.RecordReader) and written in batches as it is read, all in one
+transaction; the first bad example stops the writing, the reader lists the
+problems it finds after it, and the refusal rolls everything back, so a bad
+file leaves the database exactly as it was. Memory holds one batch of
+examples, whatever the size of the file. On PostgreSQL the rows go in by
+COPY and the tables' statistics are refreshed once the import commits.
 
 A split holds each format at most once. The first import of a split creates
 its examples; importing the other format later joins it question by question
@@ -16,15 +20,18 @@ silent replace would throw it away. Import into a new split instead.
 Imported fine-grained feedback and preferences need an author. They belong to
 one inactive system account per dataset, `import@<dataset>` (no usable
 password, cannot log in), so that they stay apart from what annotators submit.
+
+An export streams too: records come from the database a chunk at a time and
+are written as they come, so memory stays flat and the first byte goes out
+at once.
 """
 
-import io
 import os
 import re
 import tempfile
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -32,32 +39,35 @@ from typing import IO
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
-from django.utils import timezone
 
-from annotation.models import (
-    Comparison,
-    Dataset,
-    ErrorSpan,
-    Example,
-    FeedbackStatus,
-    FineGrainedFeedback,
-    MissingInfo,
-    Passage,
-    Response,
-)
+from annotation.models import Dataset, Example
 from annotation.qa import format as qa_format
 from annotation.qa.errors import BadRequest, Conflict, NotFound
-from annotation.qa.format import FEEDBACK, FORMATS, FormatError
-from annotation.qa.vocab import PREDICTION_KEYS, RESPONSES
-from annotation.selectors.datasets import IMPORT_USER_PREFIX, dataset_resolve, feedback_records_for, input_records_for
-from annotation.services.feedback import feedback_detail_rows
+from annotation.qa.format import FEEDBACK, FORMATS, FormatError, Problem, shown
+from annotation.selectors.datasets import (
+    IMPORT_USER_PREFIX,
+    dataset_resolve,
+    feedback_records_count,
+    input_records_count,
+    iter_feedback_records,
+    iter_input_records,
+)
+from annotation.services.bulk import row_sink
+from annotation.services.example_rows import FeedbackRows, InputRows, limit_problems
 
-# (stage, done, total); stages are "validate", "write" and "export".
-Progress = Callable[[str, int, int], None]
+# Examples per batch of writes: enough for COPY to pay, few enough to keep memory small.
+BATCH = 1000
 
-# Rows per bulk insert round; small enough to report progress, large enough to stay fast.
-CHUNK = 100
+
+@dataclass(frozen=True)
+class ImportProgress:
+    examples: int  # written so far
+    bytes_read: int
+    bytes_total: int | None  # None when the source's size is not known
+
+
+# An export reports (examples written, examples in all).
+Progress = Callable[[int, int], None]
 _NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 _SPLIT_MAX = Example._meta.get_field("split").max_length
 _DATASET_MAX = Dataset._meta.get_field("name").max_length
@@ -94,8 +104,14 @@ class ExportSummary:
 
 def _check_name(value: str, what: str, max_length: int, *, field: str) -> None:
     if not value or not _NAME.match(value) or len(value) > max_length:
-        message = f"{what} {value!r} must be 1-{max_length} letters, digits, hyphens or underscores"
+        message = f"{what} {shown(value)} must be 1-{max_length} letters, digits, hyphens or underscores"
         raise BadRequest(message, field=field)
+
+
+def check_names(dataset_name: str, split: str) -> None:
+    """Refuse (BadRequest) a dataset or split name that cannot be stored."""
+    _check_name(dataset_name, "dataset name", _DATASET_MAX, field="dataset")
+    _check_name(split, "split", _SPLIT_MAX, field="split")
 
 
 def import_user_for(dataset_name: str) -> AbstractBaseUser:
@@ -110,7 +126,7 @@ def import_user_for(dataset_name: str) -> AbstractBaseUser:
     return user
 
 
-def _noop(stage: str, done: int, total: int) -> None:
+def _no_progress(*args) -> None:
     pass
 
 
@@ -120,7 +136,7 @@ def dataset_import(
     dataset_name: str,
     split: str,
     user: AbstractBaseUser | None = None,
-    progress: Progress | None = None,
+    progress: Callable[[ImportProgress], None] | None = None,
 ) -> ImportSummary:
     """Import a qa-feedback file (either format, told by its keys) into one split of a dataset.
 
@@ -128,35 +144,38 @@ def dataset_import(
     (bad names, format already present in the split) or Conflict (the split
     changed under the import).
     """
-    progress = progress or _noop
+    progress = progress or _no_progress
     began = time.perf_counter()
-    _check_name(dataset_name, "dataset name", _DATASET_MAX, field="dataset")
-    _check_name(split, "split", _SPLIT_MAX, field="split")
-    parsed = qa_format.read_file(path_or_file, progress=lambda done, total: progress("validate", done, total))
-    records, fmt = parsed.records, parsed.format
-
+    check_names(dataset_name, split)
     try:
-        with transaction.atomic():
+        with qa_format.RecordReader(path_or_file) as reader, transaction.atomic():
+            fmt = reader.format
+            sink = row_sink()
             dataset, _ = Dataset.objects.get_or_create(name=dataset_name, defaults={"created_by": user})
             # One import per dataset at a time: the join below reads the split and then rewrites it.
             Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
-            existing = list(
-                Example.objects.filter(dataset=dataset, split=split)
-                .order_by("position")
-                .values_list("id", "question", "has_feedback_format", "has_input_format")
-            )
-            flag = 2 if fmt == FEEDBACK else 3
-            if any(row[flag] for row in existing):
-                count = sum(1 for row in existing if row[flag])
-                raise BadRequest(
-                    f"{dataset_name}/{split} already holds the {fmt} format ({count} examples); "
-                    "import into a new split instead (existing examples may carry annotators' feedback)"
-                )
-            example_ids = _join_by_question(existing, records, dataset_name, split, fmt) if existing else None
+            join = _existing_split(dataset, split, fmt)
+            limits = limit_problems(fmt)
+            reader.check = limits if join is None else (lambda i, r: limits(i, r) or join.match(i, r))
             if fmt == FEEDBACK:
-                counts = _write_feedback(dataset, split, records, example_ids, progress)
+                rows = FeedbackRows(
+                    sink, dataset=dataset, split=split, author=import_user_for(dataset_name), joined=join is not None
+                )
             else:
-                counts = _write_inputs(dataset, split, records, example_ids, progress)
+                rows = InputRows(sink, dataset=dataset, split=split)
+            try:
+                for batch in _batches(reader):
+                    rows.write(batch, None if join is None else join.take(len(batch)))
+                    progress(ImportProgress(reader.count, reader.bytes_read, reader.bytes_total))
+            except FormatError as exc:
+                # Examples of the split that found no record are a problem too, once the whole file is read.
+                left = join.unmatched() if join is not None and reader.finished else None
+                raise exc if left is None else FormatError.joined(exc, left) from None
+            if join is not None:
+                left = join.unmatched()
+                if left is not None:
+                    raise FormatError(left[2], field=left[1])
+            transaction.on_commit(sink.analyze)
     except IntegrityError as exc:
         raise Conflict(f"{dataset_name}/{split} changed during the import ({exc}); try again") from None
 
@@ -164,188 +183,81 @@ def dataset_import(
         dataset=dataset_name,
         split=split,
         format=fmt,
-        examples=len(records),
-        created=len(records) if example_ids is None else 0,
-        joined=0 if example_ids is None else len(records),
-        error_spans=counts[0],
-        missing_info=counts[1],
+        examples=reader.count,
+        created=reader.count if join is None else 0,
+        joined=0 if join is None else reader.count,
+        error_spans=rows.error_spans,
+        missing_info=rows.missing_info,
         seconds=time.perf_counter() - began,
     )
 
 
-def _join_by_question(
-    existing: Sequence[tuple[int, str, bool, bool]], records: list[dict], dataset_name: str, split: str, fmt: str
-) -> list[int]:
-    """The existing example id for each record, matched by exact question; the match must be one to one.
+def _batches(reader: qa_format.RecordReader) -> Iterator[list[tuple[int, dict]]]:
+    batch: list[tuple[int, dict]] = []
+    for item in reader:
+        batch.append(item)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _existing_split(dataset: Dataset, split: str, fmt: str) -> "_Join | None":
+    """How to join a file onto the split's examples, or None when the split is new.
+
+    Refuses a format the split already holds.
+    """
+    existing = list(
+        Example.objects.filter(dataset=dataset, split=split)
+        .order_by("position")
+        .values_list("id", "question", "has_feedback_format", "has_input_format")
+    )
+    flag = 2 if fmt == FEEDBACK else 3
+    count = sum(1 for row in existing if row[flag])
+    if count:
+        raise BadRequest(
+            f"{dataset.name}/{split} already holds the {fmt} format ({count} examples); "
+            "import into a new split instead (existing examples may carry annotators' feedback)"
+        )
+    return _Join(existing, dataset.name, split, fmt) if existing else None
+
+
+class _Join:
+    """Matches a file's records to a split's existing examples by exact question, one to one.
 
     Repeated questions pair up in order (the k-th occurrence with the k-th).
     """
-    waiting: dict[str, deque[int]] = defaultdict(deque)
-    for example_id, question, *_ in existing:
-        waiting[question].append(example_id)
-    ids = []
-    problems: list[tuple[int | None, str | None, str]] = []
-    for index, record in enumerate(records):
-        queue = waiting.get(record["question"])
+
+    def __init__(self, existing: Sequence[tuple[int, str, bool, bool]], dataset_name: str, split: str, fmt: str):
+        self.where = f"{dataset_name}/{split}"
+        self.fmt = fmt
+        self.waiting: dict[str, deque[int]] = defaultdict(deque)
+        for example_id, question, *_ in existing:
+            self.waiting[question].append(example_id)
+        self.matched: deque[int] = deque()
+
+    def _hint(self, message: str) -> str:
+        return message + f"; a {self.fmt}-format file joins an existing split only when it holds the same questions"
+
+    def match(self, index: int, record: dict) -> list[Problem]:
+        queue = self.waiting.get(record["question"])
         if queue:
-            ids.append(queue.popleft())
-        else:
-            problems.append(
-                (index, "question", f"no example of {dataset_name}/{split} has this question ({record['question']!r})")
-            )
-    left = [(example_id, question) for question, queue in waiting.items() for example_id in queue]
-    if left:
+            self.matched.append(queue.popleft())
+            return []
+        return [("question", self._hint(f"no example of {self.where} has this question ({shown(record['question'])})"))]
+
+    def take(self, count: int) -> list[int]:
+        return [self.matched.popleft() for _ in range(count)]
+
+    def unmatched(self) -> tuple[None, str, str] | None:
+        """The problem (index, field, message) of the split's examples that found no record, if any."""
+        left = [(example_id, question) for question, queue in self.waiting.items() for example_id in queue]
+        if not left:
+            return None
         positions = dict(Example.objects.filter(id__in=[i for i, _ in left[:3]]).values_list("id", "position"))
-        sample = "; ".join(f"example {positions[i] + 1}: {q!r}" for i, q in left[:3] if i in positions)
-        problems.append(
-            (
-                None,
-                "question",
-                f"{len(left)} examples of {dataset_name}/{split} have no counterpart in the file ({sample})",
-            )
-        )
-    if problems:
-        index, where, message = problems[0]
-        raise FormatError(
-            message + f"; a {fmt}-format file joins an existing split only when it holds the same questions",
-            index=index,
-            field=where,
-            problems=problems[: qa_format.MAX_PROBLEMS],
-        )
-    return ids
-
-
-def _write_inputs(
-    dataset: Dataset, split: str, records: list[dict], example_ids: list[int] | None, progress: Progress
-) -> tuple[int, int]:
-    total = len(records)
-    if example_ids is None:
-        for begin in range(0, total, CHUNK):
-            Example.objects.bulk_create(
-                Example(
-                    dataset=dataset,
-                    split=split,
-                    position=index,
-                    question=record["question"],
-                    policy_text=record["text"],
-                    answers=record["answer"],
-                    input_passages=record["passages"],
-                    has_input_format=True,
-                    input_position=index,
-                )
-                for index, record in enumerate(records[begin : begin + CHUNK], start=begin)
-            )
-            progress("write", min(begin + CHUNK, total), total)
-        return 0, 0
-    examples = [
-        Example(
-            id=example_id,
-            policy_text=record["text"],
-            answers=record["answer"],
-            input_passages=record["passages"],
-            has_input_format=True,
-            input_position=index,
-        )
-        for index, (example_id, record) in enumerate(zip(example_ids, records, strict=True))
-    ]
-    for begin in range(0, total, CHUNK):
-        Example.objects.bulk_update(
-            examples[begin : begin + CHUNK],
-            ["policy_text", "answers", "input_passages", "has_input_format", "input_position"],
-        )
-        progress("write", min(begin + CHUNK, total), total)
-    return 0, 0
-
-
-def _renumber_for_feedback(dataset: Dataset, split: str, example_ids: list[int]) -> None:
-    """Give joined examples their feedback-file positions.
-
-    Unique constraints are checked row by row on PostgreSQL, so positions are
-    first moved clear of every current value and then set.
-    """
-    rows = Example.objects.filter(dataset=dataset, split=split)
-    offset = (rows.aggregate(top=Max("position"))["top"] or 0) + 1
-    rows.update(position=F("position") + offset)
-    Example.objects.bulk_update(
-        [Example(id=example_id, position=index) for index, example_id in enumerate(example_ids)],
-        ["position"],
-        batch_size=500,
-    )
-
-
-def _write_feedback(
-    dataset: Dataset, split: str, records: list[dict], example_ids: list[int] | None, progress: Progress
-) -> tuple[int, int]:
-    author = import_user_for(dataset.name)
-    now = timezone.now()
-    total = len(records)
-    error_count = missing_count = 0
-    if example_ids is not None:
-        _renumber_for_feedback(dataset, split, example_ids)
-    for begin in range(0, total, CHUNK):
-        chunk = records[begin : begin + CHUNK]
-        if example_ids is None:
-            examples = Example.objects.bulk_create(
-                Example(
-                    dataset=dataset,
-                    split=split,
-                    position=index,
-                    question=record["question"],
-                    gold=record["gold"],
-                    has_feedback_format=True,
-                )
-                for index, record in enumerate(chunk, start=begin)
-            )
-        else:
-            examples = [
-                Example(id=example_id, gold=record["gold"], has_feedback_format=True)
-                for example_id, record in zip(example_ids[begin : begin + CHUNK], chunk, strict=True)
-            ]
-            Example.objects.bulk_update(examples, ["gold", "has_feedback_format"])
-
-        Passage.objects.bulk_create(
-            Passage(example=example, number=number, title=passage[0], sentences=passage[1:])
-            for example, record in zip(examples, chunk, strict=True)
-            for number, passage in enumerate(record["passages"], start=1)
-        )
-        responses = Response.objects.bulk_create(
-            Response(example=example, number=number, text=record[key])
-            for example, record in zip(examples, chunk, strict=True)
-            for number, key in zip(RESPONSES, PREDICTION_KEYS, strict=True)
-        )
-        first_responses = responses[:: len(PREDICTION_KEYS)]
-        feedbacks = FineGrainedFeedback.objects.bulk_create(
-            FineGrainedFeedback(
-                response=response,
-                annotator=author,
-                corrected_prediction=record["feedback"]["corrected-prediction"],
-                status=FeedbackStatus.SUBMITTED,
-                submitted_at=now,
-            )
-            for response, record in zip(first_responses, chunk, strict=True)
-        )
-        span_rows: list[ErrorSpan] = []
-        missing_rows: list[MissingInfo] = []
-        for feedback, record in zip(feedbacks, chunk, strict=True):
-            spans, missing_entries = feedback_detail_rows(feedback, record["feedback"])
-            span_rows += spans
-            missing_rows += missing_entries
-        errors = ErrorSpan.objects.bulk_create(span_rows)
-        missing = MissingInfo.objects.bulk_create(missing_rows)
-        Comparison.objects.bulk_create(
-            Comparison(
-                example=example,
-                annotator=author,
-                preference=record["preference"],
-                status=FeedbackStatus.SUBMITTED,
-                submitted_at=now,
-            )
-            for example, record in zip(examples, chunk, strict=True)
-        )
-        error_count += len(errors)
-        missing_count += len(missing)
-        progress("write", begin + len(chunk), total)
-    return error_count, missing_count
+        sample = "; ".join(f"example {positions[i] + 1}: {shown(q)}" for i, q in left[:3] if i in positions)
+        return None, "question", self._hint(f"{len(left)} examples of {self.where} have no counterpart in the file ({sample})")
 
 
 def dataset_export(
@@ -356,26 +268,35 @@ def dataset_export(
     out: str | Path | IO[str],
     progress: Progress | None = None,
 ) -> ExportSummary:
-    """Write one split in one format to a path (replaced atomically) or an open text file.
+    """Write one split in one format to a path (replaced atomically) or an open text file, streamed.
 
     The feedback format holds the examples whose four responses, latest
     submitted fine-grained feedback on response 1 and latest submitted
     comparison all exist; the inputs format holds the examples imported in it.
-    Raises BadRequest for an unknown format and NotFound when there is nothing to write.
+    Records are read a chunk at a time and written one by one, so memory does
+    not grow with the split. Raises BadRequest for an unknown format and
+    NotFound when there is nothing to write.
     """
-    progress = progress or _noop
+    progress = progress or _no_progress
     began = time.perf_counter()
     if fmt not in FORMATS:
         raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="fmt")
     dataset = dataset_resolve(dataset)
-    records = feedback_records_for(dataset, split) if fmt == FEEDBACK else input_records_for(dataset, split)
-    if not records:
+    total = feedback_records_count(dataset, split) if fmt == FEEDBACK else input_records_count(dataset, split)
+    if not total:
         raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format")
+    written = 0
 
-    def chunks():
-        for done, chunk in enumerate(qa_format.iter_dump(records, fmt=fmt)):
-            yield chunk
-            progress("export", min(done + 1, len(records)), len(records))
+    def records() -> Iterator[dict]:
+        nonlocal written
+        rows = iter_feedback_records(dataset, split) if fmt == FEEDBACK else iter_input_records(dataset, split)
+        for record in rows:
+            written += 1
+            progress(written, max(total, written))
+            yield record
+
+    def pieces() -> Iterator[str]:
+        return qa_format.iter_dump(records(), fmt=fmt)
 
     if isinstance(out, (str, Path)):
         target = Path(out)
@@ -383,21 +304,14 @@ def dataset_export(
         handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.writelines(chunks())
+                stream.writelines(pieces())
             os.chmod(temp_name, 0o644)  # mkstemp's 0600 would make the export private to this account
             os.replace(temp_name, target)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
     else:
-        out.writelines(chunks())
+        out.writelines(pieces())
     return ExportSummary(
-        dataset=dataset.name, split=split, format=fmt, examples=len(records), seconds=time.perf_counter() - began
+        dataset=dataset.name, split=split, format=fmt, examples=written, seconds=time.perf_counter() - began
     )
-
-
-def dataset_dumps(*, dataset: Dataset | str | int, split: str, fmt: str) -> str:
-    """The export as one string (for downloads)."""
-    buffer = io.StringIO()
-    dataset_export(dataset=dataset, split=split, fmt=fmt, out=buffer)
-    return buffer.getvalue()

@@ -1,16 +1,19 @@
-"""Researcher pages for datasets: list, detail, upload, download."""
+"""Researcher pages for datasets: list, detail, upload and export (as background jobs), download."""
 
 from django import forms
-from django.contrib import messages
+from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from annotation.models import Dataset
+from annotation.models import Dataset, DatasetJob
 from annotation.permissions import researcher_required
-from annotation.qa.errors import NotFound, Refused
-from annotation.qa.format import FEEDBACK, FORMATS, FormatError
+from annotation.qa.errors import NotFound, Refused, TooLarge
+from annotation.qa.format import FORMATS
+from annotation.selectors.dataset_jobs import dataset_job_file, dataset_job_progress, dataset_jobs_recent
 from annotation.selectors.datasets import (
     ExampleFilters,
     dataset_split_stats,
@@ -20,7 +23,9 @@ from annotation.selectors.datasets import (
     example_search,
 )
 from annotation.selectors.datasets import dataset_list as select_datasets
-from annotation.services.datasets import dataset_dumps, dataset_import
+from annotation.services.dataset_jobs import dataset_export_request, dataset_import_request
+from annotation.templatetags.long_text import CLIP_CHARS, showing_all
+from annotation.upload_handlers import DatasetUploadHandler, StoredUpload
 
 SHOWN_PROBLEMS = 20
 EXAMPLES_PER_PAGE = 25
@@ -79,6 +84,7 @@ def dataset_detail(request, name: str):
     if request.htmx and request.htmx.target == "examples":
         return render(request, "annotation/datasets/detail.html#examples", context)
     context["stats"] = dataset_split_stats(dataset)
+    context["jobs"] = dataset_jobs_recent(dataset_name=dataset.name)
     return render(request, "annotation/datasets/detail.html", context)
 
 
@@ -94,7 +100,8 @@ def _query_without_page(query) -> str:
 def example_detail(request, name: str, split: str, number: int):
     """One example, read-only, with every fine-grained feedback and comparison recorded on it."""
     dataset = get_object_or_404(Dataset, name=name)
-    annotations = example_annotations(dataset, split, number)
+    clip = None if showing_all(request) else CLIP_CHARS
+    annotations = example_annotations(dataset, split, number, clip=clip)
     if annotations is None:
         raise NotFound(f"{dataset.name}/{split} has no example {number}.")
     return render(
@@ -104,52 +111,99 @@ def example_detail(request, name: str, split: str, number: int):
     )
 
 
+@csrf_exempt  # checked inside, once the upload handler is in place
 @researcher_required
 @require_http_methods(["GET", "POST"])
 def dataset_upload(request):
-    problems: list[str] = []
+    """The upload form; a posted file goes straight to disk and is imported by a background job.
+
+    The handler that writes the file and enforces MAX_UPLOAD_MB must be set
+    before anything reads the body, and the CSRF check reads it: so the
+    check runs inside, after the handler is set.
+    """
+    request.upload_handlers = [DatasetUploadHandler(request)]
+    try:
+        return _dataset_upload(request)
+    except TooLarge as exc:
+        form = DatasetUploadForm(initial={"dataset": request.GET.get("dataset", "")})
+        return render(request, "annotation/datasets/upload.html", _upload_context(form, str(exc)), status=exc.status)
+    finally:
+        # A file that did not become a job (bad form, failed CSRF check) is not kept; a job's was moved away.
+        for upload in getattr(request, "_files", {}).values():
+            if isinstance(upload, StoredUpload):
+                upload.discard()
+
+
+def _upload_context(form: DatasetUploadForm, refusal: str = "") -> dict:
+    return {
+        "form": form,
+        "refusal": refusal,
+        "dataset_names": Dataset.objects.values_list("name", flat=True),
+        "max_upload_mb": settings.MAX_UPLOAD_MB,
+        "jobs": dataset_jobs_recent(),
+    }
+
+
+@csrf_protect
+def _dataset_upload(request):
     status = 200
     if request.method == "POST":
         form = DatasetUploadForm(request.POST, request.FILES)
         status = 400  # the form as posted was not accepted
+        upload = request.FILES.get("file")
         if form.is_valid():
             try:
-                summary = dataset_import(
-                    path_or_file=form.cleaned_data["file"],
+                job = dataset_import_request(
+                    upload=upload.path,
+                    filename=upload.name,
                     dataset_name=form.cleaned_data["dataset"],
                     split=form.cleaned_data["split"],
                     user=request.user,
                 )
-            except FormatError as exc:
-                problems = exc.lines()
-                form.add_error(None, f"{form.cleaned_data['file'].name} was not imported; nothing was written.")
-                status = exc.status
             except Refused as exc:
                 form.add_error(None, str(exc))
                 status = exc.status
             else:
-                messages.success(request, str(summary))
-                return redirect("annotation:dataset_detail", name=summary.dataset)
+                return redirect("annotation:dataset_job", pk=job.pk)
     else:
         form = DatasetUploadForm(initial={"dataset": request.GET.get("dataset", "")})
-    context = {
-        "form": form,
-        "problems": problems[:SHOWN_PROBLEMS],
-        "more_problems": max(0, len(problems) - SHOWN_PROBLEMS),
-        "dataset_names": Dataset.objects.values_list("name", flat=True),
-    }
-    return render(request, "annotation/datasets/upload.html", context, status=status)
+    return render(request, "annotation/datasets/upload.html", _upload_context(form), status=status)
+
+
+@researcher_required
+@require_POST
+def dataset_export_start(request, name: str, split: str, fmt: str):
+    """Queue an export of one split in one format, and show its job."""
+    if fmt not in FORMATS:
+        raise NotFound(f"unknown format {fmt!r}")
+    dataset = get_object_or_404(Dataset, name=name)
+    job = dataset_export_request(dataset=dataset, split=split, fmt=fmt, user=request.user)  # NotFound, BadRequest
+    return redirect("annotation:dataset_job", pk=job.pk)
 
 
 @researcher_required
 @require_GET
-def dataset_download(request, name: str, split: str, fmt: str):
-    if fmt not in FORMATS:
-        raise NotFound(f"unknown format {fmt!r}")
-    dataset = get_object_or_404(Dataset, name=name)
-    content = dataset_dumps(dataset=dataset, split=split, fmt=fmt)  # NotFound when the split has none
-    # Named like the shared files: dev_feedback.json for feedback, dev.json for inputs.
-    filename = f"{dataset.name}-{split}{'_feedback' if fmt == FEEDBACK else ''}.json"
-    response = HttpResponse(content.encode("utf-8"), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+def dataset_job(request, pk: int):
+    """One import or export job: its progress while it runs (htmx polls the status part), then its result."""
+    job = get_object_or_404(DatasetJob, pk=pk)
+    context = {
+        "job": job,
+        "progress": dataset_job_progress(job),
+        "problems": job.problems[:SHOWN_PROBLEMS],
+        "more_problems": max(0, len(job.problems) - SHOWN_PROBLEMS),
+    }
+    if request.htmx:
+        response = render(request, "annotation/datasets/job.html#status", context)
+        # Finished: tell htmx to stop polling.
+        return response if job.active else HttpResponseStopPolling(response.content)
+    return render(request, "annotation/datasets/job.html", context)
+
+
+@researcher_required
+@require_GET
+def dataset_job_download(request, pk: int):
+    job = get_object_or_404(DatasetJob, pk=pk)
+    path = dataset_job_file(job)
+    if path is None:
+        raise NotFound(f"job #{pk} has no file to download")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=job.filename, content_type="application/json")

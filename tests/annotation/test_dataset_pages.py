@@ -1,4 +1,4 @@
-"""Researcher pages for datasets: list, detail, upload, download; annotators are kept out."""
+"""Researcher pages for datasets: list, detail, uploads and exports as background jobs, downloads; annotators are kept out."""
 
 import json
 from pathlib import Path
@@ -7,9 +7,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation.models import Dataset, Example, Response
+from annotation.models import Dataset, DatasetJob, Example, Response
 from annotation.qa.vocab import REDUNDANT, WRONG_GROUNDING
+from annotation.selectors.dataset_jobs import JOBS_DIR, PROGRESS_NAME, dataset_job_dir
+from annotation.services.dataset_jobs import dataset_job_run
 from annotation.services.datasets import dataset_import
+from tests.test_production import _assert_nothing_inline
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_FEEDBACK = DEMO_DIR / "qa_feedback_demo.json"
@@ -41,47 +44,173 @@ def demo(db):
     return Dataset.objects.get(name="demo")
 
 
-def test_it_uploads_a_feedback_file_and_shows_the_dataset(researcher_client, researcher):
-    response = upload(researcher_client, DEMO_FEEDBACK)
-    assert response.status_code == 302
-    assert response["Location"] == reverse("annotation:dataset_detail", args=["demo"])
+@pytest.fixture
+def eager_celery():
+    from config.celery import app
+
+    was = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = was
+
+
+@pytest.fixture
+def run_jobs(eager_celery, django_capture_on_commit_callbacks):
+    """Post with the background job run in place once the request commits, as a worker would."""
+
+    def _post(client, url, data=None):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, data or {})
+
+    return _post
+
+
+def upload_run(client, run_jobs, content, *, dataset="demo", split="dev", name="file.json"):
+    content = content.read_bytes() if isinstance(content, Path) else content
+    file = SimpleUploadedFile(name, content, content_type="application/json")
+    return run_jobs(client, reverse("annotation:dataset_upload"), {"file": file, "dataset": dataset, "split": split})
+
+
+def job_page(client, job, *, htmx=False):
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    return client.get(reverse("annotation:dataset_job", args=[job.pk]), **headers)
+
+
+def files_left(settings) -> list[Path]:
+    root = Path(settings.MEDIA_ROOT) / JOBS_DIR
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_an_upload_is_stored_and_queued_not_imported_in_the_request(
+    researcher_client, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    from annotation.tasks import run_dataset_job
+
+    sent = []
+    monkeypatch.setattr(run_dataset_job, "apply_async", lambda args=(), kwargs=None, **options: sent.append((list(args), options)))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(researcher_client, DEMO_FEEDBACK)
+
+    job = DatasetJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("annotation:dataset_job", args=[job.pk])
+    assert sent == [([job.pk], {"queue": "default"})]
+    assert (job.kind, job.status, job.dataset_name, job.split, job.filename) == ("import", "queued", "demo", "dev", "file.json")
+    assert [p.read_bytes() for p in files_left(settings)] == [DEMO_FEEDBACK.read_bytes()]  # in the job's folder
+    assert not Example.objects.exists()
+    polled = job_page(researcher_client, job, htmx=True)
+    assert polled.status_code == 200 and 'hx-trigger="every 1s"' in polled.content.decode()
+    assert "waiting for a worker" in polled.content.decode()
+
+
+def test_a_background_import_shows_its_progress_and_then_its_result(
+    researcher_client, researcher, monkeypatch, django_capture_on_commit_callbacks
+):
+    from annotation.services import dataset_jobs, datasets
+    from annotation.tasks import run_dataset_job
+
+    monkeypatch.setattr(run_dataset_job, "apply_async", lambda *args, **options: None)  # the worker comes later
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(researcher_client, DEMO_FEEDBACK)
+    job = DatasetJob.objects.get()
+
+    # While it runs, the page shows how far the import has come, from the file the worker keeps up to date.
+    DatasetJob.objects.filter(pk=job.pk).update(status="running")
+    dataset_jobs._write_json(dataset_job_dir(job) / PROGRESS_NAME, {"done": 1000, "total": 4000, "examples": 5})
+    running = job_page(researcher_client, job, htmx=True)
+    html = running.content.decode()
+    assert running.status_code == 200 and 'hx-trigger="every 1s"' in html  # still polling
+    assert "5 examples checked" in html and 'aria-valuenow="25"' in html and 'class="pct-25"' in html
+    _assert_nothing_inline("job page", job_page(researcher_client, job).content.decode())
+    assert "1000\xa0bytes of 3.9\xa0KB read" in html
+
+    # The worker writes that file as it goes: once per batch of examples here.
+    monkeypatch.setattr(datasets, "BATCH", 5)
+    monkeypatch.setattr(dataset_jobs, "PROGRESS_EVERY_S", 0)
+    written = []
+    write_json = dataset_jobs._write_json
+    monkeypatch.setattr(dataset_jobs, "_write_json", lambda path, data: written.append(data) or write_json(path, data))
+    job = dataset_job_run(job_id=job.pk)
+
+    assert [entry["examples"] for entry in written] == [5, 10, 12]
+    assert written[-1]["done"] == written[-1]["total"] == DEMO_FEEDBACK.stat().st_size
+    assert job.status == "succeeded", job.error
+    finished = job_page(researcher_client, job, htmx=True)
+    assert finished.status_code == 286  # htmx stops polling
+    html = finished.content.decode()
+    assert "Imported 12 examples (feedback format, 12 new) into demo/dev" in html
+    assert "hx-trigger" not in html
+    _assert_nothing_inline("finished job page", job_page(researcher_client, job).content.decode())
     assert Example.objects.filter(dataset__name="demo", split="dev", has_feedback_format=True).count() == 12
     assert Dataset.objects.get(name="demo").created_by == researcher
-
-    page = researcher_client.get(response["Location"])
-    assert "Imported 12 examples (feedback format, 12 new) into demo/dev" in page.content.decode()
-    assert "Why is the sky blue?" in page.content.decode()
+    page = researcher_client.get(reverse("annotation:dataset_detail", args=["demo"])).content.decode()
+    assert "Why is the sky blue?" in page and reverse("annotation:dataset_job", args=[job.pk]) in page
 
 
-def test_it_shows_why_an_upload_was_refused_and_writes_nothing(researcher_client):
+def test_an_upload_runs_on_the_worker_when_the_request_commits(researcher_client, run_jobs):
+    response = upload_run(researcher_client, run_jobs, DEMO_FEEDBACK)
+    job = DatasetJob.objects.get()
+    assert response["Location"] == reverse("annotation:dataset_job", args=[job.pk])
+    assert job.status == "succeeded" and job.examples == 12
+
+
+def test_a_refused_upload_shows_each_problem_and_writes_nothing(researcher_client, run_jobs, settings):
     records = json.loads(DEMO_FEEDBACK.read_text())
     records[5]["preference"] = [1, 2, 9, 0, 0, 0]
-    response = upload(researcher_client, json.dumps(records).encode(), name="bad.json")
-    assert response.status_code == 400
-    html = response.content.decode()
+    upload_run(researcher_client, run_jobs, json.dumps(records).encode(), name="bad.json")
+    job = DatasetJob.objects.get()
+    assert job.status == "failed"
+    html = job_page(researcher_client, job).content.decode()
     assert "bad.json was not imported; nothing was written." in html
     assert "example 6, field preference[2]: 9 is not 0, 1 or 2 (pair 1-4)" in html
     assert not Dataset.objects.exists()
+    assert files_left(settings) == []  # the upload is not kept
 
 
-def test_it_refuses_an_upload_that_is_not_json(researcher_client):
-    response = upload(researcher_client, b"question,answer\n", name="data.csv")
-    assert response.status_code == 400
-    assert "the file is not valid JSON" in response.content.decode()
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"question,answer\n", "the file is not valid JSON: Expecting value (line 1, column 1)"),
+        (b'[{"question": "a\\u0000b", "text": "", "answer": [], "passages": []}]', "example 1, field question: holds a NUL"),
+        (b'[{"question": "a", "question": "b", "text": "", "answer": [], "passages": []}]', "field question: key &#x27;question&#x27; appears twice"),
+    ],
+)
+def test_it_refuses_uploads_that_are_not_clean_json(researcher_client, run_jobs, content, message):
+    upload_run(researcher_client, run_jobs, content, name="data.json")
+    job = DatasetJob.objects.get()
+    assert job.status == "failed"
+    assert message in job_page(researcher_client, job).content.decode()
     assert not Example.objects.exists()
 
 
-def test_it_refuses_a_second_upload_of_the_same_format(researcher_client, demo):
-    response = upload(researcher_client, DEMO_FEEDBACK)
-    assert response.status_code == 400
-    assert "demo/dev already holds the feedback format (12 examples)" in response.content.decode()
+def test_it_refuses_a_second_upload_of_the_same_format(researcher_client, run_jobs, demo):
+    upload_run(researcher_client, run_jobs, DEMO_FEEDBACK)
+    job = DatasetJob.objects.get()
+    assert job.status == "failed"
+    assert "demo/dev already holds the feedback format (12 examples)" in job_page(researcher_client, job).content.decode()
 
 
-def test_it_checks_the_upload_form_fields(researcher_client):
+def test_it_checks_the_upload_form_fields(researcher_client, settings):
     response = upload(researcher_client, DEMO_FEEDBACK, dataset="not a slug")
     assert response.status_code == 400
     assert "Enter a valid “slug”" in response.content.decode()
-    assert not Dataset.objects.exists()
+    assert not Dataset.objects.exists() and not DatasetJob.objects.exists()
+    assert files_left(settings) == []
+
+
+@pytest.mark.parametrize("megabytes", [1.02, 5])  # over by less than the form's room (counted as it arrives), by more
+def test_it_refuses_an_upload_over_max_upload_mb_and_keeps_nothing(researcher_client, settings, megabytes):
+    settings.MAX_UPLOAD_MB = 1
+    response = upload(researcher_client, b" " * int(megabytes * 1024 * 1024) + b"[]", name="big.json")
+    assert response.status_code == 413
+    html = response.content.decode()
+    assert "uploads are limited to 1 MB (MAX_UPLOAD_MB)" in html and "<form" in html
+    assert not DatasetJob.objects.exists()
+    assert files_left(settings) == []
+
+
+def test_the_upload_page_states_the_limit(researcher_client, settings):
+    settings.MAX_UPLOAD_MB = 7
+    assert "up to 7 MB" in researcher_client.get(reverse("annotation:dataset_upload")).content.decode()
 
 
 def test_it_lists_datasets_with_split_counts(researcher_client, demo):
@@ -91,12 +220,12 @@ def test_it_lists_datasets_with_split_counts(researcher_client, demo):
     assert "dev · 12" in html and "test · 12" in html
 
 
-def test_it_shows_split_counts_and_download_links_on_the_detail_page(researcher_client, demo):
+def test_it_shows_split_counts_and_export_buttons_on_the_detail_page(researcher_client, demo):
     response = researcher_client.get(reverse("annotation:dataset_detail", args=["demo"]))
     html = response.content.decode()
     assert response.status_code == 200
-    assert reverse("annotation:dataset_download", args=["demo", "dev", "feedback"]) in html
-    assert reverse("annotation:dataset_download", args=["demo", "dev", "inputs"]) in html
+    assert reverse("annotation:dataset_export", args=["demo", "dev", "feedback"]) in html
+    assert reverse("annotation:dataset_export", args=["demo", "dev", "inputs"]) in html
     assert "Feedback (12)" in html and "Policy inputs (12)" in html
     assert "0 by annotators" in html and "12 imported" in html
 
@@ -105,33 +234,61 @@ def test_it_shows_split_counts_and_download_links_on_the_detail_page(researcher_
     ("fmt", "source", "filename"),
     [("feedback", DEMO_FEEDBACK, "demo-dev_feedback.json"), ("inputs", DEMO_INPUTS, "demo-dev.json")],
 )
-def test_it_downloads_each_format_byte_for_byte(researcher_client, demo, fmt, source, filename):
-    response = researcher_client.get(reverse("annotation:dataset_download", args=["demo", "dev", fmt]))
-    assert response.status_code == 200
-    assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
-    assert response.content == source.read_bytes()
+def test_an_export_is_built_in_the_background_then_downloaded_byte_for_byte(
+    researcher_client, run_jobs, demo, fmt, source, filename
+):
+    response = run_jobs(researcher_client, reverse("annotation:dataset_export", args=["demo", "dev", fmt]))
+    job = DatasetJob.objects.get()
+    assert response["Location"] == reverse("annotation:dataset_job", args=[job.pk])
+    assert (job.kind, job.status, job.examples) == ("export", "succeeded", 12), job.error
+    html = job_page(researcher_client, job).content.decode()
+    assert f"Exported 12 examples ({fmt} format) of demo/dev" in html
+    download = researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk]))
+    assert download.status_code == 200
+    assert download["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert b"".join(download.streaming_content) == source.read_bytes()
+
+
+def test_an_export_is_queued_on_the_default_queue_and_offers_no_file_before_it_ran(
+    researcher_client, demo, monkeypatch, django_capture_on_commit_callbacks
+):
+    from annotation.tasks import run_dataset_job
+
+    sent = []
+    monkeypatch.setattr(run_dataset_job, "apply_async", lambda args=(), kwargs=None, **options: sent.append((list(args), options)))
+    with django_capture_on_commit_callbacks(execute=True):
+        researcher_client.post(reverse("annotation:dataset_export", args=["demo", "dev", "feedback"]))
+    job = DatasetJob.objects.get()
+    assert sent == [([job.pk], {"queue": "default"})] and job.status == "queued"
+    assert researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk])).status_code == 404
 
 
 def test_it_answers_404_for_unknown_formats_splits_and_datasets(researcher_client, demo):
-    assert researcher_client.get(reverse("annotation:dataset_download", args=["demo", "dev", "csv"])).status_code == 404
-    assert (
-        researcher_client.get(reverse("annotation:dataset_download", args=["demo", "test", "inputs"])).status_code
-        == 404
-    )
+    def export(*args):
+        return researcher_client.post(reverse("annotation:dataset_export", args=args)).status_code
+
+    assert export("demo", "dev", "csv") == 404
+    assert export("demo", "test", "inputs") == 404
+    assert export("nope", "dev", "inputs") == 404
     assert researcher_client.get(reverse("annotation:dataset_detail", args=["nope"])).status_code == 404
+    assert researcher_client.get(reverse("annotation:dataset_job", args=[999])).status_code == 404
+    assert not DatasetJob.objects.exists()
 
 
-def test_it_keeps_annotators_out_of_every_dataset_page(annotator_client, demo):
+def test_it_keeps_annotators_out_of_every_dataset_page(annotator_client, researcher, demo):
+    job = DatasetJob.objects.create(kind="export", dataset_name="demo", split="dev", fmt="feedback", created_by=researcher)
     urls = [
         reverse("annotation:dataset_list"),
         reverse("annotation:dataset_upload"),
         reverse("annotation:dataset_detail", args=["demo"]),
-        reverse("annotation:dataset_download", args=["demo", "dev", "feedback"]),
+        reverse("annotation:dataset_job", args=[job.pk]),
+        reverse("annotation:dataset_job_download", args=[job.pk]),
     ]
     for url in urls:
         assert annotator_client.get(url).status_code == 403, url
     assert upload(annotator_client, DEMO_INPUTS, split="other").status_code == 403
-    assert not Example.objects.filter(split="other").exists()
+    assert annotator_client.post(reverse("annotation:dataset_export", args=["demo", "dev", "feedback"])).status_code == 403
+    assert DatasetJob.objects.count() == 1
 
 
 def test_it_sends_visitors_who_are_not_logged_in_to_the_login_page(client, demo):
@@ -241,3 +398,34 @@ def test_the_dataset_page_and_the_annotation_page_give_a_question_the_same_numbe
 
 def test_it_keeps_annotators_out_of_the_example_view(annotator_client, demo):
     assert annotator_client.get(reverse("annotation:dataset_example", args=["demo", "dev", 1])).status_code == 403
+
+
+def test_long_texts_are_shown_cut_with_a_way_to_see_them_whole(researcher_client, tmp_path):
+    records = json.loads(DEMO_FEEDBACK.read_text())[:2]
+    records[0]["question"] = "Why " + "very " * 400_000 + "long?"  # 2 MB
+    records[0]["prediction 1"] += " and" + " so on" * 200_000
+    records[0]["feedback"]["corrected-prediction"] = "fixed " * 100_000
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(records))
+    dataset_import(path_or_file=path, dataset_name="long", split="dev")
+
+    listing = researcher_client.get(reverse("annotation:dataset_detail", args=["long"]))
+    assert len(listing.content) < 100_000 and "Why very very" in listing.content.decode()
+    url = reverse("annotation:dataset_example", args=["long", "dev", 1])
+    page = researcher_client.get(url)
+    assert page.status_code == 200 and len(page.content) < 100_000
+    html = page.content.decode()
+    assert "Show all 2,000,009 characters" in html and 'href="?full=1"' in html
+    assert html.count("long-text-more") >= 3  # question, highlighted response, correction
+    whole = researcher_client.get(url + "?full=1")
+    assert len(whole.content) > 2_000_000 and "Show all" not in whole.content.decode()
+
+
+def test_the_upload_form_still_needs_its_csrf_token(researcher, settings):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+    response = upload(client, DEMO_FEEDBACK)
+    assert response.status_code == 403
+    assert not DatasetJob.objects.exists() and files_left(settings) == []

@@ -22,7 +22,9 @@ from annotation.models import (
 from annotation.qa.errors import BadRequest
 from annotation.qa.format import FormatError
 from annotation.qa.vocab import FIRST_PREDICTION, IRRELEVANT
+from annotation.services import datasets as datasets_service
 from annotation.services.datasets import dataset_export, dataset_import
+from annotation.services.example_rows import FeedbackRows
 
 BAD = 17  # the index of the example the bad-input tests break (messages say "example 18"); the 17 before it are fine
 
@@ -238,15 +240,16 @@ def test_it_refuses_to_join_a_file_with_other_questions(qa_feedback_dir, tmp_pat
 @pytest.mark.django_db
 def test_it_writes_nothing_when_a_write_fails_midway(qa_feedback_dir, monkeypatch):
     calls = []
-    original = MissingInfo.objects.bulk_create
+    original = FeedbackRows._write_details
 
-    def failing_bulk_create(objs, *args, **kwargs):
+    def failing_write_details(self, pairs):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("disk full")
-        return original(objs, *args, **kwargs)
+        return original(self, pairs)
 
-    monkeypatch.setattr(MissingInfo.objects, "bulk_create", failing_bulk_create)
+    monkeypatch.setattr(FeedbackRows, "_write_details", failing_write_details)
+    monkeypatch.setattr(datasets_service, "BATCH", 100)  # five batches: the third one fails
     with pytest.raises(RuntimeError, match="disk full"):
         dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
     assert len(calls) == 3
@@ -277,8 +280,8 @@ def test_it_draws_progress_bars_on_stderr(qa_feedback_dir, tmp_path):
     call_command(
         "import_qa_feedback", str(qa_feedback_dir / "dev.json"), dataset="qa", split="dev", stdout=stdout, stderr=stderr
     )
-    assert "validating: 100%" in stderr.getvalue() and "writing: 100%" in stderr.getvalue()
-    assert "500/500" in stderr.getvalue()
+    # One pass: the bar follows the bytes read, examples are checked and written as they come.
+    assert "importing: 100%" in stderr.getvalue() and "500 examples" in stderr.getvalue()
     assert "Imported 500 examples" in stdout.getvalue() and "%" not in stdout.getvalue()
     stderr = io.StringIO()
     call_command(
@@ -302,3 +305,149 @@ def test_it_reports_format_errors_from_the_service_with_index_and_field(records,
         dataset_import(path_or_file=path, dataset_name="qa", split="dev")
     assert (caught.value.index, caught.value.field) == (BAD, "feedback.errors[0].end")
     assert_nothing_written()
+
+
+# --- refusals at the edge: what the database cannot store, named by example and field ------------------
+
+
+def _with(records, marker_value, raw: str) -> str:
+    """The records as JSON text with the value `marker_value` replaced by raw JSON text."""
+    return json.dumps(records, indent=2).replace(json.dumps(marker_value), raw)
+
+
+def test_it_refuses_a_nul_character(refused, records):
+    records[BAD]["feedback"]["corrected-prediction"] = "fine\x00 text"
+    message = refused(records)
+    assert f"example {BAD + 1}, field feedback.corrected-prediction: holds a NUL character (\\u0000)" in message
+
+
+def test_it_refuses_a_lone_surrogate_in_a_value_or_a_key(refused, records):
+    records[BAD]["passages"][1][2] = "half a pair: \ud83d"
+    message = refused(records)
+    assert f"example {BAD + 1}, field passages[1][2]: holds \\ud83d at character 13, half of a UTF-16 surrogate pair" in message
+    records[BAD]["passages"][1][2] = "fine"
+    records[BAD]["feedback"]["errors"][0]["\udc00"] = 1
+    message = refused(records)
+    assert f"example {BAD + 1}, field feedback.errors[0]: a key holds \\udc00" in message
+
+
+def test_it_refuses_nesting_deeper_than_the_limit(refused, records):
+    records[BAD]["gold"] = "DEEP"
+    message = refused(_with(records, "DEEP", "[" * 100_000 + "]" * 100_000))
+    assert f"example {BAD + 1}, field gold[0][0][0]...: nested more than 64 levels deep" in message
+
+
+def test_it_refuses_a_key_given_twice(refused, records):
+    records[BAD]["feedback"]["errors"][1]["end"] = "MARK"
+    message = refused(_with(records, "MARK", '12, "end": 14'))
+    assert f"example {BAD + 1}, field feedback.errors[1].end: key 'end' appears twice in one object" in message
+
+
+def test_it_refuses_more_passages_than_the_database_numbers(refused, records):
+    records[BAD]["passages"] += [["title", "a sentence"]] * 32_765
+    message = refused(records)
+    assert f"example {BAD + 1}, field passages: holds 32768 entries; the database stores at most 32767" in message
+
+
+def test_it_keeps_long_values_out_of_its_messages(refused, records):
+    records[BAD]["feedback"]["errors"][0]["error type"] = "Typo" * 1_000_000
+    message = refused(records)
+    assert f"example {BAD + 1}, field feedback.errors[0].error type: 'TypoTypo" in message
+    assert len(message) < 2_000
+
+
+# --- streaming export ----------------------------------------------------------------------------------
+
+
+class PieceRecorder:
+    """A text file that notes, for each piece written, how many chunks the export had read by then."""
+
+    def __init__(self, chunks_read):
+        self.chunks_read = chunks_read
+        self.pieces: list[tuple[int, str]] = []
+
+    def writelines(self, pieces):
+        assert not isinstance(pieces, (list, tuple, str)), "the export must hand over pieces as it makes them"
+        for piece in pieces:
+            self.pieces.append((len(self.chunks_read), piece))
+
+
+@pytest.mark.django_db
+def test_it_streams_an_export_piece_by_piece_while_it_reads_the_database(qa_feedback_dir, monkeypatch):
+    from annotation.selectors import datasets as selectors
+
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    chunks_read = []
+    read_chunk = selectors._feedback_chunk
+    monkeypatch.setattr(selectors, "FEEDBACK_CHUNK", 50)
+    monkeypatch.setattr(selectors, "_feedback_chunk", lambda *a: chunks_read.append(1) or read_chunk(*a))
+    out = PieceRecorder(chunks_read)
+
+    summary = dataset_export(dataset="qa", split="dev", fmt="feedback", out=out)
+
+    assert summary.examples == 500 and len(chunks_read) == 10
+    assert len(out.pieces) == 501  # one per example, and the closing bracket
+    assert out.pieces[0][0] == 1  # the first example went out when one chunk of 50 had been read
+    assert "".join(piece for _, piece in out.pieces) == (qa_feedback_dir / "dev_feedback.json").read_text()
+
+
+@pytest.mark.django_db
+def test_it_streams_the_inputs_format_too(qa_feedback_dir):
+    dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name="qa", split="dev")
+    out = PieceRecorder([])
+    dataset_export(dataset="qa", split="dev", fmt="inputs", out=out)
+    assert len(out.pieces) == 501
+    assert "".join(piece for _, piece in out.pieces) == (qa_feedback_dir / "dev.json").read_text()
+
+
+@pytest.mark.django_db
+def test_it_refreshes_the_planner_statistics_once_a_postgresql_import_commits(
+    qa_feedback_dir, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("ANALYZE is PostgreSQL's; SQLite plans without gathered statistics")
+
+    def estimated_rows(table: str) -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [table])
+            return cursor.fetchone()[0]
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    assert estimated_rows("annotation_response") < 2000  # never analysed: the planner would guess
+    for callback in callbacks:
+        callback()
+    assert estimated_rows("annotation_response") == 2000
+    assert estimated_rows("annotation_errorspan") == 1373
+
+
+def test_it_names_a_long_or_broken_key_without_repeating_it_whole(refused, records):
+    records[BAD]["k" * 100_000] = 1
+    message = refused(records)
+    assert f"example {BAD + 1}, field {'k' * 59}…: unexpected key" in message and len(message) < 2_000
+    del records[BAD]["k" * 100_000]
+    records[BAD]["feedback"]["errors"][0]["MARK"] = 1
+    message = refused(_with(records, "MARK", '"\\ud800": 1, "\\ud800"'))
+    assert f"example {BAD + 1}, field feedback.errors[0]: a key holds \\ud800" in message
+
+
+def test_an_export_that_cannot_write_fails_and_leaves_no_file(qa_feedback_dir, tmp_path, monkeypatch, db):
+    from annotation.qa import format as qa_format
+
+    dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name="qa", split="dev")
+    dump = qa_format.iter_dump
+
+    def breaking_dump(records, *, fmt):
+        for n, piece in enumerate(dump(records, fmt=fmt)):
+            if n == 120:
+                raise OSError(28, "No space left on device")
+            yield piece
+
+    monkeypatch.setattr(qa_format, "iter_dump", breaking_dump)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        dataset_export(dataset="qa", split="dev", fmt="inputs", out=folder / "dev.json")
+    assert list(folder.iterdir()) == []  # not even the temporary file

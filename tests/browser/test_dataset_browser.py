@@ -108,3 +108,32 @@ def test_the_example_list_pages_searches_and_filters_in_place_and_opens_an_examp
         phone.goto(path)
         assert phone.evaluate(NO_PAGE_SCROLL), f"{path} scrolls sideways at 390 px"
         screenshot(phone, name, scroll_to="#examples-title" if "error=" in path else None)
+
+
+def test_an_upload_is_followed_on_its_job_page_until_the_worker_has_imported_it(new_page, make_user, monkeypatch):
+    from pathlib import Path
+
+    from annotation.models import DatasetJob, Example
+    from annotation.services.dataset_jobs import dataset_job_run
+    from annotation.tasks import run_dataset_job
+
+    monkeypatch.setattr(run_dataset_job, "apply_async", lambda *args, **options: None)  # the worker is this test
+    make_user("rita", role="researcher", password=PASSWORD)
+    page = new_page()
+    log_in(page, "rita")
+    page.goto("/annotation/datasets/upload/")
+    page.get_by_label("File").set_input_files(str(Path(__file__).resolve().parents[2] / "demo" / "qa_feedback_demo.json"))
+    page.get_by_label("Dataset", exact=True).fill("demo")
+    page.get_by_role("button", name="Import").click()
+
+    status = page.locator("#job-status")
+    status.get_by_text("Queued").wait_for()
+    assert status.get_attribute("hx-trigger") == "every 1s"  # the page polls while the job waits and runs
+    job = DatasetJob.objects.get()
+    assert not Example.objects.exists()
+
+    dataset_job_run(job_id=job.pk)
+    page.get_by_text("Imported 12 examples (feedback format, 12 new) into demo/dev").wait_for(timeout=30_000)
+    assert page.locator("#job-status").get_attribute("hx-trigger") is None  # and stops once it is done
+    page.get_by_role("link", name="Open demo").click()
+    page.get_by_text("Why is the sky blue?").wait_for()

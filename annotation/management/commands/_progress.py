@@ -1,45 +1,45 @@
-"""Command-line progress bars for the stages a service reports as (stage, done, total)."""
+"""Command-line progress bars for imports (bytes of the file read) and exports (examples written)."""
 
 from typing import TextIO
 
 from tqdm import tqdm
 
-LABELS = {"validate": "validating", "write": "writing", "export": "exporting"}
 
-
-class StageBars:
-    """One tqdm bar per stage, on the given stream (stderr, so stdout stays clean for summaries)."""
+class ImportBar:
+    """One tqdm bar over the bytes of the file, with the examples written so far; on stderr."""
 
     def __init__(self, stream: TextIO, *, disable: bool = False):
-        self.stream = stream
-        self.disable = disable
-        self.bars: dict[str, tqdm] = {}
+        self.bar = tqdm(desc="importing", unit="B", unit_scale=True, file=stream, disable=disable, leave=True)
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        bar = self.bars.get(stage)
-        if bar is None:
-            # Stages run one after another; finish the earlier bars so the new one draws below them.
-            for earlier in self.bars.values():
-                earlier.close()
-            bar = self.bars[stage] = tqdm(
-                total=total,
-                desc=LABELS.get(stage, stage),
-                unit="ex",
-                file=self.stream,
-                disable=self.disable,
-                leave=True,
-            )
-        bar.update(done - bar.n)
+    def __call__(self, progress) -> None:
+        if progress.bytes_total is not None and self.bar.total != progress.bytes_total:
+            self.bar.total = progress.bytes_total
+        self.bar.set_postfix_str(f"{progress.examples} examples", refresh=False)
+        self.bar.update(progress.bytes_read - self.bar.n)
 
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-    def __enter__(self) -> "StageBars":
+    def __enter__(self) -> "ImportBar":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.close()
+        self.bar.close()
+
+
+class ExportBar:
+    """One tqdm bar over the examples written; on stderr."""
+
+    def __init__(self, stream: TextIO, *, disable: bool = False):
+        self.bar = tqdm(desc="exporting", unit="ex", file=stream, disable=disable, leave=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "ExportBar":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
 
 
 def raw_stream(wrapper) -> TextIO:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.management.commands._progress import StageBars, raw_stream
+from annotation.management.commands._progress import ExportBar, raw_stream
 from annotation.models import Dataset
 from annotation.qa.errors import Refused
 from annotation.qa.format import FEEDBACK, FORMATS
@@ -23,9 +23,9 @@ class Command(BaseCommand):
         if not Dataset.objects.filter(name=dataset).exists():
             known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
             raise CommandError(f"no dataset named {dataset!r} (datasets: {known})")
-        with StageBars(raw_stream(self.stderr), disable=verbosity == 0) as bars:
+        with ExportBar(raw_stream(self.stderr), disable=verbosity == 0) as bar:
             try:
-                summary = dataset_export(dataset=dataset, split=split, fmt=fmt, out=out, progress=bars)
+                summary = dataset_export(dataset=dataset, split=split, fmt=fmt, out=out, progress=bar)
             except Refused as exc:
                 raise CommandError(str(exc)) from None
             except OSError as exc:

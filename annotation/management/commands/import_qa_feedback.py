@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.management.commands._progress import StageBars, raw_stream
+from annotation.management.commands._progress import ImportBar, raw_stream
 from annotation.qa.errors import Refused
 from annotation.qa.format import FormatError
 from annotation.services.datasets import dataset_import
@@ -22,9 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--split", required=True, help="split name, e.g. train, dev, test")
 
     def handle(self, *args, path: str, dataset: str, split: str, verbosity: int = 1, **options):
-        with StageBars(raw_stream(self.stderr), disable=verbosity == 0) as bars:
+        with ImportBar(raw_stream(self.stderr), disable=verbosity == 0) as bar:
             try:
-                summary = dataset_import(path_or_file=path, dataset_name=dataset, split=split, progress=bars)
+                summary = dataset_import(path_or_file=path, dataset_name=dataset, split=split, progress=bar)
             except FormatError as exc:
                 lines = exc.lines()
                 text = f"{path} was not imported, nothing was written: {lines[0]}"

@@ -261,3 +261,75 @@ def test_it_finds_real_feedback_in_the_demo_data():
     assert kinds == set(ERROR_TYPES)
     assert {m["error type"] for r in records for m in r["feedback"]["missing-info"]} == set(MISSING_INFO_TYPES)
     assert all(r["feedback"]["corrected-prediction"] for r in records)
+
+
+def test_its_fast_writer_gives_json_dumps_bytes_for_any_shape():
+    rng = random.Random(11)
+    scalars = ["", 'a"b\\c', "é\u2028\U0001f600", "\x00\x1f", 0, -5, 10**30, True, False, None, 1.5, 1e-7]
+
+    def value(depth=0):
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            return rng.choice(scalars)
+        if roll < 0.65:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(["a", "b", "é", "", "x y"]): value(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    for _ in range(3000):
+        item = value()
+        for indent in (2, 4):
+            assert q._encode(item, " " * indent, "") == json.dumps(item, indent=indent), item
+
+
+def test_its_feedback_writer_matches_the_generic_one_on_odd_records(shared_feedback):
+    records = json.loads(shared_feedback)[:3]
+    records[0]["passages"] = []
+    records[1]["feedback"]["errors"] = []
+    records[1]["feedback"]["missing-info"][0]["sentence_id"] = []
+    records[2]["preference"] = [True, 0, 1, 2, 0, 1]  # not the usual shape: the generic encoder takes it
+    assert q.dumps(records, fmt=q.FEEDBACK) == json.dumps(records, indent=2)
+
+
+def test_it_reads_a_file_one_example_at_a_time(shared_feedback, tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text(shared_feedback)
+    with q.RecordReader(path) as reader:
+        assert reader.format == q.FEEDBACK and reader.bytes_total == path.stat().st_size
+        first = next(iter(reader))
+        assert first[0] == 0 and reader.bytes_read < reader.bytes_total  # not the whole file yet
+    with q.RecordReader(path) as reader:
+        assert sum(1 for _ in reader) == 500 and reader.finished and reader.bytes_read == reader.bytes_total
+
+
+def test_it_stops_giving_examples_at_the_first_problem_but_lists_the_later_ones(shared_feedback):
+    records = json.loads(shared_feedback)[:20]
+    records[4]["gold"] = 7
+    records[9]["preference"] = [1]
+    given = []
+    with pytest.raises(FormatError) as caught:
+        for index, _ in q.RecordReader(io.StringIO(json.dumps(records))):
+            given.append(index)
+    assert given == [0, 1, 2, 3]
+    assert caught.value.lines() == [
+        "example 5, field gold: must be a string, not a number",
+        "example 10, field preference: must hold 6 values (one per pair of predictions), not 1",
+    ]
+
+
+INPUT = '{"text": "t", "answer": ["a"], "passages": [], "question": "Why?"}'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"[{INPUT}] x", "the file is not valid JSON: Extra data (line 1, column 70)"),
+        (f"[{INPUT},\n]", "the file is not valid JSON: Expecting value (line 2, column 1)"),
+        ('"text"', "the file must hold a list of examples, not a string"),
+        ("[]", "the file holds no examples"),
+        ('[{"text": "\\udc00", "answer": [], "passages": [], "question": "q"}]', "example 1, field text: holds \\udc00"),
+    ],
+)
+def test_it_words_file_problems_as_json_loads_does(text, message):
+    with pytest.raises(FormatError) as caught:
+        q.read_file(io.StringIO(text))
+    assert str(caught.value).startswith(message)
