@@ -105,3 +105,14 @@ def researcher_client(client, researcher):
 def annotator_client(client, annotator):
     client.force_login(annotator)
     return client
+
+
+@pytest.fixture
+def eager_celery():
+    """Celery tasks run in the calling process, as soon as they are sent (the app is yielded)."""
+    from config.celery import app
+
+    was = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = was

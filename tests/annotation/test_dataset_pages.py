@@ -45,16 +45,6 @@ def demo(db):
 
 
 @pytest.fixture
-def eager_celery():
-    from config.celery import app
-
-    was = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield app
-    app.conf.task_always_eager = was
-
-
-@pytest.fixture
 def run_jobs(eager_celery, django_capture_on_commit_callbacks):
     """Post with the background job run in place once the request commits, as a worker would."""
 

@@ -49,16 +49,6 @@ def not_sent(sent: list | None = None):
     return apply_async
 
 
-@pytest.fixture
-def eager_celery():
-    from config.celery import app
-
-    was = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield app
-    app.conf.task_always_eager = was
-
-
 def test_it_builds_the_three_files_byte_identical_after_import(dev_dataset, qa_feedback_dir, tmp_path):
     out = tmp_path / "rm"
     printed = build_command(dataset="qa", split="dev", out=str(out), splitter="sentencizer")

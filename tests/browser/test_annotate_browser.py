@@ -297,7 +297,8 @@ def test_it_lets_a_researcher_set_up_a_campaign_and_watch_progress(new_page, mak
     screenshot(page, "campaign_list")
 
 
-def test_it_refuses_a_submit_from_a_stale_tab_with_a_visible_message(new_page, make_user):
+def two_tabs_one_submitted(new_page, make_user):
+    """anna opens the same item in two tabs and submits it from the first; returns (user, first, second)."""
     user, _dataset, _campaign = annotator_with_campaign(make_user, task=CampaignTask.FINE_GRAINED)
     first = new_page()
     start_first_item(first)
@@ -308,6 +309,11 @@ def test_it_refuses_a_submit_from_a_stale_tab_with_a_visible_message(new_page, m
     first.get_by_label("Corrected response").fill("Written in the first tab.")
     first.get_by_role("button", name="Submit").click()
     first.get_by_text("Nothing is left for you").wait_for()
+    return user, first, second
+
+
+def test_it_refuses_a_submit_from_a_stale_tab_with_a_visible_message(new_page, make_user):
+    user, first, second = two_tabs_one_submitted(new_page, make_user)
 
     second.get_by_role("button", name="Submit").click()
     problem = second.locator("#draft-problems .problems")

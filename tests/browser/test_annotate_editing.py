@@ -4,12 +4,12 @@ import pytest
 
 from annotation.models import Assignment, CampaignTask, FineGrainedFeedback
 from tests.annotation.annotate_data import offsets_of
-from tests.browser.conftest import log_in
 from tests.browser.test_annotate_browser import (
     TEXT,
     annotator_with_campaign,
     drag_select,
     start_first_item,
+    two_tabs_one_submitted,
     wait_ready,
     wait_saved,
     wait_until,
@@ -144,16 +144,7 @@ def test_a_refused_span_does_not_say_draft_saved(new_page, make_user):
 
 
 def test_a_tab_left_behind_says_once_that_the_item_was_submitted_elsewhere(new_page, make_user, screenshot):
-    user, _dataset, _campaign = annotator_with_campaign(make_user, task=CampaignTask.FINE_GRAINED)
-    first = new_page()
-    start_first_item(first)
-    second = new_page()
-    log_in(second, "anna")
-    second.goto(first.url)
-    wait_ready(second)
-    first.get_by_label("Corrected response").fill("Written in the first tab.")
-    first.get_by_role("button", name="Submit").click()
-    first.get_by_text("Nothing is left for you").wait_for()
+    user, first, second = two_tabs_one_submitted(new_page, make_user)
 
     # The second tab finds out twice, from its autosave and from its submit: it says so once.
     second.get_by_label("Corrected response").fill("Written in the second tab.")

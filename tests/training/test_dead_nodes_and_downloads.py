@@ -25,14 +25,6 @@ def _running(token_rm_file) -> TrainingRun:
     return supervisor.run_claim(run_id=run.pk, host="gpu-node-7")
 
 
-@pytest.fixture
-def eager_celery():
-    was = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield celery_app
-    celery_app.conf.task_always_eager = was
-
-
 # --- the reaper -----------------------------------------------------------------------------
 
 

@@ -24,6 +24,15 @@ def _create(token_rm_file) -> TrainingRun:
     return services.run_create(kind="rm_relevance", preset="tiny", uploads={"train": upload})
 
 
+def _execute(fake_trainer, token_rm_file, mode: str, **options) -> TrainingRun:
+    """One run of the fake trainer in `mode`, executed to the end as the worker would, reloaded."""
+    fake_trainer(mode, **options)
+    run = _create(token_rm_file)
+    supervisor.run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
 def _wait_for(predicate, *, timeout: float = 120.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -58,10 +67,7 @@ def _status(run: TrainingRun) -> str:
 
 @pytest.mark.django_db
 def test_it_runs_the_trainer_to_success_and_records_what_it_reported(token_rm_file, fake_trainer, settings):
-    fake_trainer("ok", steps=5)
-    run = _create(token_rm_file)
-    supervisor.run_execute(run_id=run.pk)
-    run.refresh_from_db()
+    run = _execute(fake_trainer, token_rm_file, "ok", steps=5)
 
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert (run.progress_step, run.progress_total) == (5, 5)
@@ -79,10 +85,7 @@ def test_it_runs_the_trainer_to_success_and_records_what_it_reported(token_rm_fi
 
 @pytest.mark.django_db
 def test_it_marks_a_crashed_trainer_failed_with_its_error_and_log(token_rm_file, fake_trainer):
-    fake_trainer("crash")
-    run = _create(token_rm_file)
-    supervisor.run_execute(run_id=run.pk)
-    run.refresh_from_db()
+    run = _execute(fake_trainer, token_rm_file, "crash")
     assert run.status == RunStatus.FAILED
     assert run.error == "ValueError: the fake trainer fell over (the trainer exited with code 1)"
     assert "Traceback" in run.log_tail
@@ -90,10 +93,7 @@ def test_it_marks_a_crashed_trainer_failed_with_its_error_and_log(token_rm_file,
 
 @pytest.mark.django_db
 def test_it_fails_a_trainer_that_exits_without_finishing(token_rm_file, fake_trainer):
-    fake_trainer("quiet")
-    run = _create(token_rm_file)
-    supervisor.run_execute(run_id=run.pk)
-    run.refresh_from_db()
+    run = _execute(fake_trainer, token_rm_file, "quiet")
     assert run.status == RunStatus.FAILED
     assert run.error == "The trainer exited without reporting that it finished."
 
