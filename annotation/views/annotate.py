@@ -234,16 +234,23 @@ def _fine_grained_context(request, assignment, *, response, stored, draft, **ext
         "error_types": ERROR_TYPE_CHOICES,
         "error_types_by_value": ERROR_TYPE_BY_VALUE,
         "missing_types": MISSING_TYPE_CHOICES,
-        "version": stored.record.version if stored else 0,
-        "submitted_at": stored.record.submitted_at if stored else None,
-        "draft_version": assignment.draft_version,
-        "submit_token": secrets.token_urlsafe(24),
-        "has_draft": bool(assignment.draft),
         "words": [list(span) for span in word_spans(response.text)],
-        "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
+        **_submission_context(assignment, stored.record if stored else None),
     }
     context.update(extra)
     return context
+
+
+def _submission_context(assignment, record) -> dict:
+    """What both annotation pages need to save and submit: versions, a fresh submit token, the state."""
+    return {
+        "version": record.version if record else 0,
+        "submitted_at": record.submitted_at if record else None,
+        "draft_version": assignment.draft_version,
+        "submit_token": secrets.token_urlsafe(24),
+        "has_draft": bool(assignment.draft),
+        "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
+    }
 
 
 def _fine_grained_page(request, assignment, *, status: int = 200, **extra) -> HttpResponse:
@@ -301,12 +308,7 @@ def _comparison_context(request, assignment, *, responses, stored, draft, **extr
         "questions": questions,
         "answered": sum(value is not None for value in preference),
         "cycles": preferences.intransitive_cycles(preference),
-        "version": stored.version if stored else 0,
-        "submitted_at": stored.submitted_at if stored else None,
-        "draft_version": assignment.draft_version,
-        "submit_token": secrets.token_urlsafe(24),
-        "has_draft": bool(assignment.draft),
-        "is_submitted": assignment.status == AssignmentStatus.SUBMITTED,
+        **_submission_context(assignment, stored),
     }
     context.update(extra)
     return context
