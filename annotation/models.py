@@ -28,6 +28,8 @@ class MissingInfoType(models.TextChoices):
 class Dataset(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    # The task its examples belong to (a name from the task registry): "qa_feedback" or "detox".
+    task = models.CharField(max_length=32, default="qa_feedback")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -62,6 +64,8 @@ class Example(models.Model):
     input_position = models.PositiveIntegerField(
         null=True, blank=True, help_text="0-based index of the example in its split's policy-input file."
     )
+    # Task-specific fields a format carries besides the question (detox prompts: toxicity, challenging, ...).
+    meta = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["dataset", "split", "position"]
@@ -108,6 +112,13 @@ class Response(models.Model):
     text = models.TextField()
     source_model = models.CharField(max_length=200, blank=True)
     round = models.PositiveSmallIntegerField(default=0)
+    # The training run whose policy sampled this answer (new rounds); empty for imported answers.
+    source_run = models.ForeignKey(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="sampled_responses"
+    )
+    # Per-segment rewards from the reward models that scored it, for display:
+    # [{"start": int, "end": int, "reward": float, "label": str, "model": str}], offsets into `text`.
+    reward_segments = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["example", "number"]
@@ -199,12 +210,40 @@ class CampaignTask(models.TextChoices):
     BOTH = "both", "Both"
 
 
+class CampaignOrder(models.TextChoices):
+    INPUT = "input", "Input order"
+    UNCERTAIN = "uncertain", "Least certain reward models first"
+    DISAGREEMENT = "disagreement", "Reward models disagree most first"
+    RANDOM = "random", "Random (seeded)"
+
+
 class Campaign(models.Model):
     name = models.CharField(max_length=200)
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="campaigns")
     split = models.CharField(max_length=32)
     task = models.CharField(max_length=16, choices=CampaignTask.choices, default=CampaignTask.BOTH)
+    # Overlap: annotators per item; items in the shared share get every annotator of the campaign instead.
     annotators_per_item = models.PositiveSmallIntegerField(default=1)
+    shared_share = models.FloatField(
+        default=0.0, help_text="Share (0..1) of items annotated by every annotator, for agreement."
+    )
+    guidelines = models.TextField(blank=True, help_text="Markdown shown beside the annotation pages.")
+    # Which items come first in the queue (see CampaignOrder); `random` uses `order_seed`.
+    order = models.CharField(max_length=16, choices=CampaignOrder.choices, default=CampaignOrder.INPUT)
+    order_seed = models.PositiveIntegerField(default=0)
+    # Model in the loop: finished R1 / R2 runs whose predictions are offered as suggestions.
+    suggest_relevance_run = models.ForeignKey(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    suggest_factuality_run = models.ForeignKey(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Share of items shown without suggestions (the bias check's control group).
+    no_suggestion_share = models.FloatField(default=0.2)
+    # Set when a policy's new round opened this campaign.
+    source_run = models.ForeignKey(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="round_campaigns"
+    )
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="campaigns", blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_campaigns"
@@ -216,6 +255,11 @@ class Campaign(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(annotators_per_item__gte=1), name="campaign_annotators_positive"),
+            models.CheckConstraint(condition=Q(shared_share__gte=0) & Q(shared_share__lte=1), name="campaign_shared_share_range"),
+            models.CheckConstraint(
+                condition=Q(no_suggestion_share__gte=0) & Q(no_suggestion_share__lte=1),
+                name="campaign_no_suggestion_share_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -252,8 +296,11 @@ class Assignment(models.Model):
     # Autosaved work in progress, as the editor's JSON state.
     draft = models.JSONField(default=dict, blank=True)
     draft_version = models.PositiveIntegerField(default=0)
+    # Seconds the item's page was open (sent by the page); time per item on the campaign page.
+    active_seconds = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["campaign", "example", "kind", "slot"]
@@ -334,3 +381,63 @@ class DatasetJob(models.Model):
     @property
     def active(self) -> bool:
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class Adjudication(models.Model):
+    """A reviewer's gold version of one item (example + kind), stored apart from the annotators' work.
+
+    Fine-grained items keep the qa-feedback `feedback` shape as JSON (errors
+    with "error type", "explanation", "start", "end"; missing-info entries;
+    the corrected prediction); comparison items keep the six preferences.
+    """
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="adjudications")
+    kind = models.CharField(max_length=16, choices=AssignmentKind.choices)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="adjudications")
+    errors = models.JSONField(default=list, blank=True)
+    missing_info = models.JSONField(default=list, blank=True)
+    corrected_prediction = models.TextField(blank=True)
+    preference = models.JSONField(default=list, blank=True)
+    # Set when the reviewer accepted one annotator's version as it stood.
+    accepted_from = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    adjudicated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="adjudications"
+    )
+    adjudicated_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["example", "kind"]
+        constraints = [models.UniqueConstraint(fields=["example", "kind"], name="adjudication_one_per_item")]
+
+
+class ItemNote(models.Model):
+    """A reviewer sending an item back to an annotator, or an annotator flagging an item: with a comment.
+
+    Open until resolved: a send-back shows in the annotator's queue until they
+    submit the item again; a flag shows to reviewers until one resolves it.
+    """
+
+    class Kind(models.TextChoices):
+        SEND_BACK = "send_back", "Sent back"
+        FLAG = "flag", "Flagged"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="item_notes")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="item_notes")
+    item_kind = models.CharField(max_length=16, choices=AssignmentKind.choices)
+    # The annotator concerned: the one sent back to, or the one who flagged.
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="item_notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    comment = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["annotator", "kind", "resolved_at"])]
