@@ -8,6 +8,7 @@ comparison items are the examples with responses 1 to 4. Each item has
 with an unexpired lease or has been submitted.
 """
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,6 +67,41 @@ def campaign_items(campaign: Campaign, kind: str) -> QuerySet[Example]:
     )
 
 
+def shared_item_ids(campaign: Campaign, kind: str) -> frozenset[int]:
+    """The items every annotator of the campaign annotates (for agreement): `shared_share` of them, rounded.
+
+    A seeded choice that depends only on the campaign and the example, so it
+    is stable for a campaign and the same examples are shared for both kinds.
+    """
+    if campaign.shared_share <= 0:
+        return frozenset()
+    ids = list(campaign_items(campaign, kind).values_list("pk", flat=True))
+    count = round(campaign.shared_share * len(ids))
+    ranked = sorted(ids, key=lambda pk: hashlib.sha256(f"granary-shared:{campaign.pk}:{pk}".encode()).digest())
+    return frozenset(ranked[:count])
+
+
+def team_size(campaign: Campaign) -> int:
+    """How many annotate a shared item: everyone on the campaign (never fewer than the overlap)."""
+    return max(campaign.annotators_per_item, campaign.annotators.count())
+
+
+def item_capacity(campaign: Campaign, *, example_id: int, kind: str) -> int:
+    """Slots of one item: the whole team on a shared item, else `annotators_per_item`."""
+    if example_id in shared_item_ids(campaign, kind):
+        return team_size(campaign)
+    return campaign.annotators_per_item
+
+
+def _has_free_slot(campaign: Campaign, kind: str) -> Q:
+    """Over items annotated with `n_live`: fewer live slots than the item has."""
+    open_q = Q(n_live__lt=campaign.annotators_per_item)
+    shared = shared_item_ids(campaign, kind)
+    if shared:
+        open_q |= Q(pk__in=shared, n_live__lt=team_size(campaign))
+    return open_q
+
+
 def _done_elsewhere(kind: str, annotator) -> Exists:
     """The annotator already submitted this work, in this campaign or another."""
     if kind == AssignmentKind.FINE_GRAINED:
@@ -96,7 +132,7 @@ def open_items_for(*, campaign: Campaign, annotator, kind: str, now: datetime) -
     return (
         campaign_items(campaign, kind)
         .alias(n_live=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)))
-        .filter(n_live__lt=campaign.annotators_per_item)
+        .filter(_has_free_slot(campaign, kind))
         .exclude(Exists(mine))
         .exclude(_done_elsewhere(kind, annotator))
     )
@@ -217,7 +253,9 @@ def campaign_progress(campaign: Campaign, *, now: datetime, with_annotators: boo
     kinds = []
     for kind in campaign_kinds(campaign):
         items = campaign_items(campaign, kind).count()
-        kinds.append(KindProgress(kind, AssignmentKind(kind).label, items, items * campaign.annotators_per_item))
+        shared = len(shared_item_ids(campaign, kind))
+        slots = items * campaign.annotators_per_item + shared * (team_size(campaign) - campaign.annotators_per_item)
+        kinds.append(KindProgress(kind, AssignmentKind(kind).label, items, slots))
     by_kind = {k.kind: k for k in kinds}
     rows = (
         Assignment.objects.filter(campaign=campaign)

@@ -7,10 +7,11 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Campaign, CampaignTask, Dataset, Example
-from annotation.selectors.campaigns import next_assignment_for
+from annotation.selectors.campaigns import item_capacity, next_assignment_for
 
 # Leasing retries when another annotator took the chosen slot between our read and our insert.
 _LEASE_ATTEMPTS = 5
@@ -28,6 +29,8 @@ def campaign_create(
     task: str,
     annotators: Iterable[AbstractBaseUser],
     annotators_per_item: int = 1,
+    shared_share: float = 0.0,
+    guidelines: str = "",
     created_by: AbstractBaseUser | None = None,
 ) -> Campaign:
     annotators = list(annotators)
@@ -42,6 +45,8 @@ def campaign_create(
         errors["annotators_per_item"] = (
             f"{annotators_per_item} annotators per item needs at least that many annotators; {len(annotators)} chosen."
         )
+    if not 0 <= shared_share <= 1:
+        errors["shared_share"] = f"The share annotated by everyone is between 0 and 1 (0% and 100%), not {shared_share}."
     if not annotators:
         errors["annotators"] = "Choose at least one annotator."
     if not Example.objects.filter(dataset=dataset, split=split).exists():
@@ -55,6 +60,8 @@ def campaign_create(
             split=split,
             task=task,
             annotators_per_item=annotators_per_item,
+            shared_share=shared_share,
+            guidelines=guidelines,
             created_by=created_by,
         )
         campaign.annotators.set(annotators)
@@ -101,7 +108,8 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: dat
                 if ran_out:
                     # Leases that ran out on this item end here, so that their slots can be reused.
                     Assignment.objects.filter(pk__in=ran_out).update(status=AssignmentStatus.EXPIRED, updated_at=now)
-                free = [slot for slot in range(campaign.annotators_per_item) if slot not in taken]
+                capacity = item_capacity(campaign, example_id=item.example_id, kind=item.kind)
+                free = [slot for slot in range(capacity) if slot not in taken]
                 if not free:
                     continue
                 return Assignment.objects.create(
@@ -138,3 +146,16 @@ def assignment_skip(*, assignment: Assignment) -> Assignment:
             locked.draft_version += 1
             locked.save(update_fields=["status", "lease_expires_at", "draft_version", "updated_at"])
     return locked
+
+
+# One report covers at most this much time: a page left open in a background tab adds nothing after that.
+MAX_ACTIVE_SECONDS_PER_REPORT = 120
+
+
+def assignment_add_active_time(*, assignment: Assignment, seconds: int) -> Assignment:
+    """Add the seconds the item's page was in use (reported by the page) to the annotator's time on it."""
+    seconds = max(0, min(int(seconds), MAX_ACTIVE_SECONDS_PER_REPORT))
+    if seconds and assignment.status in (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED):
+        Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
+        assignment.refresh_from_db(fields=["active_seconds"])
+    return assignment
