@@ -36,6 +36,7 @@ from annotation.qa.errors import Conflict, Refused
 from annotation.qa.format import validate_feedback_block, validate_preference
 from annotation.qa.vocab import RESPONSES
 from annotation.selectors.annotate import example_passages
+from annotation.services.reviews import send_backs_resolve_on_submit
 
 
 class SubmitRefused(Refused):
@@ -98,9 +99,11 @@ def _finish_assignment(assignment: Assignment | None, *, now) -> None:
     assignment.status = AssignmentStatus.SUBMITTED
     assignment.lease_expires_at = None
     assignment.draft = {}
+    assignment.submitted_at = now
     # Any other tab still autosaving this item must find out that it was submitted.
     assignment.draft_version += 1
-    assignment.save(update_fields=["status", "lease_expires_at", "draft", "draft_version", "updated_at"])
+    assignment.save(update_fields=["status", "lease_expires_at", "draft", "draft_version", "submitted_at", "updated_at"])
+    send_backs_resolve_on_submit(assignment=assignment, now=now)
 
 
 _DRAFT_MOVED = "Not saved: this item was changed in another tab or window. Reload the page to continue from the latest version."

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.django_db
 OPEN_QUERIES = 8
 DRAFT_QUERIES = 10  # an edit after the first (the first reads the stored annotation to start from)
 # Session, user, roles, the item with its passages and responses; lock the item and the annotator's row,
-# store it, finish the item; then lease the next: held item?, first open item, its live slots, the new lease.
-SUBMIT_QUERIES = 18
+# store it, finish the item (and answer the reviewers' send-backs on it: one UPDATE); then lease the next:
+# held item?, first open item, its live slots, the new lease.
+SUBMIT_QUERIES = 19
 
 
 def _counted(request) -> tuple[int, list[str]]:
