@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import annotate, campaigns, datasets, rm_files
+from annotation.views import annotate, campaigns, datasets, reviews, rm_files
 
 app_name = "annotation"
 
@@ -25,7 +25,16 @@ urlpatterns: list = [
     path("campaigns/<int:pk>/", campaigns.campaign_detail, name="campaign_detail"),
     path("campaigns/<int:pk>/active/", campaigns.campaign_toggle, name="campaign_toggle"),
     path("campaigns/<int:pk>/start/", campaigns.campaign_start, name="campaign_start"),
+    path("campaigns/<int:pk>/review/", reviews.queue, name="review_queue"),
+    path("campaigns/<int:pk>/agreement/", reviews.agreement, name="campaign_agreement"),
+    path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/", reviews.item, name="review_item"),
+    path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/accept/", reviews.accept, name="review_accept"),
+    path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/gold/", reviews.save, name="review_save"),
+    path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/send-back/", reviews.send_back, name="review_send_back"),
+    path("campaigns/<int:pk>/notes/<int:note_pk>/resolve/", reviews.resolve, name="review_resolve"),
     path("work/", annotate.my_work, name="my_work"),
+    path("work/<int:pk>/flag/", annotate.flag, name="annotate_flag"),
+    path("work/<int:pk>/time/", annotate.active_time, name="annotate_time"),
     path("work/<int:pk>/", annotate.annotate, name="annotate"),
     path("work/<int:pk>/draft/", annotate.draft, name="annotate_draft"),
     path("work/<int:pk>/submit/", annotate.submit, name="annotate_submit"),

@@ -49,7 +49,9 @@ from annotation.selectors.annotate import (
     stored_fine_grained,
 )
 from annotation.selectors.campaigns import my_assignments
-from annotation.services.campaigns import assignment_next, assignment_open, assignment_skip
+from annotation.selectors.reviews import open_send_backs_for
+from annotation.services.campaigns import assignment_add_active_time, assignment_next, assignment_open, assignment_skip
+from annotation.services.reviews import item_flag
 from annotation.services.feedback import (
     SubmitRefused,
     assignment_draft_save,
@@ -595,4 +597,25 @@ def skip(request: HttpRequest, pk: int) -> HttpResponse:
 @annotator_required
 @require_GET
 def my_work(request: HttpRequest) -> HttpResponse:
-    return render(request, "annotation/annotate/my_work.html", {"assignments": my_assignments(annotator=request.user)})
+    context = {"assignments": my_assignments(annotator=request.user), "sent_back": open_send_backs_for(annotator=request.user)}
+    return render(request, "annotation/annotate/my_work.html", context)
+
+
+@annotator_required
+@require_POST
+def flag(request: HttpRequest, pk: int) -> HttpResponse:
+    """Set the item aside with a comment for the reviewers, and move on."""
+    assignment = _own_assignment(request, pk)
+    item_flag(assignment=assignment, comment=request.POST.get("comment", ""))
+    messages.info(request, "Flagged for the reviewers, with your comment. Here is your next item.")
+    url = _next_url(request, assignment)
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@annotator_required
+@require_POST
+def active_time(request: HttpRequest, pk: int) -> HttpResponse:
+    """The page reports the seconds it was in use since its last report (static/js/annotate-extras.js)."""
+    assignment = _own_assignment(request, pk)
+    assignment_add_active_time(assignment=assignment, seconds=_int(request.POST.get("seconds"), "seconds"))
+    return HttpResponse(status=204)

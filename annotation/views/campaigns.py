@@ -10,7 +10,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotation.forms_campaigns import CampaignForm
 from annotation.models import Campaign, Dataset
 from annotation.permissions import annotator_required, researcher_required
-from annotation.selectors.campaigns import campaign_progress, campaigns_for_researcher
+from annotation.selectors.campaigns import campaign_progress, campaigns_for_researcher, shared_item_ids
+from annotation.selectors.reviews import annotator_times, team_agreement, open_flags
 from annotation.services.campaigns import assignment_next, campaign_create as create_campaign, campaign_set_active
 
 
@@ -34,6 +35,8 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
                 task=form.cleaned_data["task"],
                 annotators=form.cleaned_data["annotators"],
                 annotators_per_item=form.cleaned_data["annotators_per_item"],
+                shared_share=form.cleaned_data["shared_percent"] / 100,
+                guidelines=form.cleaned_data["guidelines"],
                 created_by=request.user,
             )
         except ValidationError as exc:
@@ -54,7 +57,19 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     template = "annotation/campaigns/detail.html"
     if request.htmx:
         template += "#progress"
-    return render(request, template, {"campaign": campaign, "progress": progress})
+    context = {"campaign": campaign, "progress": progress, **team_figures(campaign, progress)}
+    return render(request, template, context)
+
+
+def team_figures(campaign: Campaign, progress) -> dict:
+    """Per annotator on the campaign page: time per item and agreement with the others; flags; shared items."""
+    times = annotator_times(campaign)
+    agreement = team_agreement(campaign)
+    for row in progress.annotators:
+        row.time = times.get(row.user.pk)
+        row.agreement = agreement.get(row.user.get_username())
+    kinds = [k.kind for k in progress.kinds]
+    return {"open_flags": open_flags(campaign), "shared_items": len(shared_item_ids(campaign, kinds[0])) if kinds else 0}
 
 
 @researcher_required

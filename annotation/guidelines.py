@@ -1,0 +1,24 @@
+"""Campaign guidelines: Markdown, rendered safely (raw HTML off), with a default that has a worked example per error type."""
+
+from functools import cache
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+_DEFAULT = Path(__file__).with_name("default_guidelines.md")
+
+
+@cache
+def default_guidelines() -> str:
+    return _DEFAULT.read_text(encoding="utf-8")
+
+
+@cache
+def _renderer() -> MarkdownIt:
+    # "html": False escapes any HTML in the text; links keep markdown-it's own URL check (no javascript:).
+    return MarkdownIt("commonmark", {"html": False}).enable("strikethrough")
+
+
+def guidelines_html(text: str) -> str:
+    """The campaign's guidelines as HTML; a campaign without its own gets the default."""
+    return _renderer().render(text.strip() or default_guidelines())
