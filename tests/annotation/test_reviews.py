@@ -1,0 +1,306 @@
+"""Review and adjudication: gold versions, send-back, flags, who may see what, and the team settings of campaigns."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from annotation.guidelines import guidelines_html
+from annotation.models import Adjudication, Assignment, AssignmentStatus, CampaignTask, ItemNote
+from annotation.qa.errors import Conflict
+from annotation.qa.vocab import ERROR_LABELS, IRRELEVANT, UNVERIFIABLE
+from annotation.selectors.campaigns import campaign_progress, shared_item_ids
+from annotation.selectors.reviews import review_queue
+from annotation.services.campaigns import assignment_next
+from annotation.services.feedback import fine_grained_feedback_submit
+from annotation.services.reviews import adjudication_accept, adjudication_save
+from tests.annotation.annotate_data import make_campaign, make_dataset
+from tests.annotation.review_data import ANNA, BOB, BORN, REPEATED, TEXT, disagreeing_item, submit_comparison, submit_fine_grained
+
+
+@pytest.fixture
+def web():
+    """The annotator's browser: its own session, apart from researcher_client's."""
+    return Client()
+
+
+@pytest.fixture
+def pair(make_user):
+    return make_user("anna", role="annotator"), make_user("bob", role="annotator")
+
+
+def url(name, campaign, kind="fine_grained", number=1):
+    return reverse(f"annotation:{name}", args=[campaign.pk, kind, number])
+
+
+def test_accepting_an_annotators_version_stores_it_as_gold(pair, researcher):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    example = campaign.dataset.examples.get()
+    gold = adjudication_accept(example=example, kind="fine_grained", annotator=bob, reviewer=researcher, base_version=0, campaign=campaign)
+    gold.refresh_from_db()
+    assert gold.errors == BOB["errors"]
+    assert gold.missing_info == BOB["missing-info"]
+    assert gold.corrected_prediction == BOB["corrected-prediction"]
+    assert (gold.accepted_from, gold.adjudicated_by, gold.version, gold.campaign) == (bob, researcher, 1, campaign)
+    assert gold.adjudicated_at is not None
+    # The annotators' own work is untouched.
+    assert [e.start for e in example.responses.get(number=1).feedback.get(annotator=anna).errors.all()] == [e["start"] for e in ANNA["errors"]]
+
+
+def test_the_review_page_builds_a_gold_version_from_parts_of_each_annotator(pair, researcher_client, researcher):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    corrected = "Bloom is the second studio album by Troye Sivan, released on 31 August 2018."
+    response = researcher_client.post(url("review_save", campaign), {
+        "version": 0, "span": [f"{anna.pk}:0", f"{bob.pk}:1"], f"type-{bob.pk}:1": IRRELEVANT,
+        "missing": [f"{anna.pk}:0"], "corrected-prediction": corrected,
+    })
+    assert response.status_code == 302
+    gold = Adjudication.objects.get()
+    assert gold.errors == [ANNA["errors"][0], {**BOB["errors"][1], "error type": IRRELEVANT, "explanation": ""}]
+    assert gold.missing_info == ANNA["missing-info"]
+    assert gold.corrected_prediction == corrected
+    assert (gold.adjudicated_by, gold.accepted_from, gold.version) == (researcher, None, 1)
+    page = researcher_client.get(url("review_item", campaign)).content.decode()
+    assert "Gold v1" in page
+
+
+def test_a_gold_version_with_overlapping_spans_is_refused_and_nothing_is_stored(pair, researcher_client):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    response = researcher_client.post(url("review_save", campaign), {
+        "version": 0, "span": [f"{anna.pk}:1", f"{bob.pk}:0"], "corrected-prediction": TEXT,
+    })
+    assert response.status_code == 422
+    assert "overlaps" in response.content.decode()
+    assert not Adjudication.objects.exists()
+
+
+def test_a_gold_span_off_word_boundaries_is_refused_by_the_service(pair, researcher):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    example = campaign.dataset.examples.get()
+    bad = {"errors": [{"error type": UNVERIFIABLE, "explanation": "", "start": 1, "end": 5}], "missing-info": [], "corrected-prediction": ""}
+    with pytest.raises(Exception, match="not saved") as caught:
+        adjudication_save(example=example, kind="fine_grained", reviewer=researcher, base_version=0, feedback=bad)
+    assert any("start of a word" in message for _field, message in caught.value.problems)
+    assert not Adjudication.objects.exists()
+
+
+def test_a_gold_version_saved_meanwhile_makes_an_older_page_stale(pair, researcher):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    example = campaign.dataset.examples.get()
+    adjudication_accept(example=example, kind="fine_grained", annotator=anna, reviewer=researcher, base_version=0)
+    with pytest.raises(Conflict, match="another reviewer"):
+        adjudication_accept(example=example, kind="fine_grained", annotator=bob, reviewer=researcher, base_version=0)
+    assert Adjudication.objects.get().accepted_from == anna
+
+
+def test_comparison_gold_versions_from_the_page_and_by_accepting(pair, researcher_client):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob, task=CampaignTask.COMPARISON)
+    page = researcher_client.get(url("review_item", campaign, "comparison")).content.decode()
+    assert page.count("differ</span>") == 2  # pairs 1 vs 3 and 2 vs 4
+    answers = {f"pref-{i}": v for i, v in enumerate([1, 2, 1, 2, 0, 1])}
+    assert researcher_client.post(url("review_save", campaign, "comparison"), {"version": 0, **answers}).status_code == 302
+    assert Adjudication.objects.get().preference == [1, 2, 1, 2, 0, 1]
+    researcher_client.post(url("review_accept", campaign, "comparison"), {"version": 1, "annotator": anna.pk})
+    gold = Adjudication.objects.get()
+    assert (gold.preference, gold.accepted_from, gold.version) == ([1, 1, 1, 2, 0, 1], anna, 2)
+
+
+def test_a_sent_back_item_shows_in_the_annotators_work_with_the_comment_until_submitted_again(pair, researcher_client, web):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    response = researcher_client.post(url("review_send_back", campaign), {"annotator": bob.pk, "comment": "Sales are in no passage: recheck span 1."})
+    assert response.status_code == 302
+    note = ItemNote.objects.get()
+    assert (note.kind, note.annotator, note.resolved_at) == (ItemNote.Kind.SEND_BACK, bob, None)
+    web.force_login(bob)
+    page = web.get(reverse("annotation:my_work")).content.decode()
+    assert "Sent back to you" in page and "Sales are in no passage: recheck span 1." in page
+    held = Assignment.objects.get(annotator=bob)
+    assert reverse("annotation:annotate", args=[held.pk]) in page
+    web.force_login(anna)
+    assert "Sales are in no passage" not in web.get(reverse("annotation:my_work")).content.decode()
+    # bob opens the item again and submits a change: the send-back is answered.
+    web.force_login(bob)
+    page = web.get(reverse("annotation:annotate", args=[held.pk]))
+    assert page.status_code == 200
+    version = page.context["version"]
+    fine_grained_feedback_submit(response=held.example.responses.get(number=1), annotator=bob, feedback={**BOB, "errors": BOB["errors"][1:]},
+                                 submit_token="resubmit-token-1", base_version=version, assignment=held, base_draft_version=held.draft_version)
+    note.refresh_from_db()
+    assert note.resolved_at is not None and note.resolved_by == bob
+    assert "Sent back to you" not in web.get(reverse("annotation:my_work")).content.decode()
+
+
+def test_a_send_back_needs_a_comment_and_submitted_work(pair, researcher_client, make_user):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    assert researcher_client.post(url("review_send_back", campaign), {"annotator": bob.pk, "comment": "  "}).status_code == 422
+    carl = make_user("carl", role="annotator")
+    refused = researcher_client.post(url("review_send_back", campaign), {"annotator": carl.pk, "comment": "look again"})
+    assert refused.status_code == 422 and "carl has no submitted work" in refused.content.decode()
+    assert not ItemNote.objects.exists()
+
+
+def test_an_annotator_flags_an_item_with_a_comment_and_a_reviewer_resolves_it(pair, web, researcher_client, researcher):
+    anna, bob = pair
+    campaign = make_campaign(make_dataset(examples=2), [anna], per_item=1)
+    held = assignment_next(campaign=campaign, annotator=anna)
+    web.force_login(anna)
+    assert web.post(reverse("annotation:annotate_flag", args=[held.pk]), {"comment": ""}).status_code == 422
+    response = web.post(reverse("annotation:annotate_flag", args=[held.pk]), {"comment": "The passages are about another album."})
+    assert response.status_code == 302
+    held.refresh_from_db()
+    assert held.status == AssignmentStatus.SKIPPED
+    flag = ItemNote.objects.get()
+    assert (flag.kind, flag.annotator, flag.example, flag.comment) == (ItemNote.Kind.FLAG, anna, held.example, "The passages are about another album.")
+    queue_page = researcher_client.get(reverse("annotation:review_queue", args=[campaign.pk])).content.decode()
+    assert "Flagged by annotators" in queue_page and "The passages are about another album." in queue_page
+    assert researcher_client.post(reverse("annotation:review_resolve", args=[campaign.pk, flag.pk]), {"next": "https://evil.example/"}).url == reverse("annotation:review_queue", args=[campaign.pk])
+    flag.refresh_from_db()
+    assert flag.resolved_by == researcher
+    assert "Flagged by annotators" not in researcher_client.get(reverse("annotation:review_queue", args=[campaign.pk])).content.decode()
+
+
+def test_annotators_get_403_on_review_pages_and_on_other_annotators_work(pair, web):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    web.force_login(anna)
+    for address in (
+        reverse("annotation:review_queue", args=[campaign.pk]),
+        reverse("annotation:campaign_agreement", args=[campaign.pk]),
+        url("review_item", campaign),
+    ):
+        assert web.get(address).status_code == 403, address
+    for address in (url("review_save", campaign), url("review_accept", campaign), url("review_send_back", campaign)):
+        assert web.post(address, {"version": 0, "annotator": anna.pk, "comment": "x"}).status_code == 403, address
+    bobs = Assignment.objects.get(annotator=bob)
+    assert web.get(reverse("annotation:annotate", args=[bobs.pk])).status_code == 403
+    assert web.post(reverse("annotation:annotate_time", args=[bobs.pk]), {"seconds": 5}).status_code == 403
+    assert web.post(reverse("annotation:annotate_flag", args=[bobs.pk]), {"comment": "x"}).status_code == 403
+    assert not Adjudication.objects.exists() and not ItemNote.objects.exists()
+
+
+def test_the_review_page_shows_each_annotators_spans_aligned_with_disagreements_and_diffs(pair, researcher_client):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    page = researcher_client.get(url("review_item", campaign)).content.decode()
+    assert page.count('class="rv-lane ') == 2
+    # "The album" is in anna's span only, "sold" in both (same type): only the first is a disagreement.
+    assert 'rv-w t-unverifiable rv-dis rv-first" data-tag="4"' in page
+    # bob's "Sivan was born ..." is his alone: marked and a disagreement in his lane, plain in anna's.
+    assert 'title="bob: Unverifiable">Sivan' in page
+    assert '<span class="rv-w rv-dis">Sivan</span>' in page
+    assert "<del>" in page and "<ins>" in page
+    assert "Johannesburg." in page
+    assert ERROR_LABELS[UNVERIFIABLE] in page
+
+
+def test_the_queue_puts_the_lowest_agreement_first(make_user):
+    anna, bob = make_user("anna", role="annotator"), make_user("bob", role="annotator")
+    campaign = make_campaign(make_dataset(examples=2), [anna, bob], per_item=2)
+    agreeing = {**ANNA, "errors": ANNA["errors"][:1]}
+    submit_fine_grained(campaign, anna, agreeing)  # example 1
+    submit_fine_grained(campaign, bob, agreeing)  # example 1
+    submit_fine_grained(campaign, anna, ANNA)  # example 2
+    submit_fine_grained(campaign, bob, BOB)  # example 2
+    rows = review_queue(campaign)
+    assert [(row.example.number, row.agreement_percent) for row in rows][0][0] == 2
+    assert rows[0].agreement < rows[1].agreement == 1.0
+
+
+def test_shared_share_gives_that_share_of_items_to_every_annotator_and_the_rest_to_one(make_user):
+    team = [make_user(name, role="annotator") for name in ("anna", "bob", "carl")]
+    campaign = make_campaign(make_dataset(examples=10), team, per_item=1)
+    campaign.shared_share = 0.3
+    campaign.save()
+    shared = shared_item_ids(campaign, "fine_grained")
+    assert len(shared) == 3 and shared == shared_item_ids(campaign, "fine_grained")  # stable
+    for _round in range(10):
+        for user in team:
+            assignment = assignment_next(campaign=campaign, annotator=user)
+            if assignment is not None:
+                Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED)
+    per_item = {}
+    for example_id, annotator_id in Assignment.objects.filter(status=AssignmentStatus.SUBMITTED).values_list("example_id", "annotator_id"):
+        per_item.setdefault(example_id, set()).add(annotator_id)
+    assert {e for e, who in per_item.items() if len(who) == 3} == shared
+    assert all(len(who) == 1 for e, who in per_item.items() if e not in shared)
+    assert len(per_item) == 10
+    progress = campaign_progress(campaign, now=Assignment.objects.first().created_at)
+    assert progress.slots == 7 * 1 + 3 * 3 == progress.submitted
+
+
+def test_time_on_an_item_is_recorded_and_shown_per_annotator(pair, web, researcher_client):
+    anna, _bob = pair
+    campaign = make_campaign(make_dataset(examples=1), [anna])
+    held = assignment_next(campaign=campaign, annotator=anna)
+    web.force_login(anna)
+    page = web.get(reverse("annotation:annotate", args=[held.pk])).content.decode()
+    assert reverse("annotation:annotate_time", args=[held.pk]) in page
+    for seconds in (20, 25, 9999):
+        assert web.post(reverse("annotation:annotate_time", args=[held.pk]), {"seconds": seconds}).status_code == 204
+    held.refresh_from_db()
+    assert held.active_seconds == 20 + 25 + 120  # one report counts two minutes at most
+    submitted = submit_fine_grained(campaign, anna, ANNA)
+    assert submitted.pk == held.pk and submitted.submitted_at is not None
+    page = researcher_client.get(reverse("annotation:campaign_detail", args=[campaign.pk])).content.decode()
+    assert "165 s" in page
+
+
+def test_guidelines_are_markdown_with_raw_html_shown_as_text_and_a_default_per_error_type(pair, web):
+    html = guidelines_html("# Rules\n\n<script>alert(1)</script> **bold** [x](javascript:alert(1))")
+    assert "<strong>bold</strong>" in html and "<script>" not in html and "&lt;script&gt;" in html
+    assert 'href="javascript' not in html
+    default = guidelines_html("")
+    for label in ERROR_LABELS.values():
+        assert label in default
+    anna, _bob = pair
+    campaign = make_campaign(make_dataset(examples=1), [anna])
+    held = assignment_next(campaign=campaign, annotator=anna)
+    web.force_login(anna)
+    page = web.get(reverse("annotation:annotate", args=[held.pk])).content.decode()
+    assert 'id="guidelines-panel"' in page and "worked example" in page and 'id="flag-form"' in page
+
+
+def test_the_campaign_form_takes_the_shared_share_and_guidelines(researcher_client, make_user):
+    anna = make_user("anna", role="annotator")
+    bob = make_user("bob", role="annotator")
+    dataset = make_dataset(examples=4)
+    response = researcher_client.post(reverse("annotation:campaign_create"), {
+        "name": "Team round", "dataset_split": f"{dataset.pk}:dev", "task": "fine_grained", "annotators_per_item": 1,
+        "shared_percent": 50, "guidelines": "Mark **every** error.", "annotators": [anna.pk, bob.pk],
+    })
+    assert response.status_code == 302
+    campaign = dataset.campaigns.get()
+    assert (campaign.shared_share, campaign.guidelines) == (0.5, "Mark **every** error.")
+    page = researcher_client.get(response.url).content.decode()
+    assert "50% of the items (2 items)" in page and "<strong>every</strong>" in page
+
+
+def test_the_agreement_page_shows_the_campaigns_figures_per_type_and_per_annotator(pair, researcher_client):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob, examples=1)
+    response = researcher_client.get(reverse("annotation:campaign_agreement", args=[campaign.pk]))
+    assert response.status_code == 200
+    figures = response.context["figures"]
+    assert figures["items"] == 1 and figures["annotators"] == ["anna", "bob"]
+    page = response.content.decode()
+    assert 'id="ag-items">1<' in page
+    for label in ERROR_LABELS.values():
+        assert label in page
+    assert "vs bob" in page and "vs anna" in page
+    detail = researcher_client.get(reverse("annotation:campaign_detail", args=[campaign.pk])).content.decode()
+    assert "errors α" in detail and "(1 shared)" in detail
+
+
+def test_taking_spans_names_the_annotators_parts(pair, researcher_client):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    refused = researcher_client.post(url("review_save", campaign), {"version": 0, "span": [f"{anna.pk}:7"], "corrected-prediction": ""})
+    assert refused.status_code == 400
+    assert BORN in TEXT and REPEATED in TEXT
