@@ -16,7 +16,7 @@ def default_guidelines() -> str:
 @cache
 def _renderer() -> MarkdownIt:
     # "html": False escapes any HTML in the text; links keep markdown-it's own URL check (no javascript:).
-    return MarkdownIt("commonmark", {"html": False}).enable("strikethrough")
+    return MarkdownIt("commonmark", {"html": False})
 
 
 def guidelines_html(text: str) -> str:

@@ -59,7 +59,7 @@ def _span_rows(item: ReviewItem, taken: set[str]) -> list[dict]:
         for index, error in enumerate(version.feedback["errors"] if version.feedback else []):
             key = f"{version.key}:{index}"
             rows.append({
-                "key": key, "version": version, "index": index, "error": error,
+                "key": key, "version": version, "index": index, "error": error, "error_type": error["error type"],
                 "type": ERROR_TYPE_BY_VALUE.get(error["error type"]), "snippet": item.text[error["start"] : error["end"]],
                 "taken": key in taken,
             })

@@ -1,4 +1,5 @@
-// Annotation pages, team side: report the time the page is in use (time per item on the campaign page).
+// Annotation pages, team side: report the time the page is in use (time per item on the campaign page),
+// and open or close the guidelines panel with "g".
 //
 // A second counts when the tab is visible and the annotator did something
 // (key, pointer, scroll) in the last minute; the page sends what it counted
@@ -34,6 +35,23 @@
   }
 
   setInterval(report, 20_000);
+
+  // The guidelines panel: "g" opens or closes it (outside text fields), Escape closes it.
+  const guidelines = document.getElementById("guidelines-panel");
+  document.addEventListener("keydown", (event) => {
+    if (!guidelines || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape" && guidelines.open) {
+      guidelines.open = false;
+      return;
+    }
+    const target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+    if (event.key === "g") {
+      event.preventDefault();
+      guidelines.open = !guidelines.open;
+      if (guidelines.open) guidelines.querySelector("summary").focus();
+    }
+  });
   // Leaving the page (submit, skip, close): the beacon outlives it.
   window.addEventListener("pagehide", () => { if (unsent > 0) navigator.sendBeacon(url, body()); });
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") report(); });

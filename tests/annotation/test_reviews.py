@@ -195,6 +195,8 @@ def test_the_review_page_shows_each_annotators_spans_aligned_with_disagreements_
     # bob's "Sivan was born ..." is his alone: marked and a disagreement in his lane, plain in anna's.
     assert 'title="bob: Unverifiable">Sivan' in page
     assert '<span class="rv-w rv-dis">Sivan</span>' in page
+    # Each span's type is preselected as its annotator gave it, so taking a span keeps its type.
+    assert page.count(f'<option value="{UNVERIFIABLE}" selected>') == 3
     assert "<del>" in page and "<ins>" in page
     assert "Johannesburg." in page
     assert ERROR_LABELS[UNVERIFIABLE] in page

@@ -1,0 +1,113 @@
+"""Review in a real browser: a reviewer builds a gold version from two disagreeing annotators; screenshots."""
+
+import pytest
+
+from annotation.models import Adjudication
+from tests.annotation.review_data import ANNA, BOB, disagreeing_item, submit_fine_grained
+from tests.browser.conftest import PASSWORD, PHONE, log_in
+
+pytestmark = pytest.mark.browser
+
+EDITED = " Its lead single was \"My My My!\"."
+
+
+@pytest.fixture
+def team(make_user):
+    anna = make_user("anna", role="annotator", password=PASSWORD)
+    bob = make_user("bob", role="annotator", password=PASSWORD)
+    make_user("rita", role="researcher", password=PASSWORD)
+    campaign = disagreeing_item(anna, bob, examples=2)
+    # A second item they agree on: the queue lists it after the disagreeing one.
+    agreeing = {**ANNA, "errors": ANNA["errors"][:1]}
+    submit_fine_grained(campaign, anna, agreeing)
+    submit_fine_grained(campaign, bob, agreeing)
+    return anna, bob, campaign
+
+
+def test_a_reviewer_takes_a_span_from_each_annotator_edits_the_correction_and_saves_gold(new_page, team, screenshot):
+    anna, bob, campaign = team
+    page = new_page()
+    log_in(page, "rita")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/")
+    page.get_by_role("link", name="Review").first.click()
+    page.wait_for_url("**/review/")
+    first_row = page.locator("table.rv-queue tbody tr").first
+    assert "Example 1" in first_row.inner_text()
+    first_row.get_by_role("link").click()
+    page.wait_for_url("**/review/fine_grained/1/")
+    assert page.locator(".rv-lane").count() == 2
+    assert page.locator(".rv-lane .rv-dis").count() > 0
+
+    page.locator(f'input[name=span][value="{anna.pk}:0"]').check()  # anna's Repetitive span
+    page.locator(f'input[name=span][value="{bob.pk}:1"]').check()  # bob's span on "Sivan was born in Perth, Australia."
+    page.get_by_role("button", name="Use this correction").nth(1).click()  # bob's correction
+    correction = page.locator("#rv-correction")
+    assert correction.input_value() == BOB["corrected-prediction"]
+    correction.press("End")
+    correction.type(EDITED)
+    screenshot(page, "review-item")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#rv-gold-summary")
+
+    gold = Adjudication.objects.get()
+    assert gold.errors == [ANNA["errors"][0], BOB["errors"][1]]
+    assert gold.corrected_prediction == BOB["corrected-prediction"] + EDITED
+    assert gold.adjudicated_by.username == "rita" and gold.accepted_from is None
+    # The saved spans show as taken when the page comes back.
+    assert page.locator(f'input[name=span][value="{anna.pk}:0"]').is_checked()
+    assert not page.locator(f'input[name=span][value="{anna.pk}:1"]').is_checked()
+
+    phone = new_page(PHONE)
+    log_in(phone, "rita")
+    phone.goto(f"/annotation/campaigns/{campaign.pk}/review/fine_grained/1/")
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(phone, "review-item-phone")
+    screenshot(phone, "review-item-phone-gold", scroll_to="#gold-form")
+
+
+def test_the_agreement_page_and_the_queue_look_finished(new_page, team, screenshot):
+    _anna, _bob, campaign = team
+    page = new_page()
+    log_in(page, "rita")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/agreement/")
+    assert page.locator("#ag-items").inner_text() == "2"
+    assert page.locator(".ag-person").count() == 2
+    screenshot(page, "agreement")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/review/")
+    screenshot(page, "review-queue")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/")
+    screenshot(page, "campaign-team")
+    phone = new_page(PHONE)
+    log_in(phone, "rita")
+    phone.goto(f"/annotation/campaigns/{campaign.pk}/agreement/")
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(phone, "agreement-phone")
+
+
+def test_an_annotator_reads_the_guidelines_and_flags_an_item(new_page, make_user, screenshot):
+    from annotation.models import ItemNote
+    from tests.annotation.annotate_data import make_campaign, make_dataset
+
+    anna = make_user("anna", role="annotator", password=PASSWORD)
+    make_campaign(make_dataset(examples=2), [anna])
+    page = new_page()
+    log_in(page, "anna")
+    page.goto("/annotation/work/")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url("**/annotation/work/*/")
+    page.keyboard.press("g")
+    assert page.locator("#guidelines-panel .guidelines-body").is_visible()
+    screenshot(page, "annotate-guidelines")
+    page.keyboard.press("Escape")
+    assert not page.locator("#guidelines-panel .guidelines-body").is_visible()
+    page.locator("#flag-panel summary").click()
+    page.locator("#flag-comment").fill("The passages are about another album.")
+    page.get_by_role("button", name="Flag and move on").click()
+    page.wait_for_url(lambda url: "/work/1/" not in url)
+    assert ItemNote.objects.get().comment == "The passages are about another album."
+    phone = new_page(PHONE)
+    log_in(phone, "anna")
+    phone.goto(page.url)  # the next item, where the flag moved anna on
+    phone.locator("#guidelines-panel summary").click()
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(phone, "annotate-guidelines-phone")
