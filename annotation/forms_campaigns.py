@@ -41,3 +41,11 @@ class CampaignForm(forms.Form):
 
     def clean_shared_percent(self) -> int:
         return self.cleaned_data["shared_percent"] or 0
+
+
+class TeamSettingsForm(forms.Form):
+    """The team settings of an existing campaign (campaign page)."""
+
+    annotators_per_item = forms.IntegerField(min_value=1, max_value=20, label="Annotators per item")
+    shared_percent = forms.IntegerField(min_value=0, max_value=100, label="Annotated by everyone (%)")
+    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10}), label="Guidelines (Markdown)")

@@ -24,6 +24,7 @@ urlpatterns: list = [
     path("campaigns/new/", campaigns.campaign_create, name="campaign_create"),
     path("campaigns/<int:pk>/", campaigns.campaign_detail, name="campaign_detail"),
     path("campaigns/<int:pk>/active/", campaigns.campaign_toggle, name="campaign_toggle"),
+    path("campaigns/<int:pk>/settings/", campaigns.campaign_settings, name="campaign_settings"),
     path("campaigns/<int:pk>/start/", campaigns.campaign_start, name="campaign_start"),
     path("campaigns/<int:pk>/review/", reviews.queue, name="review_queue"),
     path("campaigns/<int:pk>/agreement/", reviews.agreement, name="campaign_agreement"),

@@ -68,6 +68,29 @@ def campaign_create(
     return campaign
 
 
+def campaign_update_team_settings(*, campaign: Campaign, annotators_per_item: int, shared_share: float, guidelines: str) -> Campaign:
+    """Change the overlap, the share every annotator does and the guidelines of a running campaign.
+
+    Work already submitted stays; new leases follow the new settings. The
+    overlap cannot exceed the campaign's annotators.
+    """
+    errors = {}
+    team = campaign.annotators.count()
+    if annotators_per_item < 1:
+        errors["annotators_per_item"] = "At least one annotator per item is needed."
+    elif annotators_per_item > team:
+        errors["annotators_per_item"] = f"{annotators_per_item} annotators per item needs at least that many annotators; the campaign has {team}."
+    if not 0 <= shared_share <= 1:
+        errors["shared_share"] = f"The share annotated by everyone is between 0 and 1 (0% and 100%), not {shared_share}."
+    if errors:
+        raise ValidationError(errors)
+    campaign.annotators_per_item = annotators_per_item
+    campaign.shared_share = shared_share
+    campaign.guidelines = guidelines
+    campaign.save(update_fields=["annotators_per_item", "shared_share", "guidelines"])
+    return campaign
+
+
 def campaign_set_active(*, campaign: Campaign, is_active: bool) -> Campaign:
     campaign.is_active = is_active
     campaign.save(update_fields=["is_active"])

@@ -7,12 +7,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation.forms_campaigns import CampaignForm
+from annotation.forms_campaigns import CampaignForm, TeamSettingsForm
+from annotation.guidelines import default_guidelines
 from annotation.models import Campaign, Dataset
 from annotation.permissions import annotator_required, researcher_required
 from annotation.selectors.campaigns import campaign_progress, campaigns_for_researcher, shared_item_ids
-from annotation.selectors.reviews import annotator_times, team_agreement, open_flags
-from annotation.services.campaigns import assignment_next, campaign_create as create_campaign, campaign_set_active
+from annotation.selectors.reviews import annotator_times, open_flags, team_agreement
+from annotation.services.campaigns import (
+    assignment_next,
+    campaign_create as create_campaign,
+    campaign_set_active,
+    campaign_update_team_settings,
+)
 
 
 @researcher_required
@@ -58,7 +64,44 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         template += "#progress"
     context = {"campaign": campaign, "progress": progress, **team_figures(campaign, progress)}
+    context.setdefault("settings_form", _settings_form(campaign))
     return render(request, template, context)
+
+
+def _settings_form(campaign: Campaign, data=None) -> TeamSettingsForm:
+    initial = {
+        "annotators_per_item": campaign.annotators_per_item,
+        "shared_percent": round(100 * campaign.shared_share),
+        "guidelines": campaign.guidelines or default_guidelines(),
+    }
+    return TeamSettingsForm(data, initial=initial)
+
+
+@researcher_required
+@require_POST
+def campaign_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change the overlap, the share every annotator does and the guidelines."""
+    campaign = get_object_or_404(Campaign.objects.select_related("dataset", "created_by"), pk=pk)
+    form = _settings_form(campaign, request.POST)
+    if form.is_valid():
+        try:
+            campaign_update_team_settings(
+                campaign=campaign,
+                annotators_per_item=form.cleaned_data["annotators_per_item"],
+                shared_share=form.cleaned_data["shared_percent"] / 100,
+                guidelines=form.cleaned_data["guidelines"],
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, "Team settings saved; new items follow them.")
+            return redirect("annotation:campaign_detail", pk=campaign.pk)
+    campaign.refresh_from_db()
+    progress = campaign_progress(campaign, now=timezone.now(), with_annotators=True)
+    context = {"campaign": campaign, "progress": progress, "settings_form": form, "settings_open": True,
+               **team_figures(campaign, progress)}
+    return render(request, "annotation/campaigns/detail.html", context, status=422)
 
 
 def team_figures(campaign: Campaign, progress) -> dict:

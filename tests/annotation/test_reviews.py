@@ -306,3 +306,18 @@ def test_taking_spans_names_the_annotators_parts(pair, researcher_client):
     refused = researcher_client.post(url("review_save", campaign), {"version": 0, "span": [f"{anna.pk}:7"], "corrected-prediction": ""})
     assert refused.status_code == 400
     assert BORN in TEXT and REPEATED in TEXT
+
+
+def test_the_campaign_page_changes_the_team_settings_and_refuses_an_overlap_above_the_team(pair, researcher_client):
+    anna, bob = pair
+    campaign = make_campaign(make_dataset(examples=4), [anna, bob])
+    address = reverse("annotation:campaign_settings", args=[campaign.pk])
+    refused = researcher_client.post(address, {"annotators_per_item": 3, "shared_percent": 25, "guidelines": "x"})
+    assert refused.status_code == 422 and "the campaign has 2" in refused.content.decode()
+    campaign.refresh_from_db()
+    assert (campaign.annotators_per_item, campaign.shared_share) == (1, 0.0)
+    saved = researcher_client.post(address, {"annotators_per_item": 2, "shared_percent": 25, "guidelines": "Be *brief*."})
+    assert saved.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.annotators_per_item, campaign.shared_share, campaign.guidelines) == (2, 0.25, "Be *brief*.")
+    assert len(shared_item_ids(campaign, "fine_grained")) == 1
