@@ -29,9 +29,6 @@ from annotation.services.reviews import (
 )
 from annotation.views.annotate import ERROR_TYPE_BY_VALUE, ERROR_TYPE_CHOICES, MISSING_TYPE_BY_VALUE
 
-ANSWER_WORDS = {0: "Equal", 1: "First better", 2: "Second better"}
-
-
 def _item(campaign: Campaign, kind: str, number: int) -> Example:
     if kind not in AssignmentKind.values:
         raise Http404(f"{kind!r} is not a kind of item.")
@@ -124,7 +121,7 @@ def _page(request, item: ReviewItem, *, status: int = 200, problems=None, posted
         chosen = gold_pref[index] if gold_pref else (max(set(values), key=values.count) if values else None)
         if posted is not None and posted.get(f"pref-{index}", "") in ("0", "1", "2"):
             chosen = int(posted[f"pref-{index}"])
-        pairs.append({"index": index, "a": a, "b": b, "answers": [(v, ANSWER_WORDS.get(x, x)) for v, x in answers],
+        pairs.append({"index": index, "a": a, "b": b, "answers": [(v, {1: f"{a} better", 2: f"{b} better", 0: "Equal"}.get(x, x)) for v, x in answers],
                       "disagree": item.disagree[index] if index < len(item.disagree) else False, "chosen": chosen,
                       "options": [(1, f"{a} better"), (2, f"{b} better"), (0, "Equal")]})
     _decorate_lanes(item)

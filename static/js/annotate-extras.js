@@ -19,6 +19,7 @@
 
   setInterval(() => {
     if (document.visibilityState === "visible" && Date.now() - lastActivity < IDLE_MS) unsent += 1;
+    bar.dataset.unsent = String(unsent); // for the browser tests, which wait on it
   }, 1000);
 
   function body() {

@@ -2,8 +2,10 @@
 
 import pytest
 
-from annotation.models import Adjudication
+from annotation.models import Adjudication, Assignment, CampaignTask, ItemNote
+from tests.annotation.annotate_data import make_campaign, make_dataset
 from tests.annotation.review_data import ANNA, BOB, disagreeing_item, submit_fine_grained
+from tests.browser.test_annotate_browser import wait_until
 from tests.browser.conftest import PASSWORD, PHONE, log_in
 
 pytestmark = pytest.mark.browser
@@ -85,8 +87,6 @@ def test_the_agreement_page_and_the_queue_look_finished(new_page, team, screensh
 
 
 def test_an_annotator_reads_the_guidelines_and_flags_an_item(new_page, make_user, screenshot):
-    from annotation.models import ItemNote
-    from tests.annotation.annotate_data import make_campaign, make_dataset
 
     anna = make_user("anna", role="annotator", password=PASSWORD)
     make_campaign(make_dataset(examples=2), [anna])
@@ -100,6 +100,14 @@ def test_an_annotator_reads_the_guidelines_and_flags_an_item(new_page, make_user
     screenshot(page, "annotate-guidelines")
     page.keyboard.press("Escape")
     assert not page.locator("#guidelines-panel .guidelines-body").is_visible()
+    # Time on the item: the page counts seconds in use and reports them when it is left.
+    item_url = page.url
+    page.mouse.move(200, 300)
+    page.wait_for_function("() => Number(document.getElementById('team-bar').dataset.unsent) >= 2")
+    page.goto("/annotation/work/")
+    held = Assignment.objects.get(annotator=anna)
+    wait_until(lambda: Assignment.objects.get(pk=held.pk).active_seconds >= 2)
+    page.goto(item_url)
     page.locator("#flag-panel summary").click()
     page.locator("#flag-comment").fill("The passages are about another album.")
     page.get_by_role("button", name="Flag and move on").click()
@@ -111,3 +119,25 @@ def test_an_annotator_reads_the_guidelines_and_flags_an_item(new_page, make_user
     phone.locator("#guidelines-panel summary").click()
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(phone, "annotate-guidelines-phone")
+
+
+def test_a_reviewer_settles_the_pairs_two_annotators_answered_differently(new_page, make_user, screenshot):
+    anna = make_user("anna", role="annotator", password=PASSWORD)
+    bob = make_user("bob", role="annotator", password=PASSWORD)
+    make_user("rita", role="researcher", password=PASSWORD)
+    campaign = disagreeing_item(anna, bob, task=CampaignTask.COMPARISON)
+    page = new_page()
+    log_in(page, "rita")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/review/comparison/1/")
+    assert page.locator(".rv-dis-row").count() == 2
+    screenshot(page, "review-comparison")
+    # Pair 1 vs 3: anna said 1, bob said 3; the reviewer sides with bob.
+    page.locator(".rv-dis-row").first.get_by_label("3 better").check()
+    page.get_by_role("button", name="Save gold version").click()
+    page.wait_for_selector("#rv-gold-summary")
+    assert Adjudication.objects.get().preference[1] == 2
+    phone = new_page(PHONE)
+    log_in(phone, "rita")
+    phone.goto(f"/annotation/campaigns/{campaign.pk}/review/comparison/1/")
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(phone, "review-comparison-phone", scroll_to="#gold-form")
