@@ -34,6 +34,7 @@ number of words.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
@@ -85,10 +86,14 @@ def word_span_index(
     index = np.full(len(words), -1, dtype=np.int32)
     if not words or not errors:
         return index
-    bounds = np.asarray(words, dtype=np.int64)
-    starts, ends = bounds[:, 0], bounds[:, 1]
+    # Words are sorted and disjoint: the words a span touches are one slice, found by bisection.
+    starts = [start for start, _ in words]
+    ends = [end for _, end in words]
     for i, (start, end, _) in enumerate(errors):
-        index[(starts < end) & (ends > start) & (index == -1)] = i
+        first, last = bisect_right(ends, start), bisect_left(starts, end)
+        if first < last:
+            touched = index[first:last]
+            touched[touched == -1] = i
     return index
 
 
