@@ -207,6 +207,19 @@ def iter_annotated_examples(
             )
 
 
+def annotated_examples_count(dataset: Dataset | str | int, split: str) -> int:
+    """Examples of the split with at least one submitted fine-grained feedback or comparison (two queries)."""
+    dataset = dataset_resolve(dataset)
+    submitted = {"status": FeedbackStatus.SUBMITTED}
+    with_feedback = FineGrainedFeedback.objects.filter(
+        response__example__dataset=dataset, response__example__split=split, **submitted
+    ).values_list("response__example_id", flat=True)
+    with_comparison = Comparison.objects.filter(example__dataset=dataset, example__split=split, **submitted).values_list(
+        "example_id", flat=True
+    )
+    return len(set(with_feedback) | set(with_comparison))
+
+
 def check_rule(rule: str) -> None:
     if rule not in RULES:
         raise BadRequest(f"unknown aggregation rule {rule!r}; use one of {', '.join(RULES)}", field="aggregate")

@@ -54,7 +54,7 @@ from django.db import IntegrityError, transaction
 from annotation.models import Comparison, Dataset, Example, FineGrainedFeedback, Response
 from annotation.qa import format as qa_format
 from annotation.qa.errors import BadRequest, Conflict, NotFound
-from annotation.qa.agreement import LATEST
+from annotation.qa.agreement import LATEST, MAJORITY
 from annotation.qa.format import FEEDBACK, FORMATS, INPUTS, FormatError, Problem, shown
 from annotation.qa.vocab import PREDICTION_KEYS, RESPONSES
 from annotation.selectors.aggregate import check_rule, iter_disagreement_lines, iter_rule_records
@@ -433,7 +433,7 @@ def dataset_export(
     out: str | Path | IO[str],
     progress: Progress | None = None,
     annotator: str | None = None,
-    aggregate: str = LATEST,
+    aggregate: str | None = None,
 ) -> ExportSummary:
     """Write one split in one format to a path (replaced atomically) or an open text file, streamed.
 
@@ -445,12 +445,14 @@ def dataset_export(
     format holds the examples imported in it. The `disagreement` format
     writes JSON lines, one per (example, annotator), with the aggregated
     record and the example's agreement (selectors.aggregate.iter_disagreement_lines).
-    Records are read a chunk at a time and written one by one, so memory does
-    not grow with the split. Raises BadRequest for an unknown format, rule or
-    annotator and NotFound when there is nothing to write.
+    `aggregate` defaults to `latest`, and to `majority` for the disagreement
+    format. Records are read a chunk at a time and written one by one, so
+    memory does not grow with the split. Raises BadRequest for an unknown
+    format, rule or annotator and NotFound when there is nothing to write.
     """
     progress = progress or _no_progress
     began = time.perf_counter()
+    aggregate = aggregate or (MAJORITY if fmt == DISAGREEMENT else LATEST)
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}", field="fmt")
     check_rule(aggregate)

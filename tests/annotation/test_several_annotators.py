@@ -408,3 +408,27 @@ def test_reading_a_split_for_agreement_takes_four_queries_whatever_its_size(thre
     with django_assert_num_queries(5):  # the dataset by name, then four reads
         rows = split_items(dataset="team", split="dev")
     assert len(rows) == 30 and all(len(row.item) == 3 for row in rows)
+
+
+# --- the dataset page's export -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_dataset_page_exports_every_annotators_work_in_the_background(
+    three_files, researcher_client, eager_celery, django_capture_on_commit_callbacks, tmp_path
+):
+    from django.urls import reverse
+
+    from annotation.models import DatasetJob
+
+    url = reverse("annotation:dataset_export", args=["team", "dev", "disagreement"])
+    assert url in researcher_client.get(reverse("annotation:dataset_detail", args=["team"])).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        researcher_client.post(url)
+    job = DatasetJob.objects.get()
+    assert (job.status, job.fmt, job.filename) == ("succeeded", "disagreement", "team-dev_disagreement.jsonl"), job.error
+    assert "Exported 90 lines (disagreement format) of team/dev, rule majority" in job.result
+    download = researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk]))
+    assert download["Content-Type"] == "application/jsonl"
+    export(tmp_path / "same.jsonl", fmt="disagreement")
+    assert b"".join(download.streaming_content) == (tmp_path / "same.jsonl").read_bytes()

@@ -2,10 +2,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands._progress import ExportBar, raw_stream
 from annotation.models import Dataset
-from annotation.qa.agreement import LATEST, MAJORITY, RULE_DESCRIPTIONS, RULES
+from annotation.qa.agreement import LATEST, RULE_DESCRIPTIONS, RULES
 from annotation.qa.errors import Refused
 from annotation.qa.format import FEEDBACK
-from annotation.services.datasets import DISAGREEMENT, EXPORT_FORMATS, dataset_export
+from annotation.services.datasets import EXPORT_FORMATS, dataset_export
 
 
 class Command(BaseCommand):
@@ -36,7 +36,6 @@ class Command(BaseCommand):
         if not Dataset.objects.filter(name=dataset).exists():
             known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
             raise CommandError(f"no dataset named {dataset!r} (datasets: {known})")
-        aggregate = options.get("aggregate") or (MAJORITY if fmt == DISAGREEMENT else LATEST)
         with ExportBar(raw_stream(self.stderr), disable=verbosity == 0) as bar:
             try:
                 summary = dataset_export(
@@ -46,7 +45,7 @@ class Command(BaseCommand):
                     out=out,
                     progress=bar,
                     annotator=options.get("annotator"),
-                    aggregate=aggregate,
+                    aggregate=options.get("aggregate"),
                 )
             except Refused as exc:
                 raise CommandError(str(exc)) from None
