@@ -35,6 +35,7 @@ are written as they come, so memory stays flat and the first byte goes out
 at once.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -370,6 +371,15 @@ def _attach_to(dataset: Dataset, split: str, fmt: str, annotator: str | None) ->
     return _Attach(dataset, split, author)
 
 
+def _answers_digest(predictions: list[str], gold: str) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for text in (*predictions, gold):
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.digest()
+
+
 def _within_examples(span: dict, path: str) -> dict:
     return {f"{path}__{key}": value for key, value in span.items()}
 
@@ -379,43 +389,47 @@ class _Attach(_Join):
 
     Each record must carry the stored predictions and gold answer of its
     example (so the annotator's spans point into the same text); the file
-    may hold fewer examples than the split.
+    may hold fewer examples than the split. The stored answers are kept as
+    one digest per example, so memory stays small whatever the split's size;
+    the texts are read again only to name what differs.
     """
 
     def __init__(self, dataset: Dataset, split: str, author: AbstractBaseUser):
         examples = list(
-            Example.objects.filter(dataset=dataset, split=split)
-            .order_by("position")
-            .values_list("id", "question", "position", "gold")
+            Example.objects.filter(dataset=dataset, split=split).order_by("position").values_list("id", "question")
         )
         super().__init__(examples, dataset.name, split, FEEDBACK)
         self.author = author
-        self.stored = {example_id: (position, gold) for example_id, _, position, gold in examples}
-        self.answers: dict[int, list[str]] = defaultdict(list)
         self.first_response: dict[int, int] = {}
-        for example_id, number, response_id, text in (
+        texts: dict[int, list[str]] = defaultdict(list)
+        responses = (
             Response.objects.filter(example__dataset=dataset, example__split=split, number__in=RESPONSES)
             .order_by("example_id", "number")
-            .values_list("example_id", "number", "id", "text")
-        ):
-            self.answers[example_id].append(text)
+            .values_list("example_id", "number", "id", "text", "example__gold")
+        )
+        self.digests: dict[int, bytes] = {}
+        for example_id, number, response_id, text, gold in responses.iterator(chunk_size=2000):
+            texts[example_id].append(text)
             if number == RESPONSES[0]:
                 self.first_response[example_id] = response_id
+            if len(texts[example_id]) == len(RESPONSES):
+                self.digests[example_id] = _answers_digest(texts.pop(example_id), gold)
 
     def match(self, index: int, record: dict) -> list[Problem]:
         problems = super().match(index, record)
         if problems:
             return problems
         example_id = self.matched[-1]
-        position, gold = self.stored[example_id]
-        where = f"example {position + 1} of {self.where}"
-        stored = dict(zip(PREDICTION_KEYS, self.answers[example_id], strict=False))
+        if self.digests.get(example_id) == _answers_digest([record[key] for key in PREDICTION_KEYS], record["gold"]):
+            return []
+        example = Example.objects.get(pk=example_id)
+        where = f"example {example.number} of {self.where}"
+        stored = dict(zip(PREDICTION_KEYS, example.responses.order_by("number").values_list("text", flat=True), strict=False))
         for key in PREDICTION_KEYS:
             if record[key] != stored.get(key):
-                return [(key, f"differs from {key} of {where} ({shown(stored.get(key))}); an annotator's file must hold the stored predictions")]
-        if record["gold"] != gold:
-            return [("gold", f"differs from the gold answer of {where} ({shown(gold)})")]
-        return []
+                message = f"differs from {key} of {where} ({shown(stored.get(key))})"
+                return [(key, message + "; an annotator's file must hold the stored predictions")]
+        return [("gold", f"differs from the gold answer of {where} ({shown(example.gold)})")]
 
     def _hint(self, message: str) -> str:
         return message + "; an annotator's file attaches only to the split's questions"

@@ -127,6 +127,11 @@ def test_mismatched_predictions_are_refused_naming_the_example_and_nothing_is_st
     assert "example 7, field prediction 3: differs from prediction 3 of example 7 of team/dev" in message
     assert counts() == before
     assert not get_user_model().objects.filter(username="ben").exists()
+    records = variant(dev_records[:30], 1)
+    records[11]["gold"] = "Another gold answer."
+    with pytest.raises(CommandError, match=r"example 12, field gold: differs from the gold answer of example 12"):
+        import_as(write(tmp_path, "ben", records), "ben")
+    assert counts() == before
 
 
 @pytest.mark.django_db
