@@ -124,16 +124,18 @@ class ExportSummary:
     dataset: str
     split: str
     format: str
-    examples: int  # records written (the disagreement format: lines)
+    examples: int  # examples written
     seconds: float
     rule: str | None = None  # the aggregation rule (None for the inputs format)
     annotator: str | None = None  # whose work alone was exported
     left_out: dict[str, int] = field(default_factory=dict)  # examples the rule left out, by reason
+    lines: int | None = None  # the disagreement format: lines written (one per example and annotator)
 
     def describe(self) -> str:
         """What was written and how, in one line (without the destination)."""
-        unit = "lines" if self.format == DISAGREEMENT else "examples"
-        text = f"{self.examples} {unit} ({self.format} format) of {self.dataset}/{self.split}"
+        text = f"{self.examples} examples ({self.format} format) of {self.dataset}/{self.split}"
+        if self.lines is not None:
+            text = f"{self.lines} lines for {text}"
         if self.annotator is not None:
             text += f", {self.annotator}'s annotations"
         elif self.rule is not None:
@@ -482,6 +484,7 @@ def dataset_export(
         whose = f" by {author.get_username()}" if author is not None else ""
         raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format{whose}")
     written = 0
+    lines_written = 0
     left_out: Counter = Counter()
 
     def records() -> Iterator[dict]:
@@ -498,13 +501,13 @@ def dataset_export(
             yield record
 
     def lines() -> Iterator[dict]:
-        nonlocal written
-        examples, seen = 0, None
+        nonlocal written, lines_written
+        seen = None
         for line in iter_disagreement_lines(dataset, split, rule=aggregate, left_out=left_out):
             if line["example"] != seen:
-                examples, seen = examples + 1, line["example"]
-                progress(examples, max(total, examples))
-            written += 1
+                written, seen = written + 1, line["example"]
+                progress(written, max(total, written))
+            lines_written += 1
             yield line
 
     def pieces() -> Iterator[str]:
@@ -535,6 +538,7 @@ def dataset_export(
         rule=None if fmt == INPUTS else aggregate,
         annotator=None if author is None else author.get_username(),
         left_out=dict(left_out),
+        lines=lines_written if fmt == DISAGREEMENT else None,
     )
 
 

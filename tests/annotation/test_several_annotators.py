@@ -311,7 +311,7 @@ def test_latest_is_todays_rule_and_says_what_it_left_out(three_files, tmp_path):
 @pytest.mark.django_db
 def test_the_disagreement_export_keeps_every_annotators_work(three_files, tmp_path):
     out = tmp_path / "team.jsonl"
-    assert "90 lines (disagreement format) of team/dev, rule majority" in export(out, fmt="disagreement")
+    assert "90 lines for 30 examples (disagreement format) of team/dev, rule majority" in export(out, fmt="disagreement")
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     files = {name: json.loads(path.read_text()) for name, path in three_files.items()}
     assert [(line["example"], line["annotator"]) for line in lines[:3]] == [(1, "ana"), (1, "ben"), (1, "cleo")]
@@ -432,7 +432,8 @@ def test_the_dataset_page_exports_every_annotators_work_in_the_background(
         researcher_client.post(url)
     job = DatasetJob.objects.get()
     assert (job.status, job.fmt, job.filename) == ("succeeded", "disagreement", "team-dev_disagreement.jsonl"), job.error
-    assert "Exported 90 lines (disagreement format) of team/dev, rule majority" in job.result
+    assert "Exported 90 lines for 30 examples (disagreement format) of team/dev, rule majority" in job.result
+    assert job.examples == 30  # the job list counts examples, not lines
     download = researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk]))
     assert download["Content-Type"] == "application/jsonl"
     export(tmp_path / "same.jsonl", fmt="disagreement")
