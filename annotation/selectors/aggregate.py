@@ -161,6 +161,9 @@ def _adjudications(ids: list[int]) -> dict[int, dict[str, Any]]:
     return result
 
 
+_EXAMPLE_FIELDS = ("id", "position", "question", "gold", "has_feedback_format", "answers")
+
+
 def iter_annotated_examples(
     dataset: Dataset | str | int,
     split: str,
@@ -170,41 +173,60 @@ def iter_annotated_examples(
     chunk_size: int = CHUNK,
 ) -> Iterator[AnnotatedExample]:
     """Every example of the split by position, with every annotator's (or only `annotators`') submitted work,
-    and with `adjudications` its gold version; read `chunk_size` examples at a time."""
+    and with `adjudications` its gold version; read `chunk_size` examples at a time (seven queries a chunk,
+    eight with `adjudications`)."""
     dataset = dataset_resolve(dataset)
-    who = {} if annotators is None else {"annotator__username__in": list(annotators)}
     after = -1
     while True:
         examples = list(
             Example.objects.filter(dataset=dataset, split=split, position__gt=after)
             .order_by("position")
-            .values_list("id", "position", "question", "gold", "has_feedback_format", "answers")[:chunk_size]
+            .values_list(*_EXAMPLE_FIELDS)[:chunk_size]
         )
         if not examples:
             return
         after = examples[-1][1]
-        ids = [row[0] for row in examples]
-        passages = _grouped(
-            Passage.objects.filter(example__in=ids).order_by("example_id", "number").values_list("example_id", "title", "sentences")
+        yield from _annotated(examples, annotators, adjudications)
+
+
+def annotated_example(*, example_id: int, annotators: Collection[str] | None = None) -> AnnotatedExample | None:
+    """One example with every annotator's (or only `annotators`') submitted work and its gold version
+    (`adjudication`), for a review page; None when there is no such example. Eight queries."""
+    examples = list(Example.objects.filter(pk=example_id).values_list(*_EXAMPLE_FIELDS))
+    return next(_annotated(examples, annotators, True), None)
+
+
+def _annotated(
+    examples: list[tuple], annotators: Collection[str] | None, adjudications: bool
+) -> Iterator[AnnotatedExample]:
+    """The examples (rows of _EXAMPLE_FIELDS) with their passages, answers, annotations and gold versions."""
+    if not examples:
+        return
+    who = {} if annotators is None else {"annotator__username__in": list(annotators)}
+    ids = [row[0] for row in examples]
+    passages = _grouped(
+        Passage.objects.filter(example__in=ids)
+        .order_by("example_id", "number")
+        .values_list("example_id", "title", "sentences")
+    )
+    responses = _grouped(
+        Response.objects.filter(example__in=ids, number__in=RESPONSES)
+        .order_by("example_id", "number")
+        .values_list("example_id", "text")
+    )
+    annotations = _annotations(ids, who)
+    gold_versions = _adjudications(ids) if adjudications else {}
+    for example_id, position, question, gold, has_feedback_format, answers in examples:
+        yield AnnotatedExample(
+            example_id=example_id,
+            number=position + 1,
+            question=question,
+            passages=[[title, *sentences] for title, sentences in passages.get(example_id, [])],
+            gold=gold if has_feedback_format or not answers else answers[0],
+            predictions=[text for (text,) in responses.get(example_id, [])],
+            annotations=annotations.get(example_id, {}),
+            adjudication=gold_versions.get(example_id),
         )
-        responses = _grouped(
-            Response.objects.filter(example__in=ids, number__in=RESPONSES)
-            .order_by("example_id", "number")
-            .values_list("example_id", "text")
-        )
-        annotations = _annotations(ids, who)
-        gold_versions = _adjudications(ids) if adjudications else {}
-        for example_id, position, question, gold, has_feedback_format, answers in examples:
-            yield AnnotatedExample(
-                example_id=example_id,
-                number=position + 1,
-                question=question,
-                passages=[[title, *sentences] for title, sentences in passages.get(example_id, [])],
-                gold=gold if has_feedback_format or not answers else answers[0],
-                predictions=[text for (text,) in responses.get(example_id, [])],
-                annotations=annotations.get(example_id, {}),
-                adjudication=gold_versions.get(example_id),
-            )
 
 
 def annotated_examples_count(dataset: Dataset | str | int, split: str) -> int:

@@ -349,7 +349,9 @@ def _attach_to(dataset: Dataset, split: str, fmt: str, annotator: str | None) ->
     if annotator is None:
         return None
     if fmt != FEEDBACK:
-        raise BadRequest(f"--annotator applies to feedback-format files; this one is in the {fmt} format", field="annotator")
+        raise BadRequest(
+            f"--annotator applies to feedback-format files; this one is in the {fmt} format", field="annotator"
+        )
     author = annotator_user_for(annotator)
     if not Example.objects.filter(dataset=dataset, split=split, has_feedback_format=True).exists():
         return None
@@ -426,7 +428,8 @@ class _Attach(_Join):
             return []
         example = Example.objects.get(pk=example_id)
         where = f"example {example.number} of {self.where}"
-        stored = dict(zip(PREDICTION_KEYS, example.responses.order_by("number").values_list("text", flat=True), strict=False))
+        texts = example.responses.order_by("number").values_list("text", flat=True)
+        stored = dict(zip(PREDICTION_KEYS, texts, strict=False))
         for key in PREDICTION_KEYS:
             if record[key] != stored.get(key):
                 message = f"differs from {key} of {where} ({shown(stored.get(key))})"

@@ -152,7 +152,9 @@ class AttachedFeedbackRows(FeedbackRows):
     example id to its response 1.
     """
 
-    def __init__(self, sink: RowSink, *, dataset: Dataset, split: str, author: AbstractBaseUser, first_response: dict[int, int]):
+    def __init__(
+        self, sink: RowSink, *, dataset: Dataset, split: str, author: AbstractBaseUser, first_response: dict[int, int]
+    ):
         super().__init__(sink, dataset=dataset, split=split, author=author, joined=False)
         self.first_response = first_response
 

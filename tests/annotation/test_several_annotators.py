@@ -438,3 +438,23 @@ def test_the_dataset_page_exports_every_annotators_work_in_the_background(
     assert download["Content-Type"] == "application/jsonl"
     export(tmp_path / "same.jsonl", fmt="disagreement")
     assert b"".join(download.streaming_content) == (tmp_path / "same.jsonl").read_bytes()
+
+
+@pytest.mark.django_db
+def test_one_example_reads_with_every_annotators_work_and_its_gold_version(three_files, make_user, django_assert_num_queries):
+    from annotation.selectors.aggregate import annotated_example
+
+    example = Example.objects.get(dataset__name="team", position=4)
+    Adjudication.objects.create(
+        example=example, kind=AssignmentKind.COMPARISON, preference=[1, 1, 1, 1, 1, 1], adjudicated_at=timezone.now()
+    )
+    files = {name: json.loads(path.read_text())[4] for name, path in three_files.items()}
+    with django_assert_num_queries(8):  # the example, passages, answers, feedback, spans, missing-info, comparisons, gold
+        found = annotated_example(example_id=example.pk, annotators=["ben", "cleo"])
+    assert found.number == 5 and found.question == files["ana"]["question"]
+    assert found.predictions == [files["ana"][f"prediction {n}"] for n in (1, 2, 3, 4)]
+    assert {name: (a["feedback"], a["preference"]) for name, a in found.annotations.items()} == {
+        name: (files[name]["feedback"], files[name]["preference"]) for name in ("ben", "cleo")
+    }
+    assert found.adjudication == {"feedback": None, "preference": [1, 1, 1, 1, 1, 1]}
+    assert annotated_example(example_id=0) is None
