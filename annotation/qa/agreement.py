@@ -163,19 +163,20 @@ class _Matrices:
             word_blocks.append(block)
         self.words = np.concatenate(word_blocks, axis=1) if word_blocks else np.full((n, 0), _MISSING, dtype=np.int8)
 
-    def figures(self, rows: Sequence[int] | None = None) -> dict[str, Any]:
+    def figures(self, rows: Sequence[int] | None = None, *, per_type: bool = True) -> dict[str, Any]:
+        """Alphas over all coders, or over `rows` only; `per_type` adds one per error type."""
         words = self.words if rows is None else self.words[list(rows)]
         preferences = self.preferences if rows is None else self.preferences[list(rows)]
         word_counts = _counts(words, len(ERROR_VALUES))
-        per_type = {}
+        by_type = {}
         coded = word_counts.sum(axis=1)
-        for code, error_type in enumerate(ERROR_TYPES, start=1):
+        for code, error_type in enumerate(ERROR_TYPES if per_type else (), start=1):
             binary = np.stack([coded - word_counts[:, code], word_counts[:, code]], axis=1)
-            per_type[error_type] = alpha_from_counts(binary)
+            by_type[error_type] = alpha_from_counts(binary)
         return {
             "preference_alpha": alpha_from_counts(_counts(preferences, len(PREFERENCE_VALUES))),
             "errors_alpha": alpha_from_counts(word_counts),
-            "per_type": per_type,
+            "per_type": by_type,
         }
 
 
@@ -243,7 +244,7 @@ def annotator_agreement(items: Iterable[Item]) -> dict[str, dict[str, Any]]:
             together[pair] = together.get(pair, 0) + 1
     pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for (a, b), count in together.items():
-        figures = matrices.figures([row[a], row[b]])
+        figures = matrices.figures([row[a], row[b]], per_type=False)
         pairs[(a, b)] = {
             "items": count,
             "preference_alpha": figures["preference_alpha"],
