@@ -32,9 +32,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Dataset, RmDataBuild
+from annotation.models import Adjudication, Dataset, RmDataBuild
 from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
-from annotation.qa.agreement import LATEST, RULE_DESCRIPTIONS
+from annotation.qa.agreement import ADJUDICATED, LATEST, RULE_DESCRIPTIONS
 from annotation.qa.errors import BadRequest, NotFound, Refused
 from annotation.qa.text import AUTO, SENTENCIZER, load_splitter
 from annotation.selectors.aggregate import NOT_ANNOTATED, check_rule, iter_rule_records
@@ -179,20 +179,29 @@ def _enqueue(build_id: int) -> None:
     celery_app.signature(BUILD_TASK, args=[build_id], queue=BUILD_QUEUE).apply_async()
 
 
-def rm_data_build_request(*, dataset: Dataset | str | int, split: str, splitter: str, user=None) -> RmDataBuild:
+def rm_data_build_request(
+    *, dataset: Dataset | str | int, split: str, splitter: str, user=None, aggregate: str = LATEST
+) -> RmDataBuild:
     """Store a queued build and send it to the BUILD_QUEUE once the transaction commits.
 
-    Raises NotFound (unknown dataset) or BadRequest (nothing to build from, splitter not installed).
+    Raises NotFound (unknown dataset) or BadRequest (unknown rule, nothing to build from, splitter not
+    installed).
     """
     dataset = _dataset(dataset)
+    check_rule(aggregate)
     splitter = splitter.strip() or settings.SENTENCE_SPLITTER
     problem = splitter_problem(splitter)
     if problem:
         raise BadRequest(problem, field="splitter")
-    if not feedback_complete_examples(dataset, split).exists():
+    if aggregate == ADJUDICATED:
+        if not Adjudication.objects.filter(example__dataset=dataset, example__split=split).exists():
+            raise BadRequest(f"{dataset.name}/{split} has no gold version (adjudication) yet", field="aggregate")
+    elif not feedback_complete_examples(dataset, split).exists():
         raise _nothing_to_build(dataset, split)
     with transaction.atomic():
-        build = RmDataBuild.objects.create(dataset=dataset, split=split, splitter=splitter, created_by=user)
+        build = RmDataBuild.objects.create(
+            dataset=dataset, split=split, splitter=splitter, aggregate=aggregate, created_by=user
+        )
         build.out_dir = str(rm_data_build_dir(build))
         build.save(update_fields=["out_dir"])
         build_id = build.pk
@@ -218,7 +227,12 @@ def rm_data_build_run(*, build_id: int) -> RmDataBuild:
 
     try:
         summary = rm_data_build(
-            dataset=build.dataset, split=build.split, out_dir=build.out_dir, splitter=build.splitter, progress=progress
+            dataset=build.dataset,
+            split=build.split,
+            out_dir=build.out_dir,
+            splitter=build.splitter,
+            progress=progress,
+            aggregate=build.aggregate,
         )
     except Refused as exc:
         rows.update(status=RmDataBuild.Status.FAILED, error=str(exc), finished_at=timezone.now())

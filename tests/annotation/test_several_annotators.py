@@ -458,3 +458,22 @@ def test_one_example_reads_with_every_annotators_work_and_its_gold_version(three
     }
     assert found.adjudication == {"feedback": None, "preference": [1, 1, 1, 1, 1, 1]}
     assert annotated_example(example_id=0) is None
+
+
+@pytest.mark.django_db
+def test_the_rm_files_page_builds_under_the_chosen_rule(crafted, researcher_client, eager_celery, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    from annotation.models import RmDataBuild
+
+    page = researcher_client.get(reverse("annotation:rm_data")).content.decode()
+    assert 'name="aggregate"' in page and "Majority of the annotators" in page
+    data = {"dataset": "team", "split": "dev", "splitter": "sentencizer"}
+    refused = researcher_client.post(reverse("annotation:rm_data"), {**data, "aggregate": "adjudicated"})
+    assert refused.status_code == 400 and "team/dev has no gold version (adjudication) yet" in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        researcher_client.post(reverse("annotation:rm_data"), {**data, "aggregate": "majority"})
+    build = RmDataBuild.objects.get()
+    assert (build.status, build.aggregate, build.summary["aggregate"]) == ("succeeded", "majority", "majority"), build.error
+    assert build.summary["examples"] == 3
+    assert "3 examples; rule majority" in researcher_client.get(reverse("annotation:rm_data")).content.decode()
