@@ -326,6 +326,8 @@ class RmDataBuild(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="rm_builds")
     split = models.CharField(max_length=32)
     splitter = models.CharField(max_length=100, default="auto")
+    # Which version of several annotators' work each example contributes (annotation.qa.agreement.RULES).
+    aggregate = models.CharField(max_length=16, default="latest")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)

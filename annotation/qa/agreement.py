@@ -34,6 +34,7 @@ number of words.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
@@ -62,6 +63,11 @@ LATEST = "latest"
 ADJUDICATED = "adjudicated"
 MAJORITY = "majority"
 RULES = (LATEST, ADJUDICATED, MAJORITY)
+RULE_LABELS = {
+    LATEST: "Latest: the most recent submitted annotation",
+    MAJORITY: "Majority of the annotators",
+    ADJUDICATED: "Adjudicated: the reviewer's gold version only",
+}
 RULE_DESCRIPTIONS = {
     LATEST: "latest: the most recently submitted fine-grained feedback on prediction 1 and the most recently "
     "submitted comparison of each example",
@@ -76,19 +82,35 @@ RULE_DESCRIPTIONS = {
 # --- words and their values ------------------------------------------------------------------
 
 
-def word_labels(prediction: str, errors: Iterable[Span], *, words: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
-    """One code per word of `prediction` (`str.split()` words): 0 when no span holds a character of it,
-    else 1 + the index of the error type in vocab.ERROR_TYPES; the first span given wins a word two touch."""
+def word_span_index(
+    prediction: str, errors: Sequence[Span], *, words: Sequence[tuple[int, int]] | None = None
+) -> np.ndarray:
+    """Per word of `prediction` (`str.split()` words), the index in `errors` of the span holding any
+    character of it, else -1; the first span given wins a word two touch."""
     words = word_spans(prediction) if words is None else words
-    labels = np.zeros(len(words), dtype=np.int8)
+    index = np.full(len(words), -1, dtype=np.int32)
     if not words or not errors:
-        return labels
-    bounds = np.asarray(words, dtype=np.int64)
-    starts, ends = bounds[:, 0], bounds[:, 1]
-    for start, end, error_type in errors:
-        touched = (starts < end) & (ends > start) & (labels == 0)
-        labels[touched] = _CODE[error_type]
-    return labels
+        return index
+    # Words are sorted and disjoint: the words a span touches are one slice, found by bisection.
+    starts = [start for start, _ in words]
+    ends = [end for _, end in words]
+    for i, (start, end, _) in enumerate(errors):
+        first, last = bisect_right(ends, start), bisect_left(starts, end)
+        if first < last:
+            touched = index[first:last]
+            touched[touched == -1] = i
+    return index
+
+
+def word_labels(prediction: str, errors: Sequence[Span], *, words: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+    """One code per word of `prediction`: 0 when no span holds a character of it, else 1 + the index of
+    the error type in vocab.ERROR_TYPES (see word_span_index)."""
+    return _codes(word_span_index(prediction, errors, words=words), errors)
+
+
+def _codes(index: np.ndarray, errors: Sequence[Span]) -> np.ndarray:
+    table = np.asarray([0, *(_CODE[t] for _, _, t in errors)], dtype=np.int8)
+    return table[index + 1]
 
 
 def spans_of(errors: Iterable[Mapping[str, Any]]) -> list[Span]:
@@ -146,19 +168,20 @@ class _Matrices:
             word_blocks.append(block)
         self.words = np.concatenate(word_blocks, axis=1) if word_blocks else np.full((n, 0), _MISSING, dtype=np.int8)
 
-    def figures(self, rows: Sequence[int] | None = None) -> dict[str, Any]:
+    def figures(self, rows: Sequence[int] | None = None, *, per_type: bool = True) -> dict[str, Any]:
+        """Alphas over all coders, or over `rows` only; `per_type` adds one per error type."""
         words = self.words if rows is None else self.words[list(rows)]
         preferences = self.preferences if rows is None else self.preferences[list(rows)]
         word_counts = _counts(words, len(ERROR_VALUES))
-        per_type = {}
+        by_type = {}
         coded = word_counts.sum(axis=1)
-        for code, error_type in enumerate(ERROR_TYPES, start=1):
+        for code, error_type in enumerate(ERROR_TYPES if per_type else (), start=1):
             binary = np.stack([coded - word_counts[:, code], word_counts[:, code]], axis=1)
-            per_type[error_type] = alpha_from_counts(binary)
+            by_type[error_type] = alpha_from_counts(binary)
         return {
             "preference_alpha": alpha_from_counts(_counts(preferences, len(PREFERENCE_VALUES))),
             "errors_alpha": alpha_from_counts(word_counts),
-            "per_type": per_type,
+            "per_type": by_type,
         }
 
 
@@ -226,7 +249,7 @@ def annotator_agreement(items: Iterable[Item]) -> dict[str, dict[str, Any]]:
             together[pair] = together.get(pair, 0) + 1
     pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for (a, b), count in together.items():
-        figures = matrices.figures([row[a], row[b]])
+        figures = matrices.figures([row[a], row[b]], per_type=False)
         pairs[(a, b)] = {
             "items": count,
             "preference_alpha": figures["preference_alpha"],
@@ -286,22 +309,31 @@ def disagreement_order(scored: Iterable[tuple[Any, dict[str, Any]]]) -> list[tup
 # --- aggregation: majority -----------------------------------------------------------------------
 
 
-def majority_spans(prediction: str, labels: Sequence[np.ndarray]) -> list[Span]:
-    """Spans of the words that more than half of the annotators (one label array each) gave one error type,
-    rebuilt from runs of consecutive words of one type."""
+def majority_spans(prediction: str, errors_of: Sequence[Sequence[Span]]) -> list[Span]:
+    """Spans of the words that more than half of the annotators (their spans given) gave one error type,
+    rebuilt from runs of consecutive words of one type.
+
+    A run is cut where more than half of the annotators cut it too (the two
+    words lie in two different spans of theirs), so that annotators who all
+    marked two adjacent sentences as two spans get two spans back, not one:
+    the majority of identical annotations is that annotation.
+    """
     words = word_spans(prediction)
-    if not labels or not words:
+    if not errors_of or not words:
         return []
-    stacked = np.stack(labels)
-    need = stacked.shape[0] / 2
+    indexes = np.stack([word_span_index(prediction, errors, words=words) for errors in errors_of])
+    codes = np.stack([_codes(index, errors) for index, errors in zip(indexes, errors_of, strict=True)])
+    need = codes.shape[0] / 2
     winners = np.zeros(len(words), dtype=np.int8)
     for code in range(1, len(ERROR_VALUES)):
-        winners[(stacked == code).sum(axis=0) > need] = code
+        winners[(codes == code).sum(axis=0) > need] = code
+    # cuts[i]: more than half put word i and word i+1 in two different spans.
+    cuts = ((indexes[:, :-1] != indexes[:, 1:]) & (indexes[:, :-1] >= 0) & (indexes[:, 1:] >= 0)).sum(axis=0) > need
     spans: list[Span] = []
     for i, code in enumerate(winners.tolist()):
         if code == 0:
             continue
-        if spans and spans[-1][2] == ERROR_VALUES[code] and winners[i - 1] == code:
+        if spans and winners[i - 1] == code and not cuts[i - 1]:
             spans[-1] = (spans[-1][0], words[i][1], spans[-1][2])
         else:
             spans.append((words[i][0], words[i][1], ERROR_VALUES[code]))
@@ -350,8 +382,9 @@ def majority(prediction: str, annotations: Mapping[str, Mapping[str, Any]]) -> d
     feedback_of = [(n, annotations[n]["feedback"]) for n in names if annotations[n].get("feedback") is not None]
     preference_of = [(n, annotations[n]["preference"]) for n in names if annotations[n].get("preference") is not None]
     words = word_spans(prediction)
-    labels = {n: word_labels(prediction, spans_of(f["errors"]), words=words) for n, f in feedback_of}
-    spans = majority_spans(prediction, list(labels.values()))
+    given = {n: spans_of(f["errors"]) for n, f in feedback_of}
+    labels = {n: word_labels(prediction, spans, words=words) for n, spans in given.items()}
+    spans = majority_spans(prediction, list(given.values()))
     preference = majority_preference([p for _, p in preference_of])
     block = None
     closest = None

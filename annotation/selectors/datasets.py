@@ -40,13 +40,16 @@ def dataset_resolve(dataset: Dataset | str | int) -> Dataset:
     return Dataset.objects.get(name=dataset)
 
 
-def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> QuerySet[Example]:
+def feedback_complete_examples(
+    dataset: Dataset | str | int, split: str, *, annotator: int | None = None
+) -> QuerySet[Example]:
     """Examples that make a whole feedback-format record, in feedback-file order.
 
     Complete means: responses 1-4, a submitted fine-grained feedback on
-    response 1 and a submitted comparison.
+    response 1 and a submitted comparison (by `annotator`, a user id, when given).
     """
     dataset = dataset_resolve(dataset)
+    by = {} if annotator is None else {"annotator_id": annotator}
     responses = (
         Response.objects.filter(example=OuterRef("pk"), number__in=RESPONSES)
         .order_by()
@@ -63,9 +66,12 @@ def feedback_complete_examples(dataset: Dataset | str | int, split: str) -> Quer
                     response__example=OuterRef("pk"),
                     response__number=FINE_GRAINED_RESPONSE_NUMBER,
                     status=FeedbackStatus.SUBMITTED,
+                    **by,
                 )
             ),
-            has_comparison=Exists(Comparison.objects.filter(example=OuterRef("pk"), status=FeedbackStatus.SUBMITTED)),
+            has_comparison=Exists(
+                Comparison.objects.filter(example=OuterRef("pk"), status=FeedbackStatus.SUBMITTED, **by)
+            ),
         )
         .filter(n_responses=N_RESPONSES, has_feedback=True, has_comparison=True)
         .order_by("position")
@@ -77,9 +83,9 @@ def feedback_records_for(dataset: Dataset | str | int, split: str) -> list[dict]
     return list(iter_feedback_records(dataset, split))
 
 
-def feedback_records_count(dataset: Dataset | str | int, split: str) -> int:
+def feedback_records_count(dataset: Dataset | str | int, split: str, *, annotator: int | None = None) -> int:
     """How many records iter_feedback_records gives (one query)."""
-    return feedback_complete_examples(dataset, split).count()
+    return feedback_complete_examples(dataset, split, annotator=annotator).count()
 
 
 # Examples read per round by the record iterators: memory holds one chunk, whatever the split's size.
@@ -87,12 +93,15 @@ FEEDBACK_CHUNK = 1000
 INPUTS_CHUNK = 2000
 
 
-def iter_feedback_records(dataset: Dataset | str | int, split: str, *, chunk_size: int | None = None) -> Iterator[dict]:
+def iter_feedback_records(
+    dataset: Dataset | str | int, split: str, *, chunk_size: int | None = None, annotator: int | None = None
+) -> Iterator[dict]:
     """The split as feedback-format records (keys in file order), complete examples only, by position.
 
     Each record uses the most recently submitted fine-grained feedback on
     response 1 and the most recently submitted comparison of its example, so
-    re-annotation supersedes imported feedback. Examples are read `chunk_size`
+    re-annotation supersedes imported feedback; with `annotator` (a user id)
+    only that annotator's work counts. Examples are read `chunk_size`
     at a time (seven queries a chunk, keyed on position, each on an index),
     so memory holds one chunk whatever the size of the split; rows are read
     as plain values, not model objects.
@@ -110,7 +119,7 @@ def iter_feedback_records(dataset: Dataset | str | int, split: str, *, chunk_siz
             return
         span = {"dataset": dataset, "split": split, "position__gt": after, "position__lte": examples[-1][1]}
         after = examples[-1][1]
-        yield from _feedback_chunk(examples, span)
+        yield from _feedback_chunk(examples, span, {} if annotator is None else {"annotator_id": annotator})
 
 
 def _first_of_each(rows) -> dict:
@@ -133,7 +142,7 @@ def _within(span: dict, path: str) -> dict:
     return {f"{path}__{key}": value for key, value in span.items()}
 
 
-def _feedback_chunk(examples: list[tuple], span: dict) -> Iterator[dict]:
+def _feedback_chunk(examples: list[tuple], span: dict, by: dict) -> Iterator[dict]:
     """Records of one chunk of examples; children are selected by the chunk's position range (a join, no
     long id lists)."""
     passages = _grouped(
@@ -152,7 +161,7 @@ def _feedback_chunk(examples: list[tuple], span: dict) -> Iterator[dict]:
         "status": FeedbackStatus.SUBMITTED,
     }
     feedback = _first_of_each(
-        FineGrainedFeedback.objects.filter(**submitted_feedback)
+        FineGrainedFeedback.objects.filter(**submitted_feedback, **by)
         .order_by("response_id", *_LATEST)
         .values_list("response_id", "id", "corrected_prediction")
     )
@@ -173,7 +182,7 @@ def _feedback_chunk(examples: list[tuple], span: dict) -> Iterator[dict]:
         if row[0] in chosen
     )
     comparisons = _first_of_each(
-        Comparison.objects.filter(**_within(span, "example"), status=FeedbackStatus.SUBMITTED)
+        Comparison.objects.filter(**_within(span, "example"), status=FeedbackStatus.SUBMITTED, **by)
         .order_by("example_id", *_LATEST)
         .values_list("example_id", "preference")
     )

@@ -27,10 +27,18 @@ from django.utils import timezone
 
 from annotation.models import Dataset, DatasetJob
 from annotation.qa.errors import BadRequest, NotFound, Refused
-from annotation.qa.format import FEEDBACK, FORMATS, FormatError
+from annotation.qa.format import FEEDBACK, FormatError
 from annotation.selectors.dataset_jobs import PROGRESS_NAME, UPLOAD_NAME, dataset_job_dir
 from annotation.selectors.datasets import dataset_resolve, feedback_records_count, input_records_count
-from annotation.services.datasets import ImportProgress, check_names, dataset_export, dataset_import
+from annotation.selectors.aggregate import annotated_examples_count
+from annotation.services.datasets import (
+    DISAGREEMENT,
+    EXPORT_FORMATS,
+    ImportProgress,
+    check_names,
+    dataset_export,
+    dataset_import,
+)
 from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -42,7 +50,10 @@ PROGRESS_EVERY_S = 0.5
 
 
 def export_filename(dataset_name: str, split: str, fmt: str) -> str:
-    """Named like the shared files: dev_feedback.json for feedback, dev.json for inputs."""
+    """Named like the shared files: dev_feedback.json for feedback, dev.json for inputs; the disagreement
+    export is JSON lines."""
+    if fmt == DISAGREEMENT:
+        return f"{dataset_name}-{split}_disagreement.jsonl"
     return f"{dataset_name}-{split}{'_feedback' if fmt == FEEDBACK else ''}.json"
 
 
@@ -86,13 +97,16 @@ def dataset_export_request(
 
     Raises BadRequest for an unknown format, NotFound when there is nothing to export.
     """
-    if fmt not in FORMATS:
-        raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="fmt")
+    if fmt not in EXPORT_FORMATS:
+        raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}", field="fmt")
     try:
         dataset = dataset_resolve(dataset)
     except Dataset.DoesNotExist:
         raise NotFound(f"no dataset {dataset!r}", field="dataset") from None
-    total = feedback_records_count(dataset, split) if fmt == FEEDBACK else input_records_count(dataset, split)
+    if fmt == DISAGREEMENT:
+        total = annotated_examples_count(dataset, split)
+    else:
+        total = feedback_records_count(dataset, split) if fmt == FEEDBACK else input_records_count(dataset, split)
     if not total:
         raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format")
     with transaction.atomic():
@@ -188,8 +202,7 @@ def _run_export(job: DatasetJob, rows) -> dict:
         "examples": summary.examples,
         "progress_done": summary.examples,
         "progress_total": summary.examples,
-        "result": f"Exported {summary.examples} examples ({job.fmt} format) of {job.dataset_name}/{job.split} "
-        f"in {summary.seconds:.2f} s.",
+        "result": f"Exported {summary.describe()} in {summary.seconds:.2f} s.",
     }
 
 

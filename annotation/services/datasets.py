@@ -21,29 +21,44 @@ Imported fine-grained feedback and preferences need an author. They belong to
 one inactive system account per dataset, `import@<dataset>` (no usable
 password, cannot log in), so that they stay apart from what annotators submit.
 
+An attributed import (`annotator=NAME`) makes them NAME's submitted work
+instead, creating the account (without a usable password) if needed. The
+first feedback file of a split creates its examples as above; a later one
+attaches NAME's feedback and preferences to the same examples, matched by
+exact question, and is refused, naming the example, when a record's
+predictions (or gold answer) differ from the stored ones, or when NAME
+already has work on the split. Exported for NAME (in the split's order),
+the file comes back byte for byte.
+
 An export streams too: records come from the database a chunk at a time and
 are written as they come, so memory stays flat and the first byte goes out
 at once.
 """
 
+import hashlib
+import json
 import os
 import re
 import tempfile
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from annotation.models import Dataset, Example
+from annotation.models import Comparison, Dataset, Example, FineGrainedFeedback, Response
 from annotation.qa import format as qa_format
 from annotation.qa.errors import BadRequest, Conflict, NotFound
-from annotation.qa.format import FEEDBACK, FORMATS, FormatError, Problem, shown
+from annotation.qa.agreement import LATEST, MAJORITY
+from annotation.qa.format import FEEDBACK, FORMATS, INPUTS, FormatError, Problem, shown
+from annotation.qa.vocab import PREDICTION_KEYS, RESPONSES
+from annotation.selectors.aggregate import check_rule, iter_disagreement_lines, iter_rule_records
 from annotation.selectors.datasets import (
     IMPORT_USER_PREFIX,
     dataset_resolve,
@@ -53,7 +68,11 @@ from annotation.selectors.datasets import (
     iter_input_records,
 )
 from annotation.services.bulk import row_sink
-from annotation.services.example_rows import FeedbackRows, InputRows, limit_problems
+from annotation.services.example_rows import AttachedFeedbackRows, FeedbackRows, InputRows, limit_problems
+
+# The export-only format that keeps every annotator's work (JSON lines), beside the two qa-feedback formats.
+DISAGREEMENT = "disagreement"
+EXPORT_FORMATS = (*FORMATS, DISAGREEMENT)
 
 # Examples per batch of writes: enough for COPY to pay, few enough to keep memory small.
 BATCH = 1000
@@ -84,10 +103,17 @@ class ImportSummary:
     error_spans: int
     missing_info: int
     seconds: float
+    annotator: str | None = None  # whose annotations the file's feedback became (None: the import account)
+    attached: int = 0  # existing examples that gained the annotator's feedback
 
     def __str__(self) -> str:
-        how = f"joined to {self.joined} existing examples" if self.joined else f"{self.created} new"
+        if self.attached:
+            how = f"attached to {self.attached} existing examples"
+        else:
+            how = f"joined to {self.joined} existing examples" if self.joined else f"{self.created} new"
         text = f"Imported {self.examples} examples ({self.format} format, {how}) into {self.dataset}/{self.split}"
+        if self.annotator is not None:
+            text += f" as {self.annotator}'s annotations"
         if self.format == FEEDBACK:
             text += f" with {self.error_spans} error spans and {self.missing_info} missing-info entries"
         return f"{text} in {self.seconds:.2f} s."
@@ -98,8 +124,24 @@ class ExportSummary:
     dataset: str
     split: str
     format: str
-    examples: int
+    examples: int  # examples written
     seconds: float
+    rule: str | None = None  # the aggregation rule (None for the inputs format)
+    annotator: str | None = None  # whose work alone was exported
+    left_out: dict[str, int] = field(default_factory=dict)  # examples the rule left out, by reason
+    lines: int | None = None  # the disagreement format: lines written (one per example and annotator)
+
+    def describe(self) -> str:
+        """What was written and how, in one line (without the destination)."""
+        text = f"{self.examples} examples ({self.format} format) of {self.dataset}/{self.split}"
+        if self.lines is not None:
+            text = f"{self.lines} lines for {text}"
+        if self.annotator is not None:
+            text += f", {self.annotator}'s annotations"
+        elif self.rule is not None:
+            left = ", ".join(f"{count} {why}" for why, count in self.left_out.items()) or "none"
+            text += f", rule {self.rule}; left out: {left}"
+        return text
 
 
 def _check_name(value: str, what: str, max_length: int, *, field: str) -> None:
@@ -126,6 +168,34 @@ def import_user_for(dataset_name: str) -> AbstractBaseUser:
     return user
 
 
+def annotator_user_for(username: str) -> AbstractBaseUser:
+    """The annotator account an attributed import writes for (created, without a usable password, if missing)."""
+    User = get_user_model()
+    username = username.strip()
+    longest = User._meta.get_field("username").max_length
+    try:
+        User.username_validator(username)
+    except ValidationError:
+        username_ok = False
+    else:
+        username_ok = 0 < len(username) <= longest
+    if not username_ok:
+        raise BadRequest(
+            f"annotator {shown(username)} is not a valid username (1-{longest} letters, digits and @ . + - _)",
+            field="annotator",
+        )
+    if username.startswith(IMPORT_USER_PREFIX):
+        raise BadRequest(
+            f"annotator {shown(username)}: names starting {IMPORT_USER_PREFIX!r} belong to the import accounts",
+            field="annotator",
+        )
+    user, created = User.objects.get_or_create(username=username)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
 def _no_progress(*args) -> None:
     pass
 
@@ -137,12 +207,17 @@ def dataset_import(
     split: str,
     user: AbstractBaseUser | None = None,
     progress: Callable[[ImportProgress], None] | None = None,
+    annotator: str | None = None,
 ) -> ImportSummary:
     """Import a qa-feedback file (either format, told by its keys) into one split of a dataset.
 
-    Raises FormatError (bad file, with example index and field), BadRequest
-    (bad names, format already present in the split) or Conflict (the split
-    changed under the import).
+    With `annotator` (a username; feedback format only) the file's feedback
+    and preferences become that annotator's submitted work, attached to the
+    split's examples when it already holds the feedback format (see the
+    module's docstring). Raises FormatError (bad file, or a record that does
+    not match the stored example, with example index and field), BadRequest
+    (bad names, format already present in the split, annotator already
+    imported) or Conflict (the split changed under the import).
     """
     progress = progress or _no_progress
     began = time.perf_counter()
@@ -154,13 +229,17 @@ def dataset_import(
             dataset, _ = Dataset.objects.get_or_create(name=dataset_name, defaults={"created_by": user})
             # One import per dataset at a time: the join below reads the split and then rewrites it.
             Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
-            join = _existing_split(dataset, split, fmt)
+            attach = _attach_to(dataset, split, fmt, annotator)
+            join = attach or _existing_split(dataset, split, fmt)
             limits = limit_problems(fmt)
             reader.check = limits if join is None else (lambda i, r: limits(i, r) or join.match(i, r))
-            if fmt == FEEDBACK:
-                rows = FeedbackRows(
-                    sink, dataset=dataset, split=split, author=import_user_for(dataset_name), joined=join is not None
+            if attach is not None:
+                rows = AttachedFeedbackRows(
+                    sink, dataset=dataset, split=split, author=attach.author, first_response=attach.first_response
                 )
+            elif fmt == FEEDBACK:
+                author = import_user_for(dataset_name) if annotator is None else annotator_user_for(annotator)
+                rows = FeedbackRows(sink, dataset=dataset, split=split, author=author, joined=join is not None)
             else:
                 rows = InputRows(sink, dataset=dataset, split=split)
             try:
@@ -185,10 +264,12 @@ def dataset_import(
         format=fmt,
         examples=reader.count,
         created=reader.count if join is None else 0,
-        joined=0 if join is None else reader.count,
+        joined=0 if join is None or attach is not None else reader.count,
         error_spans=rows.error_spans,
         missing_info=rows.missing_info,
         seconds=time.perf_counter() - began,
+        annotator=annotator.strip() if annotator is not None else None,
+        attached=reader.count if attach is not None else 0,
     )
 
 
@@ -260,6 +341,109 @@ class _Join:
         return None, "question", self._hint(f"{len(left)} examples of {self.where} have no counterpart in the file ({sample})")
 
 
+def _attach_to(dataset: Dataset, split: str, fmt: str, annotator: str | None) -> "_Attach | None":
+    """How an attributed import attaches to the split's examples; None when it creates or joins them as usual.
+
+    Refuses `annotator` with a policy-input file, and an annotator who already has work on the split.
+    """
+    if annotator is None:
+        return None
+    if fmt != FEEDBACK:
+        raise BadRequest(
+            f"--annotator applies to feedback-format files; this one is in the {fmt} format", field="annotator"
+        )
+    author = annotator_user_for(annotator)
+    if not Example.objects.filter(dataset=dataset, split=split, has_feedback_format=True).exists():
+        return None
+    in_split = {"dataset": dataset, "split": split}
+    done = len(
+        set(
+            FineGrainedFeedback.objects.filter(annotator=author, **_within_examples(in_split, "response__example"))
+            .values_list("response__example", flat=True)
+        )
+        | set(
+            Comparison.objects.filter(annotator=author, **_within_examples(in_split, "example"))
+            .values_list("example", flat=True)
+        )
+    )
+    if done:
+        raise BadRequest(
+            f"{author.get_username()} already has annotations on {done} examples of {dataset.name}/{split}; "
+            "an annotator's file is imported once per split",
+            field="annotator",
+        )
+    return _Attach(dataset, split, author)
+
+
+def _answers_digest(predictions: list[str], gold: str) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for text in (*predictions, gold):
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.digest()
+
+
+def _within_examples(span: dict, path: str) -> dict:
+    return {f"{path}__{key}": value for key, value in span.items()}
+
+
+class _Attach(_Join):
+    """Matches an annotator's file to the split's examples by exact question, and checks its answers.
+
+    Each record must carry the stored predictions and gold answer of its
+    example (so the annotator's spans point into the same text); the file
+    may hold fewer examples than the split. The stored answers are kept as
+    one digest per example, so memory stays small whatever the split's size;
+    the texts are read again only to name what differs.
+    """
+
+    def __init__(self, dataset: Dataset, split: str, author: AbstractBaseUser):
+        examples = list(
+            Example.objects.filter(dataset=dataset, split=split).order_by("position").values_list("id", "question")
+        )
+        super().__init__(examples, dataset.name, split, FEEDBACK)
+        self.author = author
+        self.first_response: dict[int, int] = {}
+        texts: dict[int, list[str]] = defaultdict(list)
+        responses = (
+            Response.objects.filter(example__dataset=dataset, example__split=split, number__in=RESPONSES)
+            .order_by("example_id", "number")
+            .values_list("example_id", "number", "id", "text", "example__gold")
+        )
+        self.digests: dict[int, bytes] = {}
+        for example_id, number, response_id, text, gold in responses.iterator(chunk_size=2000):
+            texts[example_id].append(text)
+            if number == RESPONSES[0]:
+                self.first_response[example_id] = response_id
+            if len(texts[example_id]) == len(RESPONSES):
+                self.digests[example_id] = _answers_digest(texts.pop(example_id), gold)
+
+    def match(self, index: int, record: dict) -> list[Problem]:
+        problems = super().match(index, record)
+        if problems:
+            return problems
+        example_id = self.matched[-1]
+        if self.digests.get(example_id) == _answers_digest([record[key] for key in PREDICTION_KEYS], record["gold"]):
+            return []
+        example = Example.objects.get(pk=example_id)
+        where = f"example {example.number} of {self.where}"
+        texts = example.responses.order_by("number").values_list("text", flat=True)
+        stored = dict(zip(PREDICTION_KEYS, texts, strict=False))
+        for key in PREDICTION_KEYS:
+            if record[key] != stored.get(key):
+                message = f"differs from {key} of {where} ({shown(stored.get(key))})"
+                return [(key, message + "; an annotator's file must hold the stored predictions")]
+        return [("gold", f"differs from the gold answer of {where} ({shown(example.gold)})")]
+
+    def _hint(self, message: str) -> str:
+        return message + "; an annotator's file attaches only to the split's questions"
+
+    def unmatched(self) -> None:
+        # An annotator may have annotated part of the split.
+        return None
+
+
 def dataset_export(
     *,
     dataset: Dataset | str | int,
@@ -267,35 +451,71 @@ def dataset_export(
     fmt: str,
     out: str | Path | IO[str],
     progress: Progress | None = None,
+    annotator: str | None = None,
+    aggregate: str | None = None,
 ) -> ExportSummary:
     """Write one split in one format to a path (replaced atomically) or an open text file, streamed.
 
-    The feedback format holds the examples whose four responses, latest
-    submitted fine-grained feedback on response 1 and latest submitted
-    comparison all exist; the inputs format holds the examples imported in it.
-    Records are read a chunk at a time and written one by one, so memory does
-    not grow with the split. Raises BadRequest for an unknown format and
-    NotFound when there is nothing to write.
+    The feedback format holds one record per example under the `aggregate`
+    rule (selectors.aggregate): by default (`latest`) the examples whose four
+    responses, latest submitted fine-grained feedback on response 1 and
+    latest submitted comparison all exist; with `annotator` (a username) only
+    that annotator's work, byte for byte as it was imported. The inputs
+    format holds the examples imported in it. The `disagreement` format
+    writes JSON lines, one per (example, annotator), with the aggregated
+    record and the example's agreement (selectors.aggregate.iter_disagreement_lines).
+    `aggregate` defaults to `latest`, and to `majority` for the disagreement
+    format. Records are read a chunk at a time and written one by one, so
+    memory does not grow with the split. Raises BadRequest for an unknown
+    format, rule or annotator and NotFound when there is nothing to write.
     """
     progress = progress or _no_progress
     began = time.perf_counter()
-    if fmt not in FORMATS:
-        raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="fmt")
+    aggregate = aggregate or (MAJORITY if fmt == DISAGREEMENT else LATEST)
+    if fmt not in EXPORT_FORMATS:
+        raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}", field="fmt")
+    check_rule(aggregate)
     dataset = dataset_resolve(dataset)
-    total = feedback_records_count(dataset, split) if fmt == FEEDBACK else input_records_count(dataset, split)
+    author = _export_annotator(annotator, fmt, aggregate)
+    if fmt == INPUTS:
+        total = input_records_count(dataset, split)
+    elif fmt == FEEDBACK and aggregate == LATEST:
+        total = feedback_records_count(dataset, split, annotator=None if author is None else author.pk)
+    else:
+        total = Example.objects.filter(dataset=dataset, split=split).count()
     if not total:
-        raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format")
+        whose = f" by {author.get_username()}" if author is not None else ""
+        raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format{whose}")
     written = 0
+    lines_written = 0
+    left_out: Counter = Counter()
 
     def records() -> Iterator[dict]:
         nonlocal written
-        rows = iter_feedback_records(dataset, split) if fmt == FEEDBACK else iter_input_records(dataset, split)
+        if fmt == INPUTS:
+            rows = iter_input_records(dataset, split)
+        elif author is not None:
+            rows = iter_feedback_records(dataset, split, annotator=author.pk)
+        else:
+            rows = iter_rule_records(dataset, split, rule=aggregate, left_out=left_out)
         for record in rows:
             written += 1
             progress(written, max(total, written))
             yield record
 
+    def lines() -> Iterator[dict]:
+        nonlocal written, lines_written
+        seen = None
+        for line in iter_disagreement_lines(dataset, split, rule=aggregate, left_out=left_out):
+            if line["example"] != seen:
+                written, seen = written + 1, line["example"]
+                progress(written, max(total, written))
+            lines_written += 1
+            yield line
+
     def pieces() -> Iterator[str]:
+        if fmt == DISAGREEMENT:
+            return _json_lines(lines())
         return qa_format.iter_dump(records(), fmt=fmt)
 
     if isinstance(out, (str, Path)):
@@ -313,5 +533,29 @@ def dataset_export(
     else:
         out.writelines(pieces())
     return ExportSummary(
-        dataset=dataset.name, split=split, format=fmt, examples=written, seconds=time.perf_counter() - began
+        dataset=dataset.name,
+        split=split,
+        format=fmt,
+        examples=written,
+        seconds=time.perf_counter() - began,
+        rule=None if fmt == INPUTS else aggregate,
+        annotator=None if author is None else author.get_username(),
+        left_out=dict(left_out),
+        lines=lines_written if fmt == DISAGREEMENT else None,
     )
+
+
+def _export_annotator(annotator: str | None, fmt: str, aggregate: str) -> AbstractBaseUser | None:
+    if annotator is None:
+        return None
+    if fmt != FEEDBACK or aggregate != LATEST:
+        raise BadRequest("an annotator's export is in the feedback format, with no aggregation rule", field="annotator")
+    user = get_user_model().objects.filter(username=annotator.strip()).first()
+    if user is None:
+        raise NotFound(f"no annotator named {shown(annotator)}", field="annotator")
+    return user
+
+
+def _json_lines(items: Iterator[dict]) -> Iterator[str]:
+    for item in items:
+        yield json.dumps(item, ensure_ascii=False, default=str) + "\n"

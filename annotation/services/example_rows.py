@@ -105,6 +105,11 @@ class FeedbackRows:
         columns = ("example_id", "number", "text")
         first_ids = self.sink.insert(Response, columns, [(e, first, r[first_key]) for e, r in pairs], ids=True)
         self.sink.insert(Response, columns, [(e, n, r[key]) for e, r in pairs for n, key in others])
+        self.write_annotations(example_ids, first_ids, records)
+
+    def write_annotations(self, example_ids: list[int], first_ids: list[int], records: list[dict]) -> None:
+        """The author's submitted feedback on response 1 (ids `first_ids`) and comparison of each example."""
+        pairs = list(zip(example_ids, records, strict=True))
         submitted = (FeedbackStatus.SUBMITTED, self.now)
         feedback_ids = self.sink.insert(
             FineGrainedFeedback,
@@ -137,6 +142,26 @@ class FeedbackRows:
         self.sink.insert(MissingInfo, ("feedback_id", "position", "error_type", "passage_id", "sentence_ids"), missing)
         self.error_spans += len(spans)
         self.missing_info += len(missing)
+
+
+class AttachedFeedbackRows(FeedbackRows):
+    """Writes only an annotator's feedback and comparison onto examples and responses that exist.
+
+    The caller matched each record to an example (`example_ids`) and checked
+    its predictions against the stored responses; `first_response` maps an
+    example id to its response 1.
+    """
+
+    def __init__(
+        self, sink: RowSink, *, dataset: Dataset, split: str, author: AbstractBaseUser, first_response: dict[int, int]
+    ):
+        super().__init__(sink, dataset=dataset, split=split, author=author, joined=False)
+        self.first_response = first_response
+
+    def write(self, batch: Batch, example_ids: list[int] | None = None) -> None:
+        assert example_ids is not None, "attached rows go onto existing examples"
+        first_ids = [self.first_response[e] for e in example_ids]
+        self.write_annotations(example_ids, first_ids, [record for _, record in batch])
 
 
 def _move_positions_clear(dataset: Dataset, split: str) -> None:

@@ -8,14 +8,18 @@
     preference_pairs/SPLIT.jsonl    holistic preferences as TRL {"prompt", "chosen", "rejected"} lines
     summary/SPLIT.json              what was written, what was left out and why, and the rule below
 
-Several annotators may have labelled the same item. Until aggregation
-exists, each example contributes its most recently submitted fine-grained
-feedback (on prediction 1) and its most recently submitted comparison; the
-summary says so and counts the items where that rule chose among several.
+Several annotators may have labelled the same item. The `aggregate` rule
+(selectors.aggregate) says which version each example contributes: by
+default (`latest`) its most recently submitted fine-grained feedback (on
+prediction 1) and its most recently submitted comparison; `adjudicated` the
+reviewer's gold version; `majority` the majority of its annotators. The
+summary names the rule, counts the examples it left out and the items where
+several annotations were there to choose from.
 """
 
 import json
 import logging
+from collections import Counter
 import os
 import tempfile
 import time
@@ -28,10 +32,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Dataset, RmDataBuild
+from annotation.models import Adjudication, Dataset, RmDataBuild
 from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
+from annotation.qa.agreement import ADJUDICATED, LATEST, RULE_DESCRIPTIONS
 from annotation.qa.errors import BadRequest, NotFound, Refused
 from annotation.qa.text import AUTO, SENTENCIZER, load_splitter
+from annotation.selectors.aggregate import NOT_ANNOTATED, check_rule, iter_rule_records
 from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
 from annotation.selectors.rm_files import rm_data_split_counts
 from config.celery import app as celery_app
@@ -40,8 +46,7 @@ logger = logging.getLogger(__name__)
 
 ANNOTATION_RULE = (
     "one annotation per example: the most recently submitted fine-grained feedback on prediction 1 and the "
-    "most recently submitted comparison; examples without both are left out (aggregating several annotators "
-    "comes later)"
+    "most recently submitted comparison; examples without both are left out (--aggregate chooses another rule)"
 )
 BUILDS_DIR = "rm_data"
 # The Celery task that runs a stored build (annotation/tasks.py) and its queue. Builds are sent by
@@ -100,18 +105,31 @@ def rm_data_build(
     out_dir: str | Path,
     splitter: str | None = None,
     progress: Progress | None = None,
+    aggregate: str = LATEST,
 ) -> dict[str, Any]:
     """Build the reward-model files of one split from the database into `out_dir`; return the summary.
 
-    `splitter` defaults to the SENTENCE_SPLITTER setting. Raises NotFound
-    when the dataset does not exist, BadRequest when the split has no example
-    with submitted feedback and comparison or the splitter is not available.
+    `splitter` defaults to the SENTENCE_SPLITTER setting; `aggregate` is the
+    rule that picks each example's version (qa.agreement.RULES). Raises
+    NotFound when the dataset does not exist, BadRequest when the rule is
+    unknown, when the split has no example the rule keeps or the splitter is
+    not available.
     """
     began = time.perf_counter()
     dataset = _dataset(dataset)
+    check_rule(aggregate)
     nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)  # SplitterNotAvailable is a BadRequest
-    records = feedback_records_for(dataset, split)
+    left_out: Counter = Counter()
+    if aggregate == LATEST:
+        records = feedback_records_for(dataset, split)
+    else:
+        records = list(iter_rule_records(dataset, split, rule=aggregate, left_out=left_out))
     if not records:
+        if aggregate != LATEST:
+            counted = ", ".join(f"{count} {why}" for why, count in left_out.items()) or "no examples"
+            raise BadRequest(
+                f"{dataset.name}/{split}: the {aggregate} rule keeps no example ({counted})", field="aggregate"
+            )
         raise _nothing_to_build(dataset, split)
     built = build_rm_files(records, nlp=nlp, splitter=resolved, progress=progress)
     pairs = preference_pairs(records)
@@ -128,7 +146,10 @@ def rm_data_build(
         "examples": len(records),
         "examples_in_split": counts["examples_in_split"],
         "examples_without_feedback": counts["examples_in_split"] - len(records),
-        "annotation_rule": ANNOTATION_RULE,
+        "aggregate": aggregate,
+        "annotation_rule": ANNOTATION_RULE if aggregate == LATEST else RULE_DESCRIPTIONS[aggregate],
+        "left_out_by_rule": dict(left_out)
+        or _latest_left_out(counts["examples_in_split"] - len(records)),
         "items_with_several_feedback": counts["items_with_several_feedback"],
         "items_with_several_comparisons": counts["items_with_several_comparisons"],
         "files": files,
@@ -139,6 +160,10 @@ def rm_data_build(
     summary["seconds"] = round(time.perf_counter() - began, 3)
     _write_atomic(paths[SUMMARY], json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _latest_left_out(missing: int) -> dict[str, int]:
+    return {NOT_ANNOTATED: missing} if missing else {}
 
 
 # --- background builds ----------------------------------------------------------------------------
@@ -154,20 +179,29 @@ def _enqueue(build_id: int) -> None:
     celery_app.signature(BUILD_TASK, args=[build_id], queue=BUILD_QUEUE).apply_async()
 
 
-def rm_data_build_request(*, dataset: Dataset | str | int, split: str, splitter: str, user=None) -> RmDataBuild:
+def rm_data_build_request(
+    *, dataset: Dataset | str | int, split: str, splitter: str, user=None, aggregate: str = LATEST
+) -> RmDataBuild:
     """Store a queued build and send it to the BUILD_QUEUE once the transaction commits.
 
-    Raises NotFound (unknown dataset) or BadRequest (nothing to build from, splitter not installed).
+    Raises NotFound (unknown dataset) or BadRequest (unknown rule, nothing to build from, splitter not
+    installed).
     """
     dataset = _dataset(dataset)
+    check_rule(aggregate)
     splitter = splitter.strip() or settings.SENTENCE_SPLITTER
     problem = splitter_problem(splitter)
     if problem:
         raise BadRequest(problem, field="splitter")
-    if not feedback_complete_examples(dataset, split).exists():
+    if aggregate == ADJUDICATED:
+        if not Adjudication.objects.filter(example__dataset=dataset, example__split=split).exists():
+            raise BadRequest(f"{dataset.name}/{split} has no gold version (adjudication) yet", field="aggregate")
+    elif not feedback_complete_examples(dataset, split).exists():
         raise _nothing_to_build(dataset, split)
     with transaction.atomic():
-        build = RmDataBuild.objects.create(dataset=dataset, split=split, splitter=splitter, created_by=user)
+        build = RmDataBuild.objects.create(
+            dataset=dataset, split=split, splitter=splitter, aggregate=aggregate, created_by=user
+        )
         build.out_dir = str(rm_data_build_dir(build))
         build.save(update_fields=["out_dir"])
         build_id = build.pk
@@ -193,7 +227,12 @@ def rm_data_build_run(*, build_id: int) -> RmDataBuild:
 
     try:
         summary = rm_data_build(
-            dataset=build.dataset, split=build.split, out_dir=build.out_dir, splitter=build.splitter, progress=progress
+            dataset=build.dataset,
+            split=build.split,
+            out_dir=build.out_dir,
+            splitter=build.splitter,
+            progress=progress,
+            aggregate=build.aggregate,
         )
     except Refused as exc:
         rows.update(status=RmDataBuild.Status.FAILED, error=str(exc), finished_at=timezone.now())

@@ -12,7 +12,6 @@ from django_htmx.http import HttpResponseStopPolling
 from annotation.models import Dataset, DatasetJob
 from annotation.permissions import researcher_required
 from annotation.qa.errors import NotFound, Refused, TooLarge
-from annotation.qa.format import FORMATS
 from annotation.selectors.dataset_jobs import dataset_job_file, dataset_job_progress, dataset_jobs_recent
 from annotation.selectors.datasets import (
     ExampleFilters,
@@ -24,6 +23,7 @@ from annotation.selectors.datasets import (
 )
 from annotation.selectors.datasets import dataset_list as select_datasets
 from annotation.services.dataset_jobs import dataset_export_request, dataset_import_request
+from annotation.services.datasets import EXPORT_FORMATS
 from annotation.templatetags.long_text import CLIP_CHARS, showing_all
 from annotation.upload_handlers import DatasetUploadHandler, StoredUpload
 
@@ -174,7 +174,7 @@ def _dataset_upload(request):
 @require_POST
 def dataset_export_start(request, name: str, split: str, fmt: str):
     """Queue an export of one split in one format, and show its job."""
-    if fmt not in FORMATS:
+    if fmt not in EXPORT_FORMATS:
         raise NotFound(f"unknown format {fmt!r}")
     dataset = get_object_or_404(Dataset, name=name)
     job = dataset_export_request(dataset=dataset, split=split, fmt=fmt, user=request.user)  # NotFound, BadRequest
@@ -206,4 +206,5 @@ def dataset_job_download(request, pk: int):
     path = dataset_job_file(job)
     if path is None:
         raise NotFound(f"job #{pk} has no file to download")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=job.filename, content_type="application/json")
+    content_type = "application/jsonl" if job.filename.endswith(".jsonl") else "application/json"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=job.filename, content_type=content_type)

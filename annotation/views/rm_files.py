@@ -10,6 +10,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset, RmDataBuild
 from annotation.permissions import researcher_required
+from annotation.qa.agreement import LATEST, RULE_LABELS, RULES
 from annotation.qa.errors import NotFound, Refused
 from annotation.qa.rm_files import OUTPUT_NAMES
 from annotation.qa.text import AUTO, SENTENCIZER
@@ -31,6 +32,13 @@ class RmDataBuildForm(forms.Form):
         max_length=100,
         help_text=f"'{AUTO}' (en_core_web_sm if installed, else spaCy's rule-based sentencizer), "
         f"'{SENTENCIZER}', or an installed spaCy model name.",
+    )
+    aggregate = forms.ChoiceField(
+        label="Several annotators",
+        choices=[(rule, RULE_LABELS[rule]) for rule in RULES],
+        initial=LATEST,
+        required=False,  # a post without it (an older form, a script) means the latest rule
+        help_text="Which version each example contributes when several annotators labelled it.",
     )
 
 
@@ -57,6 +65,7 @@ def rm_data_page(request):
                     dataset=form.cleaned_data["dataset"],
                     split=form.cleaned_data["split"],
                     splitter=form.cleaned_data["splitter"],
+                    aggregate=form.cleaned_data["aggregate"] or LATEST,
                     user=request.user,
                 )
             except Refused as exc:

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.management.commands._progress import raw_stream
+from annotation.qa.agreement import LATEST, RULE_DESCRIPTIONS, RULES
 from annotation.qa.errors import Refused
 from annotation.services.rm_files import rm_data_build
 
@@ -15,7 +16,8 @@ class Command(BaseCommand):
     help = (
         "Build the reward-model training files of one dataset split: OUT/NF-ERR_subsentence/SPLIT.json, "
         "OUT/F-ERR_sentence/SPLIT.json, OUT/COMP_sequence/SPLIT.json, OUT/preference_pairs/SPLIT.jsonl (TRL "
-        "chosen/rejected pairs) and OUT/summary/SPLIT.json. Each example uses its most recent submitted annotation."
+        "chosen/rejected pairs) and OUT/summary/SPLIT.json. Each example uses one version of its annotations, "
+        "chosen by --aggregate (default: the most recent submitted one)."
     )
 
     def add_arguments(self, parser):
@@ -28,8 +30,16 @@ class Command(BaseCommand):
             help="sentence splitter: auto (en_core_web_sm if installed, else the sentencizer), sentencizer, "
             f"or a spaCy model name (default: the SENTENCE_SPLITTER setting, now {settings.SENTENCE_SPLITTER})",
         )
+        parser.add_argument(
+            "--aggregate",
+            choices=RULES,
+            default=LATEST,
+            help="which version of several annotators' work each example contributes: "
+            + "; ".join(RULE_DESCRIPTIONS[rule] for rule in RULES),
+        )
 
     def handle(self, *args, dataset: str, split: str, out: str, splitter: str | None, verbosity: int = 1, **options):
+        aggregate = options.get("aggregate") or LATEST
         bar = tqdm(desc="building", unit="ex", file=raw_stream(self.stderr), disable=verbosity == 0)
 
         def progress(done: int, total: int) -> None:
@@ -38,7 +48,9 @@ class Command(BaseCommand):
 
         try:
             with bar:
-                summary = rm_data_build(dataset=dataset, split=split, out_dir=out, splitter=splitter, progress=progress)
+                summary = rm_data_build(
+                    dataset=dataset, split=split, out_dir=out, splitter=splitter, progress=progress, aggregate=aggregate
+                )
         except Refused as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
@@ -49,6 +61,8 @@ class Command(BaseCommand):
                 f"Built from {summary['examples']} of {summary['examples_in_split']} examples of {dataset}/{split} "
                 f"in {summary['seconds']:.2f} s; rule: {summary['annotation_rule']}."
             )
+            left = ", ".join(f"{count} {why}" for why, count in summary["left_out_by_rule"].items()) or "none"
+            self.stdout.write(f"Left out by the {summary['aggregate']} rule: {left}")
             for entry in summary["files"].values():
                 skipped = ", ".join(f"{count} {reason}" for reason, count in entry["skipped"].items()) or "none"
                 self.stdout.write(f"  {entry['path']}: {entry['written']} written; left out: {skipped}")

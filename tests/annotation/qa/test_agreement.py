@@ -160,9 +160,31 @@ def test_majority_keeps_words_more_than_half_marked_and_rebuilds_spans():
 
 
 def test_majority_joins_consecutive_words_of_one_type_and_splits_at_another():
-    text = "w0 w1 w2 w3"
-    labels = [word_labels(text, [(0, 5, IRRELEVANT), (6, 11, REDUNDANT)]) for _ in range(2)]
-    assert majority_spans(text, labels) == [(0, 5, IRRELEVANT), (6, 11, REDUNDANT)]
+    text = "w0 w1 w2 w3 w4"  # words at 0, 3, 6, 9, 12
+    a = [(0, 5, IRRELEVANT), (6, 11, REDUNDANT)]
+    b = [(0, 2, IRRELEVANT), (3, 5, IRRELEVANT), (6, 14, REDUNDANT)]
+    c = [(0, 8, IRRELEVANT)]
+    # w0 w1: Irrelevant by all; w2: Redundant by a and b; w3: Redundant by a, b; w4: b only.
+    # Between w0 and w1 only b cuts (1 of 3): one span. w2-w3 run of Redundant.
+    assert majority_spans(text, [a, b, c]) == [(0, 5, IRRELEVANT), (6, 11, REDUNDANT)]
+
+
+def test_majority_keeps_a_cut_that_most_annotators_made():
+    text = "w0 w1 w2"
+    two = [(0, 2, IRRELEVANT), (3, 8, IRRELEVANT)]
+    one = [(0, 8, IRRELEVANT)]
+    assert majority_spans(text, [two, two, one]) == two
+    assert majority_spans(text, [two, one, one]) == one
+
+
+def test_the_majority_of_identical_annotations_is_that_annotation(qa_feedback_dir):
+    import json
+
+    for record in json.loads((qa_feedback_dir / "dev_feedback.json").read_text()):
+        same = {"feedback": record["feedback"], "preference": record["preference"]}
+        result = majority(record["prediction 1"], {"a": same, "b": same, "c": same})
+        assert result["feedback"]["errors"] == sorted(record["feedback"]["errors"], key=lambda e: e["start"])
+        assert result["preference"] == record["preference"]
 
 
 def test_majority_preference_ties_give_no_preference():
