@@ -1,6 +1,10 @@
 """Review and adjudication: gold versions, send-back, flags, who may see what, and the team settings of campaigns."""
 
+import io
+import json
+
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -321,3 +325,22 @@ def test_the_campaign_page_changes_the_team_settings_and_refuses_an_overlap_abov
     campaign.refresh_from_db()
     assert (campaign.annotators_per_item, campaign.shared_share, campaign.guidelines) == (2, 0.25, "Be *brief*.")
     assert len(shared_item_ids(campaign, "fine_grained")) == 1
+
+
+def test_a_gold_version_saved_on_the_review_pages_is_what_export_aggregate_adjudicated_writes(pair, researcher_client, tmp_path):
+    anna, bob = pair
+    campaign = make_campaign(make_dataset(examples=1), [anna, bob], task=CampaignTask.BOTH, per_item=2)
+    for user, feedback, preference in ((anna, ANNA, [1, 1, 1, 2, 0, 1]), (bob, BOB, [1, 2, 1, 2, 1, 1])):
+        submit_fine_grained(campaign, user, feedback)
+        submit_comparison(campaign, user, preference)
+    researcher_client.post(url("review_save", campaign), {
+        "version": 0, "span": [f"{anna.pk}:0", f"{bob.pk}:1"], "missing": [f"{anna.pk}:0"], "corrected-prediction": "Gold answer.",
+    })
+    researcher_client.post(url("review_accept", campaign, "comparison"), {"version": 0, "annotator": bob.pk})
+    out = tmp_path / "gold.json"
+    call_command("export_qa_feedback", dataset="bloom", split="dev", out=str(out), aggregate="adjudicated", stdout=io.StringIO())
+    (record,) = json.loads(out.read_text())
+    assert record["feedback"] == {
+        "errors": [ANNA["errors"][0], BOB["errors"][1]], "missing-info": ANNA["missing-info"], "corrected-prediction": "Gold answer.",
+    }
+    assert record["preference"] == [1, 2, 1, 2, 1, 1]
