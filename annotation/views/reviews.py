@@ -50,32 +50,34 @@ def queue(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "annotation/review/queue.html", {"campaign": campaign, "rows": rows, "flags": open_flags(campaign)})
 
 
-def _span_rows(item: ReviewItem, taken: set[str]) -> list[dict]:
+def _span_rows(item: ReviewItem, taken: dict[str, str | None]) -> list[dict]:
+    """The annotators' spans for the gold builder; `taken` maps a taken span to the type it has in the gold (None: its own)."""
     rows = []
     for version in item.versions:
         for index, error in enumerate(version.feedback["errors"] if version.feedback else []):
             key = f"{version.key}:{index}"
             rows.append({
-                "key": key, "version": version, "index": index, "error": error, "error_type": error["error type"],
+                "key": key, "version": version, "index": index, "error": error,
+                "error_type": taken.get(key) or error["error type"],
                 "type": ERROR_TYPE_BY_VALUE.get(error["error type"]), "snippet": item.text[error["start"] : error["end"]],
                 "taken": key in taken,
             })
     return sorted(rows, key=lambda r: (r["error"]["start"], r["version"].colour))
 
 
-def _gold_keys(item: ReviewItem) -> tuple[set[str], set[str]]:
-    """The annotators' spans and entries that the stored gold version holds, to show them as taken."""
+def _gold_keys(item: ReviewItem) -> tuple[dict[str, str], set[str]]:
+    """The annotators' spans (with the type the gold gives them) and entries that the stored gold version holds."""
     if item.gold is None or item.kind != AssignmentKind.FINE_GRAINED:
-        return set(), set()
-    spans, missing, used = set(), set(), set()
+        return {}, set()
+    gold_types = {(g["start"], g["end"]): g["error type"] for g in item.gold.errors}
+    spans, missing, used = {}, set(), set()
     for version in item.versions:
         for index, error in enumerate(version.feedback["errors"]):
             mark = (error["start"], error["end"])
-            if mark in used:
+            if mark in used or mark not in gold_types:
                 continue
-            if any((g["start"], g["end"]) == mark for g in item.gold.errors):
-                spans.add(f"{version.key}:{index}")
-                used.add(mark)
+            spans[f"{version.key}:{index}"] = gold_types[mark]
+            used.add(mark)
         for index, entry in enumerate(version.feedback["missing-info"]):
             if entry in item.gold.missing_info and f"m{entry}" not in used:
                 missing.add(f"{version.key}:{index}")
@@ -98,7 +100,8 @@ def _decorate_lanes(item: ReviewItem) -> None:
 def _page(request, item: ReviewItem, *, status: int = 200, problems=None, posted=None) -> HttpResponse:
     taken, taken_missing = _gold_keys(item)
     if posted is not None:
-        taken, taken_missing = set(posted.getlist("span")), set(posted.getlist("missing"))
+        taken = {key: posted.get(f"type-{key}") for key in posted.getlist("span")}
+        taken_missing = set(posted.getlist("missing"))
     correction = item.text
     if posted is not None:
         correction = posted.get("corrected-prediction", item.text)

@@ -67,6 +67,11 @@ def test_the_review_page_builds_a_gold_version_from_parts_of_each_annotator(pair
     assert (gold.adjudicated_by, gold.accepted_from, gold.version) == (researcher, None, 1)
     page = researcher_client.get(url("review_item", campaign)).content.decode()
     assert "Gold v1" in page
+    # Coming back, the page shows the gold's parts as taken, bob's span with the type the gold gave it.
+    assert f'value="{anna.pk}:0" checked' in page and f'value="{bob.pk}:1" checked' in page
+    assert f'value="{anna.pk}:1" checked' not in page
+    retyped = page.split(f'name="type-{bob.pk}:1"')[1].split("</select>")[0]
+    assert f'<option value="{IRRELEVANT}" selected>' in retyped
 
 
 def test_a_gold_version_with_overlapping_spans_is_refused_and_nothing_is_stored(pair, researcher_client):
