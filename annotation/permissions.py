@@ -2,7 +2,7 @@ from functools import wraps
 
 from django.core.exceptions import PermissionDenied
 
-from annotation.roles import is_annotator, is_researcher
+from annotation.roles import is_annotator, is_researcher, is_reviewer
 
 
 def researcher_required(view):
@@ -24,6 +24,18 @@ def annotator_required(view):
     def wrapper(request, *args, **kwargs):
         if not (is_annotator(request.user) or is_researcher(request.user)):
             raise PermissionDenied("This page is for annotators.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def reviewer_required(view):
+    """403 for anyone who is neither a reviewer nor a researcher."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_reviewer(request.user):
+            raise PermissionDenied("This page is for reviewers.")
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -26,6 +26,7 @@ urlpatterns: list = [
     path("campaigns/<int:pk>/active/", campaigns.campaign_toggle, name="campaign_toggle"),
     path("campaigns/<int:pk>/settings/", campaigns.campaign_settings, name="campaign_settings"),
     path("campaigns/<int:pk>/start/", campaigns.campaign_start, name="campaign_start"),
+    path("review/", reviews.home, name="review_home"),
     path("campaigns/<int:pk>/review/", reviews.queue, name="review_queue"),
     path("campaigns/<int:pk>/agreement/", reviews.agreement, name="campaign_agreement"),
     path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/", reviews.item, name="review_item"),

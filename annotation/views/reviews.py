@@ -1,4 +1,4 @@
-"""Review pages for researchers: the queue, one item's versions side by side, the gold version, send-back, flags.
+"""Review pages for reviewers (researchers included): the queue, one item's versions side by side, the gold version, send-back, flags.
 
 The gold-version form works without scripts: checkboxes take spans and
 missing-info entries from any annotator (each span's type can be changed),
@@ -15,7 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.models import AssignmentKind, Campaign, Example, ItemNote
-from annotation.permissions import researcher_required
+from annotation.permissions import reviewer_required
 from annotation.qa.errors import BadRequest
 from annotation.qa.vocab import ERROR_LABELS, MISSING_LABELS, PREFERENCE_PAIRS
 from annotation.selectors.agreement import campaign_agreement
@@ -42,7 +42,15 @@ def _int(value, name: str) -> int:
         raise BadRequest(f"{name} must be a whole number, not {value!r}", field=name) from None
 
 
-@researcher_required
+@reviewer_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Reviewers' way in: the open campaigns, each with its review queue and agreement figures."""
+    campaigns = Campaign.objects.filter(is_active=True).select_related("dataset").order_by("-created_at")
+    return render(request, "annotation/review/home.html", {"campaigns": campaigns})
+
+
+@reviewer_required
 @require_GET
 def queue(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign.objects.select_related("dataset"), pk=pk)
@@ -139,7 +147,7 @@ def _page(request, item: ReviewItem, *, status: int = 200, problems=None, posted
     return render(request, "annotation/review/item.html", context, status=status)
 
 
-@researcher_required
+@reviewer_required
 @require_GET
 def item(request: HttpRequest, pk: int, kind: str, number: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign.objects.select_related("dataset"), pk=pk)
@@ -151,7 +159,7 @@ def _back_to(campaign: Campaign, kind: str, example: Example) -> str:
     return reverse("annotation:review_item", args=[campaign.pk, kind, example.number])
 
 
-@researcher_required
+@reviewer_required
 @require_POST
 def accept(request: HttpRequest, pk: int, kind: str, number: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=pk)
@@ -192,7 +200,7 @@ def _gold_feedback(item: ReviewItem, post) -> dict:
     }
 
 
-@researcher_required
+@reviewer_required
 @require_POST
 def save(request: HttpRequest, pk: int, kind: str, number: int) -> HttpResponse:
     """Store the gold version built on the page from the annotators' parts."""
@@ -227,7 +235,7 @@ def _describe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return described
 
 
-@researcher_required
+@reviewer_required
 @require_POST
 def send_back(request: HttpRequest, pk: int, kind: str, number: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=pk)
@@ -239,7 +247,7 @@ def send_back(request: HttpRequest, pk: int, kind: str, number: int) -> HttpResp
     return redirect(_back_to(campaign, kind, example))
 
 
-@researcher_required
+@reviewer_required
 @require_POST
 def resolve(request: HttpRequest, pk: int, note_pk: int) -> HttpResponse:
     note = get_object_or_404(ItemNote, pk=note_pk, campaign_id=pk)
@@ -286,7 +294,7 @@ def agreement_context(campaign: Campaign) -> dict:
     }
 
 
-@researcher_required
+@reviewer_required
 @require_GET
 def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     """The figures of `manage.py agreement`, over this campaign's annotators: overall, per error type, per annotator."""

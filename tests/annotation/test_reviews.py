@@ -349,3 +349,23 @@ def test_a_gold_version_saved_on_the_review_pages_is_what_export_aggregate_adjud
         "errors": [ANNA["errors"][0], BOB["errors"][1]], "missing-info": ANNA["missing-info"], "corrected-prediction": "Gold answer.",
     }
     assert record["preference"] == [1, 2, 1, 2, 1, 1]
+
+
+def test_a_reviewer_reviews_without_the_researcher_pages(pair, make_user, web):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    vera = make_user("vera", role="reviewer")
+    web.force_login(vera)
+    home = web.get(reverse("annotation:review_home")).content.decode()
+    assert reverse("annotation:review_queue", args=[campaign.pk]) in home and ">Review</a>" in home
+    assert web.get(reverse("annotation:review_queue", args=[campaign.pk])).status_code == 200
+    assert web.get(reverse("annotation:campaign_agreement", args=[campaign.pk])).status_code == 200
+    page = web.get(url("review_item", campaign)).content.decode()
+    assert f'href="{reverse("annotation:campaign_detail", args=[campaign.pk])}"' not in page
+    assert web.post(url("review_accept", campaign), {"version": 0, "annotator": anna.pk}).status_code == 302
+    assert Adjudication.objects.get().adjudicated_by == vera
+    for name in ("campaign_list", "dataset_list"):
+        assert web.get(reverse(f"annotation:{name}")).status_code == 403
+    assert web.get(reverse("annotation:campaign_detail", args=[campaign.pk])).status_code == 403
+    web.force_login(anna)
+    assert web.get(reverse("annotation:review_home")).status_code == 403
