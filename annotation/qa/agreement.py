@@ -64,9 +64,9 @@ ADJUDICATED = "adjudicated"
 MAJORITY = "majority"
 RULES = (LATEST, ADJUDICATED, MAJORITY)
 RULE_LABELS = {
-    LATEST: "Latest: the most recent submitted annotation",
+    LATEST: "Latest submitted annotation",
     MAJORITY: "Majority of the annotators",
-    ADJUDICATED: "Adjudicated: the reviewer's gold version only",
+    ADJUDICATED: "Reviewer's gold version only",
 }
 RULE_DESCRIPTIONS = {
     LATEST: "latest: the most recently submitted fine-grained feedback on prediction 1 and the most recently "
