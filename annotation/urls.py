@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import annotate, campaigns, datasets, rm_files
+from annotation.views import annotate, campaign_suggest, campaigns, datasets, rm_files
 
 app_name = "annotation"
 
@@ -25,6 +25,9 @@ urlpatterns: list = [
     path("campaigns/<int:pk>/", campaigns.campaign_detail, name="campaign_detail"),
     path("campaigns/<int:pk>/active/", campaigns.campaign_toggle, name="campaign_toggle"),
     path("campaigns/<int:pk>/start/", campaigns.campaign_start, name="campaign_start"),
+    path("campaigns/<int:pk>/suggest/", campaign_suggest.campaign_suggest_panel, name="campaign_suggest_panel"),
+    path("campaigns/<int:pk>/suggest/settings/", campaign_suggest.campaign_suggest_settings, name="campaign_suggest_settings"),
+    path("campaigns/<int:pk>/suggest/score/", campaign_suggest.campaign_suggest_score, name="campaign_suggest_score"),
     path("work/", annotate.my_work, name="my_work"),
     path("work/<int:pk>/", annotate.annotate, name="annotate"),
     path("work/<int:pk>/draft/", annotate.draft, name="annotate_draft"),

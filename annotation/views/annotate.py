@@ -49,6 +49,13 @@ from annotation.selectors.annotate import (
     stored_fine_grained,
 )
 from annotation.selectors.campaigns import my_assignments
+from annotation.views.annotate_suggest import (
+    SUGGESTION_OPS,
+    answer_notice,
+    apply_suggestion_op,
+    record_answer,
+    suggestion_context,
+)
 from annotation.services.campaigns import assignment_next, assignment_open, assignment_skip
 from annotation.services.feedback import (
     SubmitRefused,
@@ -237,6 +244,7 @@ def _fine_grained_context(request, assignment, *, response, stored, draft, **ext
         "words": [list(span) for span in word_spans(response.text)],
         **_submission_context(assignment, stored.record if stored else None),
     }
+    context.update(suggestion_context(assignment, response, context["segments"]))
     context.update(extra)
     return context
 
@@ -459,7 +467,7 @@ def _notice(op: str, draft: dict, index: int | None, history: str = "") -> str |
     }.get(op)
 
 
-_SPAN_OPS = {"add_span", "remove_span", "retype_span", "set_grounding", "insert_span", "replace_span"}
+_SPAN_OPS = {"add_span", "remove_span", "retype_span", "set_grounding", "insert_span", "replace_span", *SUGGESTION_OPS}
 _MISSING_OPS = {"add_missing", "remove_missing"}
 
 
@@ -472,7 +480,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
     base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
     history = request.POST.get("history", "")
     refusal: drafts.DraftError | None = None
-    notice = focus_index = inverse = None
+    notice = focus_index = inverse = answer = None
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         # The partials it answers with show no stored version, so a draft in progress is all it reads.
         response, stored, state = _fine_grained_state(assignment, request.user, draft_only=True)
@@ -480,9 +488,14 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         passages = example_passages(assignment.example)
         before = copy.deepcopy(state["errors"])
         try:
-            focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
-            notice = _notice(op, state, focus_index, history)
-            inverse = _inverse(op, request.POST, before, state["errors"], focus_index)
+            if op in SUGGESTION_OPS:
+                focus_index, answer = apply_suggestion_op(op, request.POST, state, assignment=assignment, text=response.text)
+                notice = answer_notice(op, state, focus_index)
+                inverse = _inverse("add_span", request.POST, before, state["errors"], focus_index)
+            else:
+                focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
+                notice = _notice(op, state, focus_index, history)
+                inverse = _inverse(op, request.POST, before, state["errors"], focus_index)
         except drafts.DraftError as exc:
             # Shown inside the page's own message region, with the refusal's status.
             refusal = exc
@@ -495,6 +508,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(assignment, exc, target="#draft-problems")
     # Keep the copy with its example, passages and responses already loaded.
     assignment.draft, assignment.draft_version = saved.draft, saved.draft_version
+    record_answer(assignment, answer if refusal is None else None)
 
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         context = _fine_grained_context(
@@ -515,6 +529,8 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         names = ["draft_state"]
         if op in _SPAN_OPS:
             names += ["fg_message", "fg_response", "fg_spans"]
+        if op in SUGGESTION_OPS:
+            names += ["fg_suggestions"]
         elif op in _MISSING_OPS:
             names += ["fg_missing_message", "fg_missing"]
         template = "annotation/annotate/fine_grained.html"

@@ -12,6 +12,7 @@ from annotation.models import Campaign, Dataset
 from annotation.permissions import annotator_required, researcher_required
 from annotation.selectors.campaigns import campaign_progress, campaigns_for_researcher
 from annotation.services.campaigns import assignment_next, campaign_create as create_campaign, campaign_set_active
+from annotation.views.campaign_suggest import suggest_panel_context
 
 
 @researcher_required
@@ -52,9 +53,12 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign.objects.select_related("dataset", "created_by"), pk=pk)
     progress = campaign_progress(campaign, now=timezone.now(), with_annotators=True)
     template = "annotation/campaigns/detail.html"
+    context = {"campaign": campaign, "progress": progress}
     if request.htmx:
         template += "#progress"
-    return render(request, template, {"campaign": campaign, "progress": progress})
+    else:
+        context.update(suggest_panel_context(campaign))
+    return render(request, template, context)
 
 
 @researcher_required
