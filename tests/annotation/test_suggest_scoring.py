@@ -22,13 +22,14 @@ def tiny_models(tmp_path_factory):
     return build_suggest_models(tmp_path_factory.mktemp("suggest-models"), texts=texts)
 
 
-def _scored_campaign(annotator, tiny_models, *, examples=2, eager_celery=None):
+def _scored_campaign(annotator, tiny_models, *, examples=2):
     campaign = make_campaign(make_dataset(examples=examples), [annotator])
     runs = {role: suggester_run(role, tiny_models[role]).pk for role in ("relevance", "factuality", "preference")}
     campaign_suggest_settings_save(campaign=campaign, runs=runs, no_suggestion_share=0.0, order="uncertain", order_seed=1)
     return campaign, runs
 
 
+@pytest.mark.slow
 def test_the_scoring_task_runs_on_the_gpu_queue_and_stores_segments_with_offsets_that_match_the_text(
     annotator, tiny_models, eager_celery, django_capture_on_commit_callbacks, settings
 ):
@@ -70,7 +71,7 @@ def test_the_scoring_task_runs_on_the_gpu_queue_and_stores_segments_with_offsets
         assert len(row.scores["preference"]) == 4 and row.uncertainty is not None and row.disagreement is not None
 
 
-def test_a_job_whose_run_lost_its_model_fails_with_a_message(annotator, tiny_models):
+def test_a_job_whose_run_lost_its_model_fails_with_a_message(annotator):
     from training.suggestions import suggestion_job_run
 
     campaign = make_campaign(make_dataset(examples=1), [annotator])
