@@ -24,7 +24,7 @@ from annotation.models import (
 )
 from annotation.qa import suggestions as sq
 from annotation.qa.spans import word_spans
-from annotation.qa.vocab import ERROR_LABELS
+from annotation.qa.vocab import ERROR_LABELS, ERROR_TYPES
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 from annotation.selectors.campaigns import campaign_items, campaign_kinds
 
@@ -95,7 +95,7 @@ def page_suggestions(*, assignment: Assignment, response: Response) -> PageSugge
     for s in rows:
         if s.pk in acted:
             continue
-        types = sorted(sq.SUGGESTER_TYPES[s.suggester])
+        types = [t for t in ERROR_TYPES if t in sq.SUGGESTER_TYPES[s.suggester]]  # in key order
         items.append(
             {
                 "id": s.pk,
@@ -276,7 +276,7 @@ def suggester_metrics(campaign: Campaign, annotations: list[dict], gold: dict[in
             counts.add(sq.words_in(words, predicted[(response.pk, suggester)]), sq.words_in(words, sq.gold_spans(errors, suggester)))
             n += 1
         if n:
-            label = " / ".join(ERROR_LABELS[t] for t in sorted(sq.SUGGESTER_TYPES[suggester]))
+            label = " / ".join(ERROR_LABELS[t] for t in ERROR_TYPES if t in sq.SUGGESTER_TYPES[suggester])
             rows.append(MetricRow(sq.SUGGESTER_NAMES[suggester], label, counts, n))
     return rows
 
