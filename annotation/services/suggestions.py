@@ -19,7 +19,6 @@ from annotation.models import (
     Assignment,
     Campaign,
     CampaignOrder,
-    Example,
     ItemScore,
     Response,
     Suggestion,
@@ -255,6 +254,3 @@ def suggestion_check_answer(*, suggestion: Suggestion, action: str, error_type: 
     if action == sq.TRIM and (start is None or end is None or not suggestion.start <= start < end <= suggestion.end):
         raise BadRequest("a trimmed span must lie inside its suggestion", field="start")
 
-
-def example_ids_for(campaign: Campaign) -> list[int]:
-    return list(Example.objects.filter(dataset_id=campaign.dataset_id, split=campaign.split).values_list("pk", flat=True))

@@ -139,7 +139,7 @@ def test_the_settings_form_saves_suggesters_share_and_order(researcher_client, c
     assert (campaign.suggest_factuality_run_id, campaign.suggest_preference_run_id) == (None, preference.pk)
     assert (campaign.no_suggestion_share, campaign.order, campaign.order_seed) == (0.3, "random", 5)
     html = researcher_client.get(reverse("annotation:campaign_detail", args=[campaign.pk])).content.decode()
-    assert "Random (seeded)</strong>" not in html and "Random (seeded) (seed 5)" in html
+    assert "Queue order in use:</strong> Random, seed 5" in html
     wrong = researcher_client.post(url, {"relevance": preference.pk, "no_suggestion_percent": 30, "order": "random", "order_seed": 5})
     assert wrong.status_code == 422 and "Select a valid choice" in wrong.content.decode()
 

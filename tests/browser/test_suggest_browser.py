@@ -125,3 +125,22 @@ def test_suggestions_and_segment_rewards_fit_a_phone(new_page, make_user, screen
     # Without colour: every rewarded or penalised piece carries its sign and value as text.
     tags = page.locator(".reward-rows .rw-tag").all_inner_texts()
     assert tags and all(t.startswith(("▲+", "▼-")) for t in tags)
+
+
+def test_a_researcher_sets_the_order_and_reads_the_bias_check(new_page, make_user, screenshot):
+    from tests.browser.conftest import PASSWORD
+
+    _user, _dataset, campaign = _suggested_campaign(make_user)
+    make_user("rita", role="researcher", password=PASSWORD)
+    page = new_page()
+    log_in(page, "rita")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/")
+    page.get_by_text("Queue order in use:").wait_for()
+    assert "Least certain reward models first" in page.locator(".suggest-order").inner_text()
+    page.get_by_text("Suggesters, control share and queue order").click()
+    page.get_by_label("Queue order").select_option("random")
+    page.get_by_label("Seed").fill("4")
+    page.get_by_role("button", name="Save settings").click()
+    page.get_by_text("Suggestion and queue settings saved.").wait_for()
+    assert "Random, seed 4" in page.locator(".suggest-order").inner_text()
+    screenshot(page, "suggest_campaign_panel", scroll_to="#suggest-panel")
