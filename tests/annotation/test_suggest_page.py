@@ -53,7 +53,7 @@ def test_the_page_outlines_error_suggestions_with_their_probability_and_hides_no
     runs = re.findall(r'<(?:span|mark) class="seg sug [^"]*" data-start="(\d+)" data-end="(\d+)" data-sug="([\d ]+)"', html)
     start, end = offsets_of(TEXT, SOLD)
     assert (str(start), str(end), str(s["sold"].pk)) in runs
-    assert f'data-tag="R2 83%"' in html
+    assert 'data-tag="R2 83%"' in html
 
 
 def test_accept_trim_and_dismiss_store_the_right_span_or_nothing_and_are_recorded(annotator_client, annotator, suggested):
