@@ -240,6 +240,10 @@ class Campaign(models.Model):
     )
     # Share of items shown without suggestions (the bias check's control group).
     no_suggestion_share = models.FloatField(default=0.2)
+    # A finished holistic preference RM run: the `disagreement` order compares its ranking with R1/R2's.
+    suggest_preference_run = models.ForeignKey(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Set when a policy's new round opened this campaign.
     source_run = models.ForeignKey(
         "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="round_campaigns"
@@ -443,3 +447,96 @@ class ItemNote(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["annotator", "kind", "resolved_at"])]
+
+
+# --- model in the loop: suggestions from reward models -----------------------------------
+
+
+class SuggestionJob(models.Model):
+    """A background scoring of a campaign's responses by its suggester runs (on the `gpu` queue)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="suggestion_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+
+class Suggestion(models.Model):
+    """One segment of a response as a suggester judged it: offsets into `response.text`, label, error probability.
+
+    Every segment is stored (also those judged `O`): the queue orders and the
+    per-segment rewards need them all; the page offers only error labels.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="suggestions")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="suggestions")
+    run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    suggester = models.CharField(max_length=16)  # annotation.qa.suggestions.SUGGESTERS
+    position = models.PositiveSmallIntegerField()
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    label = models.CharField(max_length=16)
+    probability = models.FloatField()
+
+    class Meta:
+        ordering = ["response", "suggester", "position"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="suggestion_bounds"),
+            models.CheckConstraint(condition=Q(probability__gte=0) & Q(probability__lte=1), name="suggestion_probability"),
+            models.UniqueConstraint(fields=["campaign", "response", "suggester", "position"], name="suggestion_unique_position"),
+        ]
+
+
+class SuggestionEvent(models.Model):
+    """An annotator's answer to one suggestion: accepted whole, trimmed to some words, or dismissed."""
+
+    suggestion = models.ForeignKey(Suggestion, on_delete=models.CASCADE, related_name="events")
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="suggestion_events")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=16)  # annotation.qa.suggestions.ACTIONS
+    error_type = models.CharField(max_length=32, blank=True)
+    start = models.PositiveIntegerField(null=True, blank=True)
+    end = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["assignment", "suggestion"])]
+
+
+class ItemScore(models.Model):
+    """Per campaign item, the keys its queue orders sort on (annotation/qa/suggestions.py defines them)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="item_scores")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="+")
+    uncertainty = models.FloatField(null=True, blank=True)
+    disagreement = models.FloatField(null=True, blank=True)
+    random_key = models.FloatField(null=True, blank=True)
+    # Per answer number: expected fine-grained reward and preference RM score, for the campaign page.
+    scores = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "example"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "example"], name="itemscore_one_per_item")]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import annotate, campaigns, datasets, reviews, rm_files
+from annotation.views import annotate, campaign_suggest, campaigns, datasets, reviews, rm_files
 
 app_name = "annotation"
 
@@ -34,6 +34,9 @@ urlpatterns: list = [
     path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/gold/", reviews.save, name="review_save"),
     path("campaigns/<int:pk>/review/<slug:kind>/<int:number>/send-back/", reviews.send_back, name="review_send_back"),
     path("campaigns/<int:pk>/notes/<int:note_pk>/resolve/", reviews.resolve, name="review_resolve"),
+    path("campaigns/<int:pk>/suggest/", campaign_suggest.campaign_suggest_panel, name="campaign_suggest_panel"),
+    path("campaigns/<int:pk>/suggest/settings/", campaign_suggest.campaign_suggest_settings, name="campaign_suggest_settings"),
+    path("campaigns/<int:pk>/suggest/score/", campaign_suggest.campaign_suggest_score, name="campaign_suggest_score"),
     path("work/", annotate.my_work, name="my_work"),
     path("work/<int:pk>/flag/", annotate.flag, name="annotate_flag"),
     path("work/<int:pk>/time/", annotate.active_time, name="annotate_time"),

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from training import services, supervisor
+from training import services, suggestions, supervisor
 
 
 @shared_task(name="training.run_training", acks_late=False)
@@ -26,3 +26,9 @@ def reap_stale_runs() -> list[int]:
 def build_artifact_zip(artifact_id: int) -> None:
     """Zip one folder artifact for download (symbolic links skipped); the page polls for the result."""
     services.artifact_zip_build(artifact_id=artifact_id)
+
+
+@shared_task(name="training.score_suggestions", acks_late=False)
+def score_suggestions(job_id: int) -> None:
+    """Score a campaign's responses with its suggester reward models (on the `gpu` queue; see training/suggestions.py)."""
+    suggestions.suggestion_job_run(job_id=job_id)

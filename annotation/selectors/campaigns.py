@@ -32,6 +32,7 @@ from annotation.models import (
 from annotation.qa.vocab import RESPONSES
 from annotation.roles import ANNOTATOR
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
+from annotation.selectors.queue_order import queue_ordered
 
 # Served in this order for the same example: read the passages once, do both.
 KIND_ORDER = (AssignmentKind.FINE_GRAINED, AssignmentKind.COMPARISON)
@@ -173,12 +174,12 @@ def next_assignment_for(*, campaign: Campaign, annotator, now: datetime) -> Next
         return NextItem(held.example_id, held.kind, held)
     if not campaign.is_active:
         return None
-    best: tuple[int, int, int] | None = None
+    best: tuple[int, float, int] | None = None
     for order, kind in enumerate(campaign_kinds(campaign)):
         row = (
-            open_items_for(campaign=campaign, annotator=annotator, kind=kind, now=now)
+            queue_ordered(campaign, open_items_for(campaign=campaign, annotator=annotator, kind=kind, now=now))
             .select_for_update(skip_locked=True)
-            .values_list("pk", "position")
+            .values_list("pk", "queue_key")
             .first()
         )
         if row is not None and (best is None or (row[1], order) < (best[1], best[2])):

@@ -52,6 +52,13 @@ from annotation.selectors.campaigns import my_assignments
 from annotation.selectors.reviews import open_send_backs_for
 from annotation.services.campaigns import assignment_add_active_time, assignment_next, assignment_open, assignment_skip
 from annotation.services.reviews import item_flag
+from annotation.views.annotate_suggest import (
+    SUGGESTION_OPS,
+    answer_notice,
+    apply_suggestion_op,
+    record_answer,
+    suggestion_context,
+)
 from annotation.services.feedback import (
     SubmitRefused,
     assignment_draft_save,
@@ -239,6 +246,7 @@ def _fine_grained_context(request, assignment, *, response, stored, draft, **ext
         "words": [list(span) for span in word_spans(response.text)],
         **_submission_context(assignment, stored.record if stored else None),
     }
+    context.update(suggestion_context(assignment, response, context["segments"]))
     context.update(extra)
     return context
 
@@ -461,7 +469,7 @@ def _notice(op: str, draft: dict, index: int | None, history: str = "") -> str |
     }.get(op)
 
 
-_SPAN_OPS = {"add_span", "remove_span", "retype_span", "set_grounding", "insert_span", "replace_span"}
+_SPAN_OPS = {"add_span", "remove_span", "retype_span", "set_grounding", "insert_span", "replace_span", *SUGGESTION_OPS}
 _MISSING_OPS = {"add_missing", "remove_missing"}
 
 
@@ -474,7 +482,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
     base_draft_version = _int(request.POST.get("draft_version"), "draft_version")
     history = request.POST.get("history", "")
     refusal: drafts.DraftError | None = None
-    notice = focus_index = inverse = None
+    notice = focus_index = inverse = answer = None
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         # The partials it answers with show no stored version, so a draft in progress is all it reads.
         response, stored, state = _fine_grained_state(assignment, request.user, draft_only=True)
@@ -482,9 +490,14 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         passages = example_passages(assignment.example)
         before = copy.deepcopy(state["errors"])
         try:
-            focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
-            notice = _notice(op, state, focus_index, history)
-            inverse = _inverse(op, request.POST, before, state["errors"], focus_index)
+            if op in SUGGESTION_OPS:
+                focus_index, answer = apply_suggestion_op(op, request.POST, state, assignment=assignment, text=response.text)
+                notice = answer_notice(op, state, focus_index)
+                inverse = _inverse("add_span", request.POST, before, state["errors"], focus_index)
+            else:
+                focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
+                notice = _notice(op, state, focus_index, history)
+                inverse = _inverse(op, request.POST, before, state["errors"], focus_index)
         except drafts.DraftError as exc:
             # Shown inside the page's own message region, with the refusal's status.
             refusal = exc
@@ -497,6 +510,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(assignment, exc, target="#draft-problems")
     # Keep the copy with its example, passages and responses already loaded.
     assignment.draft, assignment.draft_version = saved.draft, saved.draft_version
+    record_answer(assignment, answer if refusal is None else None)
 
     if assignment.kind == AssignmentKind.FINE_GRAINED:
         context = _fine_grained_context(
@@ -517,6 +531,8 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         names = ["draft_state"]
         if op in _SPAN_OPS:
             names += ["fg_message", "fg_response", "fg_spans"]
+        if op in SUGGESTION_OPS:
+            names += ["fg_suggestions"]
         elif op in _MISSING_OPS:
             names += ["fg_missing_message", "fg_missing"]
         template = "annotation/annotate/fine_grained.html"

@@ -19,6 +19,7 @@ from annotation.services.campaigns import (
     campaign_set_active,
     campaign_update_team_settings,
 )
+from annotation.views.campaign_suggest import suggest_panel_context
 
 
 @researcher_required
@@ -61,9 +62,12 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign.objects.select_related("dataset", "created_by"), pk=pk)
     progress = campaign_progress(campaign, now=timezone.now(), with_annotators=True)
     template = "annotation/campaigns/detail.html"
+    context = {"campaign": campaign, "progress": progress}
     if request.htmx:
         template += "#progress"
-    context = {"campaign": campaign, "progress": progress, **team_figures(campaign, progress)}
+    else:
+        context.update(suggest_panel_context(campaign))
+    context.update(team_figures(campaign, progress))
     context.setdefault("settings_form", _settings_form(campaign))
     return render(request, template, context)
 

@@ -91,6 +91,9 @@
     region.className = "fg-message " + (isError ? "is-error" : "is-ok");
   }
 
+  // For static/js/suggest.js (answers to reward-model suggestions go through the same draft endpoint).
+  window.granaryAnnotate = { send, say, selectionOffsets };
+
   function addSpan(type) {
     const range = selectionOffsets();
     if (!range) {

@@ -135,3 +135,36 @@ def minilm_path() -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found under {path}")
     return path
+
+
+def build_tiny_reward_models(out_dir: str | os.PathLike, *, texts: Iterable[str] | None = None, seed: int = 0) -> dict[str, Path]:
+    """Untrained R1, R2 and preference reward models on one tiny encoder: {"relevance", "factuality", "preference"} -> folder.
+
+    Loadable by training.ml.reward_models; the token classifiers' logits are spread so that both labels occur
+    on real text (the suggestion tests and benchmarks/bench_suggest.py need errors to outline).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from annotation.qa.vocab import FACTUALITY_LABELS, RELEVANCE_LABELS
+
+    root = Path(out_dir)
+    encoder = build_tiny_encoder(root / "encoder", texts=list(texts or []), seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    out = {}
+    for name, labels in (("relevance", RELEVANCE_LABELS), ("factuality", FACTUALITY_LABELS)):
+        torch.manual_seed(seed + len(out))
+        model = AutoModelForTokenClassification.from_pretrained(
+            encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
+        )
+        with torch.no_grad():
+            model.classifier.weight.mul_(40.0)
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        out[name] = root / name
+    torch.manual_seed(seed + 7)
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1)
+    model.save_pretrained(root / "preference")
+    tokenizer.save_pretrained(root / "preference")
+    out["preference"] = root / "preference"
+    return out
