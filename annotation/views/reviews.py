@@ -20,6 +20,7 @@ from annotation.qa.errors import BadRequest
 from annotation.qa.vocab import ERROR_LABELS, MISSING_LABELS, PREFERENCE_PAIRS
 from annotation.selectors.agreement import campaign_agreement
 from annotation.selectors.reviews import ReviewItem, open_flags, review_item, review_queue
+from annotation.selectors.suggestions import reward_rows
 from annotation.services.reviews import (
     GoldRefused,
     adjudication_accept,
@@ -143,6 +144,8 @@ def _page(request, item: ReviewItem, *, status: int = 200, problems=None, posted
         "error_types": ERROR_TYPE_CHOICES, "error_labels": ERROR_LABELS, "problems": problems or [],
         "gold_base_version": item.gold.version if item.gold else 0,
         "open_notes": [n for n in item.notes if n.resolved_at is None],
+        # Per-segment rewards of response 1 (a policy's new round, or scored by reward models), as on the annotation page.
+        "reward_rows": reward_rows(item.responses[0]) if item.responses and item.kind == AssignmentKind.FINE_GRAINED else [],
     }
     return render(request, "annotation/review/item.html", context, status=status)
 

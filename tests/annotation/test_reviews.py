@@ -369,3 +369,25 @@ def test_a_reviewer_reviews_without_the_researcher_pages(pair, make_user, web):
     assert web.get(reverse("annotation:campaign_detail", args=[campaign.pk])).status_code == 403
     web.force_login(anna)
     assert web.get(reverse("annotation:review_home")).status_code == 403
+
+
+def test_the_review_page_shows_the_per_segment_rewards_of_a_scored_response(pair, researcher_client):
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    response = campaign.dataset.examples.get(split=campaign.split, position=0).responses.get(number=1)
+    first_word_end = response.text.index(" ")
+    response.reward_segments = [
+        {"start": 0, "end": first_word_end, "reward": -0.5, "label": "F-ERR", "model": "rm_factuality"},
+        {"start": first_word_end, "end": len(response.text), "reward": 0.3, "label": "O", "model": "rm_factuality"},
+    ]
+    response.save(update_fields=["reward_segments"])
+    page = researcher_client.get(url("review_item", campaign)).content.decode()
+    assert "Reward per segment" in page
+    assert f'title="F-ERR · reward -0.50">{response.text[:first_word_end]}' in page
+    assert "▲+0.30" in page
+
+
+def test_the_review_page_has_no_reward_rows_for_an_unscored_response(pair, researcher_client):
+    anna, bob = pair
+    page = researcher_client.get(url("review_item", disagreeing_item(anna, bob))).content.decode()
+    assert "Reward per segment" not in page
