@@ -29,7 +29,7 @@ def test_the_run_page_shows_throughput_mfu_and_the_step_time_split(researcher_cl
     })
     page = researcher_client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
     card = page[page.index('id="throughput"'):page.index("Latest values")]
-    assert "1234" in card and "3.2" in card and "42 %" in card and "61.25 GiB" in card
+    assert "1,234" in card and "3.2" in card and "42 %" in card and "61.2 GiB" in card
     bars = re.findall(r'<progress max="100" value="(\d+)"', card)
     assert bars == ["60", "15", "25"]  # generation, scoring, training
     assert "Generation" in card and "Training" in card
