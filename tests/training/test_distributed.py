@@ -123,9 +123,10 @@ def test_ppo_builds_one_optimizer_normally_and_one_per_model_under_deepspeed():
 
 def test_deepspeed_config_gets_the_batch_figures_no_dataloader_would_give_it():
     ds = FakeAccelerator("DEEPSPEED", stage=3, processes=4)
-    distributed.configure_deepspeed(ds, micro_batch_size=2, grad_accum=4)
+    distributed.configure_deepspeed(ds, micro_batch_size=2, grad_accum=4, max_grad_norm=0.0)
     config = ds.state.deepspeed_plugin.deepspeed_config
     assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"], config["train_batch_size"]) == (2, 4, 32)
+    assert config["gradient_clipping"] == 0.0  # the run's max_grad_norm (the paper preset clips nothing)
     assert config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     plain = FakeAccelerator()
     distributed.configure_deepspeed(plain, micro_batch_size=2, grad_accum=4)

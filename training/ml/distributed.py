@@ -58,11 +58,13 @@ def is_sharded(accelerator: Any) -> bool:
     return zero_stage(accelerator) == 3 or is_fsdp(accelerator)
 
 
-def configure_deepspeed(accelerator: Any, *, micro_batch_size: int, grad_accum: int) -> None:
-    """The batch figures DeepSpeed checks at `prepare`, which it would otherwise read off a prepared dataloader."""
+def configure_deepspeed(accelerator: Any, *, micro_batch_size: int, grad_accum: int, max_grad_norm: float = 0.0) -> None:
+    """The batch figures DeepSpeed checks at `prepare` (it would read them off a prepared dataloader) and the
+    run's gradient clipping (0 = none), which DeepSpeed applies itself in place of the trainer's `clip_grad_norm_`."""
     if not is_deepspeed(accelerator):
         return
     config = accelerator.state.deepspeed_plugin.deepspeed_config
+    config["gradient_clipping"] = float(max_grad_norm)
     config["train_micro_batch_size_per_gpu"] = int(micro_batch_size)
     config["gradient_accumulation_steps"] = int(grad_accum)
     config["train_batch_size"] = int(micro_batch_size) * int(grad_accum) * int(accelerator.num_processes)

@@ -345,7 +345,8 @@ def train(
     if resume_from is not None:
         _load_optimizer_state(resume_from, state, optimizer=optimizer, scheduler=scheduler, reporter=reporter)
     configure_deepspeed(accelerator, micro_batch_size=config.micro_batch_size,
-                        grad_accum=config.train_batch_size // accelerator.num_processes // config.micro_batch_size)
+                        grad_accum=config.train_batch_size // accelerator.num_processes // config.micro_batch_size,
+                        max_grad_norm=config.max_grad_norm)
     if isinstance(optimizer, OptimizerPair):
         (policy.model, optimizer.policy), (value_model, optimizer.value) = prepare_pairs(
             accelerator, [(policy.model, optimizer.policy), (value, optimizer.value)])

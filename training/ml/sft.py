@@ -135,7 +135,8 @@ def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume
         scheduler.load_state_dict(torch.load(Path(resume_from) / "scheduler.pt", map_location="cpu", weights_only=True))
     elif resume_from is not None:
         load_training_state(Path(resume_from), optimizer=optimizer, scheduler=scheduler)
-    configure_deepspeed(accelerator, micro_batch_size=config.batch_size, grad_accum=config.grad_accum)
+    configure_deepspeed(accelerator, micro_batch_size=config.batch_size, grad_accum=config.grad_accum,
+                        max_grad_norm=config.max_grad_norm)
     policy.model, optimizer = accelerator.prepare(policy.model, optimizer)
     if resume_from is not None and not (output_dir / "model" / "config.json").is_file():
         state.update(best=None, best_step=0)  # resumed into a new folder: the best is chosen afresh

@@ -408,7 +408,7 @@ def _train(config: _CommonRMConfig, *, model: Any, tokenizer: Any, items: Sequen
             scheduler.load_state_dict(torch.load(Path(resume_from) / "scheduler.pt", map_location="cpu", weights_only=True))
         else:
             load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
-    configure_deepspeed(accelerator, micro_batch_size=config.batch_size, grad_accum=1)
+    configure_deepspeed(accelerator, micro_batch_size=config.batch_size, grad_accum=1, max_grad_norm=config.max_grad_norm)
     model, optimizer = accelerator.prepare(model, optimizer)
     if not (output_dir / "model" / "config.json").is_file():
         # Resumed into a new folder: the old best model is not here, so the best is chosen afresh.
