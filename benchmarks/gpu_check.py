@@ -179,10 +179,14 @@ def ppo_check(args, sizes: dict, root: Path) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu_smoke else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.rm_dtype]
     reward = LongformerRewards(sizes, device, dtype, prompt_tokens=settings["max_input_len"])
-    ppo.PPOTrainer.save = lambda self, name: None  # checkpoint writing is not what this measures
     reporter = Collect()
-    ppo.train(config, kind="ppo_fine_grained", output_dir=root / "out", reporter=reporter, resume_from=None,
-              reward_fn=reward, judge_fn=None)
+    save = ppo.PPOTrainer.save
+    ppo.PPOTrainer.save = lambda self, name: None  # checkpoint writing is not what this measures
+    try:
+        ppo.train(config, kind="ppo_fine_grained", output_dir=root / "out", reporter=reporter, resume_from=None,
+                  reward_fn=reward, judge_fn=None)
+    finally:
+        ppo.PPOTrainer.save = save
     return summarise("PPO", reporter.steps)
 
 

@@ -100,3 +100,6 @@ def test_the_gpu_checks_cpu_smoke_runs_ppo_and_reward_model_steps(tmp_path, caps
     assert {"perf/generation_seconds", "perf/scoring_seconds", "perf/training_seconds"} | THROUGHPUT <= set(figures["ppo"])
     assert THROUGHPUT <= set(figures["rm"]) and figures["rm"]["perf/tokens_per_second"] > 0
     assert "PPO median" in capsys.readouterr().out
+    from training.ml.ppo import PPOTrainer
+
+    assert PPOTrainer.save.__name__ == "save"  # the check's no-save stand-in is gone again
