@@ -217,9 +217,12 @@ TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 45)
 TRAINING_REAP_INTERVAL_S = env_int("TRAINING_REAP_INTERVAL_S", 15)
 # Celery queue that training runs go to (GPU workers consume it).
 TRAINING_QUEUE = env_str("TRAINING_QUEUE", "gpu")
-# An accelerate config file for the trainer's launch; empty: `accelerate launch --multi_gpu` only when
-# the node has several GPUs, plain `python -m` otherwise.
+# An accelerate config file for the trainer's launch; empty: the worker picks one by its GPU count (below),
+# plain `python -m` on a node without GPUs.
 TRAINING_ACCELERATE_CONFIG = env_str("ACCELERATE_CONFIG_FILE", "")
+# Without ACCELERATE_CONFIG_FILE, GPU workers pick config/accelerate/<strategy>/<n>gpu.yaml by their GPU
+# count: ddp (default), zero2, zero3 or fsdp (training/accelerate_configs.py).
+TRAINING_ACCELERATE_STRATEGY = env_str("TRAINING_ACCELERATE_STRATEGY", "ddp")
 # After a cancel, seconds between SIGTERM and SIGKILL for the trainer's process group.
 TRAINING_CANCEL_GRACE_S = env_int("TRAINING_CANCEL_GRACE_S", 10)
 # Annotation leases: how long an item stays reserved for the annotator who opened it.

@@ -83,6 +83,38 @@ def run_latest_metrics(*, run: TrainingRun) -> dict[str, float]:
     return dict(rows)
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """The latest `perf/` figures of a run, for the run page's throughput card."""
+
+    tokens_per_second: float | None
+    samples_per_second: float | None
+    mfu: float | None  # a share (0.42 = 42 %); None where the trainer knew no peak (CPU)
+    step_seconds: float | None
+    peak_memory_gb: float | None
+    split: list[tuple[str, float, int]]  # (section, seconds, percent of the step), sections that took time
+
+
+def run_throughput(latest_metrics: dict[str, float]) -> Throughput | None:
+    """The throughput card's figures from a run's latest metrics; None before any `perf/` figure."""
+    if not any(key.startswith("perf/") for key in latest_metrics):
+        return None
+    step = latest_metrics.get("perf/step_seconds")
+    split = []
+    for section in ("generation", "scoring", "training"):
+        seconds = latest_metrics.get(f"perf/{section}_seconds")
+        if seconds is not None and step:
+            split.append((section, seconds, round(100 * min(seconds, step) / step)))
+    return Throughput(
+        tokens_per_second=latest_metrics.get("perf/tokens_per_second"),
+        samples_per_second=latest_metrics.get("perf/samples_per_second"),
+        mfu=latest_metrics.get("perf/mfu"),
+        step_seconds=step,
+        peak_memory_gb=latest_metrics.get("perf/peak_memory_gb"),
+        split=split,
+    )
+
+
 def run_samples(*, run: TrainingRun, limit: int = 12) -> list[RunSample]:
     """The newest samples first (the latest evaluation's generations)."""
     return list(RunSample.objects.filter(run=run).order_by("-step", "pk")[:limit])

@@ -36,6 +36,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from training import inputs, kinds, selectors
+from training.accelerate_configs import accelerate_config_for
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 from training.run_folder import CONFIG_FILE, EVENTS_FILE, LOG_FILE, run_output_path, tail_lines
 
@@ -374,7 +375,9 @@ def run_execute(*, run_id: int) -> None:
         return
 
     base_command = getattr(settings, "TRAINING_CHILD_COMMAND", None)
-    accelerate_config = settings.TRAINING_ACCELERATE_CONFIG
+    gpu_count = 0 if base_command else local_gpu_count()
+    accelerate_config = accelerate_config_for(gpu_count=gpu_count, strategy=settings.TRAINING_ACCELERATE_STRATEGY,
+                                              explicit=settings.TRAINING_ACCELERATE_CONFIG)
     argv = child_argv(
         kind=run.kind,
         config_path=config_path,
@@ -382,7 +385,7 @@ def run_execute(*, run_id: int) -> None:
         events_path=output_dir / EVENTS_FILE,
         resume_from=resume_from,
         run_name=f"{run.pk}-{run.kind}",
-        gpu_count=0 if (base_command or accelerate_config) else local_gpu_count(),
+        gpu_count=0 if accelerate_config else gpu_count,
         accelerate_config=accelerate_config,
         base_command=base_command,
     )

@@ -154,6 +154,7 @@ def _config_names(kind: str) -> list[str]:
 
 def _detail_context(run: TrainingRun) -> dict:
     resumable = run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+    latest = selectors.run_latest_metrics(run=run)
     return {
         "run": run,
         "kind": kinds.KINDS.get(run.kind),
@@ -164,7 +165,8 @@ def _detail_context(run: TrainingRun) -> dict:
         "duration": selectors.run_duration(run),
         "artifacts": selectors.run_artifacts(run=run),
         "samples": selectors.run_samples(run=run),
-        "latest_metrics": selectors.run_latest_metrics(run=run),
+        "latest_metrics": latest,
+        "throughput": selectors.run_throughput(latest),
     }
 
 

@@ -115,6 +115,38 @@ def _load_splitter(name: str) -> tuple[Any, str]:
         ) from exc
 
 
+class LazySplitter:
+    """A splitter that loads its spaCy pipeline when first used, so code that never splits never imports spaCy."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self._nlp: Any = None
+        self._resolved = ""
+
+    @property
+    def loaded(self) -> bool:
+        return self._nlp is not None
+
+    @property
+    def resolved(self) -> str:
+        """The name the splitter resolved to (loads it)."""
+        self._pipeline()
+        return self._resolved
+
+    def _pipeline(self) -> Any:
+        if self._nlp is None:
+            self._nlp, self._resolved = load_splitter(self.name)
+        return self._nlp
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._pipeline()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_nlp", "_resolved", "name"):
+            raise AttributeError(name)
+        return getattr(self._pipeline(), name)
+
+
 class Sentence(NamedTuple):
     """One spaCy sentence: its text (`sent.text`) and where that text starts in the source."""
 

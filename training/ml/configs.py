@@ -135,6 +135,10 @@ class SFTConfig:
     """accelerate mixed precision."""
     sentence_splitter: str = "sentencizer"
     """spaCy pipeline that puts sentences on lines for ROUGE-Lsum."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: most of their memory for about a third more compute."""
+    optim_8bit: bool = False
+    """AdamW with 8-bit moments (bitsandbytes; CUDA GPUs only)."""
 
     def validate(self) -> list[tuple[str, str]]:
         problems = []
@@ -192,6 +196,10 @@ class CommonRMConfig:
     """Seed for initialisation and data order."""
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     """accelerate mixed precision (the paper trained in bf16 on GPUs)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: most of their memory for about a third more compute."""
+    optim_8bit: bool = False
+    """AdamW with 8-bit moments (bitsandbytes; CUDA GPUs only)."""
 
     def validate(self) -> list[tuple[str, str]]:
         problems = []
@@ -367,8 +375,28 @@ class PPOConfig:
     sentence_splitter: str = "sentencizer"
     """spaCy pipeline that cuts answers into sentences and sub-sentences."""
 
+    # -- memory savers (all off: the run is exactly as without them)
+    gradient_checkpointing: bool = False
+    """Recompute policy and value activations in the backward pass (less memory, about a third more compute)."""
+    lora_r: int = 0
+    """LoRA rank for policy and value model (0 = train all weights); with LoRA the reference is the policy with adapters off."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path while training (PPO runs its passes in eval mode, so it stays off there)."""
+    optim_8bit: bool = False
+    """Adam with 8-bit moments (bitsandbytes; CUDA GPUs only)."""
+    rm_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights of the frozen reward models (bfloat16 halves their memory)."""
+
     def validate(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
+        if self.lora_r < 0:
+            problems.append(("lora_r", "must be 0 (off) or positive"))
+        if self.lora_alpha < 1:
+            problems.append(("lora_alpha", "must be at least 1"))
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(("lora_dropout", "must be in [0, 1)"))
         for name in ("total_episodes", "prompts_per_step", "samples_per_prompt", "max_input_len", "max_new_tokens",
                      "generation_batch_size", "ppo_epochs", "train_batch_size", "micro_batch_size", "eval_every",
                      "eval_batch_size"):

@@ -214,10 +214,13 @@ class Policy:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, *, state_dict: dict | None = None) -> Path:
+        """Full weights (`state_dict`: gathered from shards; a LoRA policy merged, its adapter beside them)."""
+        from training.ml.memory import save_pretrained_full
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.bare.save_pretrained(out)
+        save_pretrained_full(self.bare, out, state_dict=state_dict)
         self.tokenizer.save_pretrained(out)
         return out
 

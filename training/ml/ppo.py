@@ -37,7 +37,18 @@ import torch
 from training.ml.checkpoints import STATE_FILE, CheckpointFolders, load_training_state, read_state, save_training_state
 from training.ml.configs import FINE_GRAINED, ConfigError, PPOConfig
 from training.ml.data import load_examples
+from training.ml.distributed import (
+    configure_deepspeed,
+    full_state_dict,
+    gathered,
+    is_deepspeed,
+    is_sharded,
+    no_sync,
+    optimizer_is_sharded,
+    prepare_pairs,
+)
 from training.ml.loop import Loop
+from training.ml.perf import StepTimer, forward_flops, parameter_count, peak_flops, training_flops
 from training.ml.progress import quiet_transformers
 from training.ml.rewards import kl_penalized_rewards
 
@@ -144,8 +155,10 @@ def ppo_update(data: Rollout, advantages: torch.Tensor, returns: torch.Tensor, *
     """`ppo_epochs` passes over a rollout; the mean losses, the epochs run and whether KL stopped them early.
 
     Each optimizer update takes `train_batch_size` answers (over all processes) in micro-batches whose
-    losses are averaged, not summed. After each epoch the mean per-answer KL from the reference, the
-    same on every process, stops the remaining epochs once it passes `kl_threshold`.
+    losses are averaged, not summed; gradients are all-reduced once per update, at its last micro-batch.
+    After each epoch the mean per-answer KL from the reference, the same on every process, stops the
+    remaining epochs once it passes `kl_threshold`. Under DeepSpeed each model is an engine that
+    averages its micro-batches and steps at the update's end itself (`configure_deepspeed`).
     """
     per_process_batch = config.train_batch_size // accelerator.num_processes
     micro_steps = per_process_batch // config.micro_batch_size
@@ -168,16 +181,17 @@ def ppo_update(data: Rollout, advantages: torch.Tensor, returns: torch.Tensor, *
                 mb_mask = mb_mask[:, :width]
                 mb_resp = data.response[idx][:, :width]
                 mb_prompts = data.prompts.rows(idx).trimmed(left_padded=not policy.is_seq2seq)
-                with accelerator.autocast():
-                    new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
-                                                         model=policy_model, with_entropy=True)
-                    new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
-                losses = ppo_losses(new_logprobs, data.logprobs[idx][:, :width], advantages[idx][:, :width],
-                                    new_values, data.values[idx][:, :width], returns[idx][:, :width], mb_mask,
-                                    clip_range=config.clip_range, clip_range_value=config.clip_range_value)
-                loss = losses.pg_loss + config.vf_coef * losses.vf_loss
-                # Micro-batch losses are averaged into the update, not summed.
-                accelerator.backward(loss / micro_steps)
+                # DDP: the gradient all-reduce waits for the update's last micro-batch.
+                with no_sync(accelerator, (policy_model, value_model), sync=m == micro_steps - 1):
+                    with accelerator.autocast():
+                        new_logprobs, entropy = policy.score(mb_prompts, mb_resp, mb_mask, temperature=config.temperature,
+                                                             model=policy_model, with_entropy=True)
+                        new_values = value_model(mb_prompts.input_ids, mb_prompts.attention_mask, mb_resp, mb_mask)
+                    losses = ppo_losses(new_logprobs, data.logprobs[idx][:, :width], advantages[idx][:, :width],
+                                        new_values, data.values[idx][:, :width], returns[idx][:, :width], mb_mask,
+                                        clip_range=config.clip_range, clip_range_value=config.clip_range_value)
+                    backward(losses, accelerator=accelerator, policy_model=policy_model, value_model=value_model,
+                             vf_coef=config.vf_coef, micro_steps=micro_steps)
                 with torch.no_grad():
                     sums["pg_loss"] += float(losses.pg_loss)
                     sums["vf_loss"] += float(losses.vf_loss)
@@ -187,6 +201,8 @@ def ppo_update(data: Rollout, advantages: torch.Tensor, returns: torch.Tensor, *
                     seq_kl_sum += answer_kl_sum(new_logprobs, data.ref_logprobs[idx][:, :width], mb_mask)
                     seq_count += len(idx)
                 passes += 1
+            if is_deepspeed(accelerator):
+                continue  # the engines stepped (and clipped, by their config) at the update's last micro-batch
             if config.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(list(policy_model.parameters()) + list(value_model.parameters()), config.max_grad_norm)
             optimizer.step()
@@ -200,6 +216,19 @@ def ppo_update(data: Rollout, advantages: torch.Tensor, returns: torch.Tensor, *
     out = {k: v / max(1, passes) for k, v in sums.items()}
     out.update({"ppo_epochs": float(epochs_run), "kl_early_stop": float(stopped)})
     return out
+
+
+def backward(losses: PPOLosses, *, accelerator: Any, policy_model: Any, value_model: Any, vf_coef: float,
+             micro_steps: int) -> None:
+    """Gradients of one micro-batch's `pg_loss + vf_coef * vf_loss`, averaged over the update's micro-batches."""
+    if is_deepspeed(accelerator):
+        # Two engines, one per model; the losses share no weights, so each engine takes its own.
+        policy_model.backward(losses.pg_loss)
+        value_model.backward(vf_coef * losses.vf_loss)
+        policy_model.step()
+        value_model.step()
+        return
+    accelerator.backward((losses.pg_loss + vf_coef * losses.vf_loss) / micro_steps)
 
 
 def linear_warmup_decay(warmup: int, total: int):
@@ -216,8 +245,11 @@ def linear_warmup_decay(warmup: int, total: int):
 
 def build_reward_fns(config: PPOConfig, *, kind: str, tokenizer: Any, nlp: Any, device: Any) -> tuple[Any, Any]:
     """(reward function of the run, fine-grained judge for holistic evaluation or None)."""
+    from training.ml.memory import rm_dtype
     from training.ml.reward_models import PreferenceRewardModel, TokenRewardModel
     from training.ml.rewards import FineGrainedReward, FineGrainedWeights, HolisticReward
+
+    dtype = rm_dtype(config.rm_dtype)
 
     weights = FineGrainedWeights(
         relevance_positive=config.relevance_positive_reward,
@@ -233,16 +265,17 @@ def build_reward_fns(config: PPOConfig, *, kind: str, tokenizer: Any, nlp: Any, 
             if not Path(p).is_dir():
                 raise ConfigError([(name, f"{p} is not a folder")])
         fine = FineGrainedReward(
-            relevance=TokenRewardModel.load(paths[0], device=device),
-            factuality=TokenRewardModel.load(paths[1], device=device),
-            completeness=PreferenceRewardModel.load(paths[2], device=device),
+            relevance=TokenRewardModel.load(paths[0], device=device, dtype=dtype),
+            factuality=TokenRewardModel.load(paths[1], device=device, dtype=dtype),
+            completeness=PreferenceRewardModel.load(paths[2], device=device, dtype=dtype),
             tokenizer=tokenizer, nlp=nlp, weights=weights,
         )
     if kind == FINE_GRAINED:
         return fine, None
     if not Path(config.rm_preference_model).is_dir():
         raise ConfigError([("rm_preference_model", f"{config.rm_preference_model} is not a folder")])
-    holistic = HolisticReward(preference=PreferenceRewardModel.load(config.rm_preference_model, device=device), tokenizer=tokenizer)
+    holistic = HolisticReward(preference=PreferenceRewardModel.load(config.rm_preference_model, device=device, dtype=dtype),
+                              tokenizer=tokenizer)
     return holistic, fine
 
 
@@ -286,7 +319,7 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from annotation.qa.text import load_splitter
+    from annotation.qa.text import LazySplitter
 
     quiet_transformers()
     config = _checked_config(config, kind, own_reward_fn=reward_fn is not None)
@@ -295,25 +328,34 @@ def train(
     dev = load_examples(config.eval_file, need_answer=True, limit=config.max_eval_examples) if config.eval_file else []
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     _check_processes(config, accelerator.num_processes)
+    _check_memory_savers(config, accelerator)
     set_seed(config.seed)
     state = _start_state(kind, output_dir=output_dir, resume_from=resume_from)
     policy, reference, value = _load_models(config, resume_from=resume_from, device=accelerator.device)
-    nlp, splitter = load_splitter(config.sentence_splitter)
+    # spaCy loads when text is first split: at once for fine-grained rewards, never for a holistic
+    # run without a fine-grained judge or ROUGE evaluation.
+    nlp = LazySplitter(config.sentence_splitter)
     if reward_fn is None:
         reward_fn, built_judge = build_reward_fns(config, kind=kind, tokenizer=policy.tokenizer, nlp=nlp,
                                                   device=accelerator.device)
         judge_fn = judge_fn or built_judge
 
     total_steps = math.ceil(config.total_episodes / (config.prompts_per_step * config.samples_per_prompt))
-    optimizer = torch.optim.Adam(list(policy.model.parameters()) + list(value.parameters()),
-                                 lr=config.learning_rate, eps=config.adam_eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(config.warmup_steps, total_steps))
+    optimizer, scheduler = _optimizers(config, policy.model, value, accelerator=accelerator, total_steps=total_steps)
     if resume_from is not None:
-        load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
-    policy.model, value_model, optimizer = accelerator.prepare(policy.model, value, optimizer)
+        _load_optimizer_state(resume_from, state, optimizer=optimizer, scheduler=scheduler, reporter=reporter)
+    configure_deepspeed(accelerator, micro_batch_size=config.micro_batch_size,
+                        grad_accum=config.train_batch_size // accelerator.num_processes // config.micro_batch_size,
+                        max_grad_norm=config.max_grad_norm)
+    if isinstance(optimizer, OptimizerPair):
+        (policy.model, optimizer.policy), (value_model, optimizer.value) = prepare_pairs(
+            accelerator, [(policy.model, optimizer.policy), (value, optimizer.value)])
+    else:
+        policy.model, value_model, optimizer = accelerator.prepare(policy.model, value, optimizer)
     # Dropout off: the PPO ratio of the first epoch must be exactly 1.
-    policy.model.eval()
-    value_model.eval()
+    _dropout_off(policy.model, checkpointing=config.gradient_checkpointing)
+    _dropout_off(value_model, checkpointing=config.gradient_checkpointing)
+    splitter = nlp.resolved if kind == FINE_GRAINED else f"{config.sentence_splitter} (loaded if text is split)"
 
     trainer = PPOTrainer(config=config, kind=kind, state=state, accelerator=accelerator, policy=policy,
                          reference=reference, value_model=value_model, optimizer=optimizer, scheduler=scheduler,
@@ -323,7 +365,8 @@ def train(
                 save_every=config.save_every or config.eval_every, reporter=reporter, accelerator=accelerator,
                 evaluate_first=resume_from is None)  # step 0: the SFT policy's figures are the baseline
     loop.run(trainer, kind=kind, train_examples=len(train_examples), eval_examples=len(dev),
-             processes=accelerator.num_processes, sentence_splitter=splitter)
+             processes=accelerator.num_processes, sentence_splitter=splitter,
+             distributed=str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)))
     accelerator.wait_for_everyone()
     return {"step": state["step"], "best_mean_reward": state["best"], "best_step": state["best_step"], "kind": kind}
 
@@ -357,16 +400,127 @@ def _start_state(kind: str, *, output_dir: Path, resume_from: Path | None) -> di
 
 
 def _load_models(config: PPOConfig, *, resume_from: Path | None, device: Any) -> tuple[Any, Any, Any]:
-    """The policy (trained), the frozen reference policy (the SFT model) and the value model."""
+    """The policy (trained), the frozen reference policy (the SFT model; None under LoRA) and the value model.
+
+    Under LoRA the policy is the SFT model with adapters (fresh, or the checkpoint's), and the
+    reference is that same model with its adapters switched off.
+    """
+    from training.ml.memory import adapter_folder, enable_gradient_checkpointing, with_lora
     from training.ml.policy import Policy
     from training.ml.value import ValueModel
 
-    policy = Policy.load(resume_from / "policy" if resume_from else config.policy_model, device=device)
-    reference = Policy.load(config.policy_model, device=device)
-    reference.model.requires_grad_(False)
-    reference.model.eval()
-    value = ValueModel.load(resume_from / "value" if resume_from else (config.value_model or config.policy_model), device=device)
+    value_start = config.value_model or config.policy_model
+    if config.lora_r:
+        lora = {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout}
+        policy = Policy.load(config.policy_model, device=device)
+        policy.model = with_lora(policy.model, **lora, adapter=adapter_folder(resume_from / "policy") if resume_from else None)
+        reference = None
+        value = ValueModel.load(value_start, device=device)
+        value.trunk = with_lora(value.trunk, **lora, adapter=adapter_folder(resume_from / "value") if resume_from else None)
+        if resume_from is not None:
+            value.load_head(resume_from / "value")
+    else:
+        policy = Policy.load(resume_from / "policy" if resume_from else config.policy_model, device=device)
+        reference = Policy.load(config.policy_model, device=device)
+        reference.model.requires_grad_(False)
+        reference.model.eval()
+        value = ValueModel.load(resume_from / "value" if resume_from else value_start, device=device)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(policy.model)
+        enable_gradient_checkpointing(value.trunk)
     return policy, reference, value
+
+
+def _dropout_off(model: Any, *, checkpointing: bool) -> None:
+    from training.ml.memory import train_without_dropout
+
+    if checkpointing:
+        train_without_dropout(model)  # transformers checkpoints only modules in training mode
+    else:
+        model.eval()
+
+
+def _check_memory_savers(config: PPOConfig, accelerator: Any) -> None:
+    from training.ml.memory import check_eight_bit
+
+    if config.optim_8bit:
+        check_eight_bit(accelerator.device)
+    if config.lora_r and is_sharded(accelerator):
+        raise ConfigError([("lora_r", "LoRA adapters are small enough to train unsharded: use DDP or ZeRO-2, not ZeRO-3 / FSDP")])
+
+
+class OptimizerPair:
+    """PPO's two optimizers under DeepSpeed (one engine per model), read and written as one."""
+
+    def __init__(self, policy: Any, value: Any) -> None:
+        self.policy, self.value = policy, value
+
+    def step(self) -> None:
+        self.policy.step()
+        self.value.step()
+
+    def zero_grad(self) -> None:
+        self.policy.zero_grad()
+        self.value.zero_grad()
+
+    @property
+    def param_groups(self) -> list:
+        return [*self.policy.param_groups, *self.value.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "value": self.value.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.value.load_state_dict(state["value"])
+
+
+def _optimizers(config: PPOConfig, policy_model: Any, value: Any, *, accelerator: Any, total_steps: int) -> tuple[Any, Any]:
+    """Adam over the trainable weights of policy and value model (one per model under DeepSpeed), and its schedule."""
+    from training.ml.memory import make_optimizer, trainable
+
+    def adam(params: list) -> Any:
+        return make_optimizer(params, kind="adam", lr=config.learning_rate, eps=config.adam_eps,
+                              eight_bit=config.optim_8bit, device=accelerator.device)
+
+    if is_deepspeed(accelerator):
+        pair = OptimizerPair(adam(trainable(policy_model.parameters())), adam(trainable(value.parameters())))
+        schedule = linear_warmup_decay(config.warmup_steps, total_steps)
+        return pair, SchedulerPair(*(torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (pair.policy, pair.value)))
+    optimizer = adam(trainable(list(policy_model.parameters()) + list(value.parameters())))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(config.warmup_steps, total_steps))
+    return optimizer, scheduler
+
+
+class SchedulerPair:
+    """The same learning-rate schedule on both optimizers of an OptimizerPair."""
+
+    def __init__(self, policy: Any, value: Any) -> None:
+        self.policy, self.value = policy, value
+
+    def step(self) -> None:
+        self.policy.step()
+        self.value.step()
+
+    def get_last_lr(self) -> list[float]:
+        return self.policy.get_last_lr()
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "value": self.value.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.value.load_state_dict(state["value"])
+
+
+def _load_optimizer_state(folder: Path, state: dict, *, optimizer: Any, scheduler: Any, reporter: Any) -> None:
+    """Optimizer and schedule of a checkpoint; a sharded optimizer's moments start afresh (see distributed.py)."""
+    if state.get("optimizer_sharded"):
+        scheduler.load_state_dict(torch.load(Path(folder) / "scheduler.pt", map_location="cpu", weights_only=True))
+        reporter.log(f"{folder}: its optimizer state was sharded over {state.get('processes')} processes; "
+                     "Adam's moments start afresh, weights, step and schedule are resumed")
+        return
+    load_training_state(folder, optimizer=optimizer, scheduler=scheduler)
 
 
 @dataclass
@@ -378,7 +532,7 @@ class PPOTrainer:
     state: dict[str, Any]
     accelerator: Any
     policy: Any  # policy.model is the prepared (possibly DDP-wrapped) module that trains
-    reference: Any
+    reference: Any  # None under LoRA: the policy with its adapters off
     value_model: Any
     optimizer: Any
     scheduler: Any
@@ -395,7 +549,8 @@ class PPOTrainer:
 
         config = self.config
         set_seed(config.seed + step)
-        data = self.rollout(step)
+        timer = StepTimer(self.accelerator.device)
+        data = self.rollout(step, timer)
         penalized, kl = kl_penalized_rewards(data.scores, data.logprobs, data.ref_logprobs, data.mask,
                                              beta=float(config.kl_coef))
         rewards = penalized
@@ -403,14 +558,32 @@ class PPOTrainer:
             rewards = masked_whiten(penalized, data.mask, shift_mean=False, accelerator=self.accelerator)
         advantages, returns = gae(rewards, data.values, data.mask, gamma=config.gamma, lam=float(config.gae_lambda))
         advantages = masked_whiten(advantages, data.mask, shift_mean=True, accelerator=self.accelerator)
-        update = ppo_update(data, advantages, returns, step=step, policy=self.policy, policy_model=self.policy.model,
-                            value_model=self.value_model, optimizer=self.optimizer, accelerator=self.accelerator,
-                            config=config)
+        with timer.section("training"):
+            update = ppo_update(data, advantages, returns, step=step, policy=self.policy, policy_model=self.policy.model,
+                                value_model=self.value_model, optimizer=self.optimizer, accelerator=self.accelerator,
+                                config=config)
         lr_used = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        return mean_over_processes(step_metrics(data, penalized, kl, update, lr=lr_used), self.accelerator)
+        metrics = step_metrics(data, penalized, kl, update, lr=lr_used)
+        metrics.update(self.perf(data, timer, epochs=update["ppo_epochs"]))
+        return mean_over_processes(metrics, self.accelerator)
 
-    def rollout(self, step: int) -> Rollout:
+    def perf(self, data: Rollout, timer: StepTimer, *, epochs: float) -> dict[str, float]:
+        """perf/: the step's time split, throughput and MFU (generation and scoring as forward passes, updates x3)."""
+        if not hasattr(self, "_params"):
+            self._params = (parameter_count(self.policy.model), parameter_count(self.value_model),
+                            parameter_count(self.reference.model) if self.reference is not None else 0)
+        policy_params, value_params, reference_params = self._params
+        prompt_tokens = float(data.prompts.attention_mask.sum())
+        answer_tokens = float(data.mask.sum())
+        tokens = prompt_tokens + answer_tokens
+        flops = (forward_flops(policy_params, tokens)  # generation: the prompt once, each answer token once
+                 + forward_flops(policy_params + value_params + (reference_params or policy_params), tokens)
+                 + epochs * training_flops(policy_params + value_params, tokens))
+        return timer.metrics(tokens=tokens, samples=float(data.mask.shape[0]), flops=flops,
+                             processes=self.accelerator.num_processes, peak=peak_flops(self.accelerator.device))
+
+    def rollout(self, step: int, timer: StepTimer | None = None) -> Rollout:
         """This process's share of the step's prompts, each sampled `samples_per_prompt` times, and their scores."""
         config, policy, accelerator = self.config, self.policy, self.accelerator
         device = accelerator.device
@@ -419,20 +592,23 @@ class PPOTrainer:
         examples = [self.train_examples[i] for i in local for _ in range(config.samples_per_prompt)]
         prompts = policy.encode_prompts([e.text for e in examples], max_input_len=config.max_input_len,
                                         max_new_tokens=config.max_new_tokens).to(device)
+        timer = timer or StepTimer(device)
         responses, masks = [], []
-        for start in range(0, len(examples), config.generation_batch_size):
-            rows = prompts.rows(slice(start, start + config.generation_batch_size))
-            with accelerator.autocast():
-                ids, mask = policy.generate(rows, max_new_tokens=config.max_new_tokens, do_sample=True,
-                                            top_k=config.top_k, top_p=config.top_p, temperature=config.temperature)
-            responses.append(ids)
-            masks.append(mask)
+        with timer.section("generation"), gathered(accelerator, policy.model):
+            for start in range(0, len(examples), config.generation_batch_size):
+                rows = prompts.rows(slice(start, start + config.generation_batch_size))
+                with accelerator.autocast():
+                    ids, mask = policy.generate(rows, max_new_tokens=config.max_new_tokens, do_sample=True,
+                                                top_k=config.top_k, top_p=config.top_p, temperature=config.temperature)
+                responses.append(ids)
+                masks.append(mask)
         width = max(r.shape[1] for r in responses)
         response = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=policy.pad_token_id) for r in responses])
         mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1]), value=0) for m in masks]).float()
-        logprobs, ref_logprobs, values = self._score_rollout(prompts, response, mask)
-        ids = [response[i][mask[i].bool()].tolist() for i in range(len(examples))]
-        results = self.reward_fn(examples, ids)
+        with timer.section("scoring"):
+            logprobs, ref_logprobs, values = self._score_rollout(prompts, response, mask)
+            ids = [response[i][mask[i].bool()].tolist() for i in range(len(examples))]
+            results = self.reward_fn(examples, ids)
         scores = torch.zeros_like(mask)
         for i, result in enumerate(results):
             scores[i, : len(result.token_rewards)] = torch.tensor(result.token_rewards, dtype=scores.dtype)
@@ -448,11 +624,19 @@ class PPOTrainer:
                 sl = slice(start, start + config.micro_batch_size)
                 p = prompts.rows(sl).trimmed(left_padded=not self.policy.is_seq2seq)
                 lp, _ = self.policy.score(p, response[sl], mask[sl], temperature=config.temperature)
-                rlp, _ = self.reference.score(p, response[sl], mask[sl], temperature=config.temperature)
+                rlp = self._reference_logprobs(p, response[sl], mask[sl])
                 logprobs.append(lp)
                 ref_logprobs.append(rlp)
                 values.append(self.value_model(p.input_ids, p.attention_mask, response[sl], mask[sl]))
         return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+
+    def _reference_logprobs(self, prompts: Any, response: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from training.ml.memory import adapters_off
+
+        if self.reference is not None:
+            return self.reference.score(prompts, response, mask, temperature=self.config.temperature)[0]
+        with adapters_off(self.policy.bare):
+            return self.policy.score(prompts, response, mask, temperature=self.config.temperature)[0]
 
     def evaluate(self) -> float | None:
         from training.ml.evaluate import evaluate_policy
@@ -460,10 +644,11 @@ class PPOTrainer:
         if not self.dev:
             return None
         config, step = self.config, self.state["step"]
-        report = evaluate_policy(self.policy, self.dev, reward_fn=self.reward_fn, judge_fn=self.judge_fn, nlp=self.nlp,
-                                 batch_size=config.eval_batch_size, max_input_len=config.max_input_len,
-                                 max_new_tokens=config.max_new_tokens, num_samples=config.num_eval_samples,
-                                 accelerator=self.accelerator)
+        with gathered(self.accelerator, self.policy.model):
+            report = evaluate_policy(self.policy, self.dev, reward_fn=self.reward_fn, judge_fn=self.judge_fn,
+                                     nlp=self.nlp, batch_size=config.eval_batch_size, max_input_len=config.max_input_len,
+                                     max_new_tokens=config.max_new_tokens, num_samples=config.num_eval_samples,
+                                     accelerator=self.accelerator)
         if self.accelerator.is_main_process:
             self.reporter.metrics(step, report.metrics)
             for sample in report.samples:
@@ -474,6 +659,8 @@ class PPOTrainer:
     def save(self, name: str) -> None:
         """`checkpoints/last` or `checkpoints/best`: policy, value model, optimizer, scheduler and state."""
         self.accelerator.wait_for_everyone()
+        # Sharded weights are gathered by every process; the main process writes them.
+        self._full = (full_state_dict(self.accelerator, self.policy.model), full_state_dict(self.accelerator, self.value_model))
         if self.accelerator.is_main_process:
             self.checkpoints.save(name, self._write_checkpoint, step=self.state["step"])
             if name == "best":
@@ -482,10 +669,13 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
 
     def _write_checkpoint(self, folder: Path) -> None:
-        self.policy.save(folder / "policy")
-        self.accelerator.unwrap_model(self.value_model).save(folder / "value")
-        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler,
-                            state={**self.state, "kind": self.kind, "config": dataclasses.asdict(self.config)})
+        policy_weights, value_weights = getattr(self, "_full", (None, None))
+        self.policy.save(folder / "policy", state_dict=policy_weights)
+        self.accelerator.unwrap_model(self.value_model).save(folder / "value", state_dict=value_weights)
+        state = {**self.state, "kind": self.kind, "config": dataclasses.asdict(self.config)}
+        if optimizer_is_sharded(self.accelerator):
+            state.update(optimizer_sharded=True, processes=self.accelerator.num_processes)
+        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler, state=state)
 
 
 def step_metrics(data: Rollout, penalized: torch.Tensor, kl: torch.Tensor, update: dict[str, float], *,

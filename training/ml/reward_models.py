@@ -253,11 +253,12 @@ class TokenRewardModel:
         self.truncated_separators = 0
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | Any = "cpu") -> TokenRewardModel:
+    def load(cls, path: str | os.PathLike, device: str | Any = "cpu", dtype: Any = None) -> TokenRewardModel:
+        """`dtype` (e.g. torch.bfloat16) casts the frozen weights; None keeps them as saved."""
         from transformers import AutoModelForTokenClassification
 
         tokenizer = load_tokenizer(path)
-        model = AutoModelForTokenClassification.from_pretrained(str(path))
+        model = AutoModelForTokenClassification.from_pretrained(str(path), **({"dtype": dtype} if dtype is not None else {}))
         saved = getattr(model.config, "rm_max_length", None)
         max_length = model_max_length(model.config, tokenizer, int(saved or 1024))
         return cls(model, tokenizer, max_length=max_length, device=device)
@@ -324,11 +325,12 @@ class PreferenceRewardModel:
         self.std = float(std)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | Any = "cpu") -> PreferenceRewardModel:
+    def load(cls, path: str | os.PathLike, device: str | Any = "cpu", dtype: Any = None) -> PreferenceRewardModel:
+        """`dtype` (e.g. torch.bfloat16) casts the frozen weights; None keeps them as saved."""
         from transformers import AutoModelForSequenceClassification
 
         tokenizer = load_tokenizer(path)
-        model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), **({"dtype": dtype} if dtype is not None else {}))
         saved = getattr(model.config, "rm_max_length", None)
         max_length = model_max_length(model.config, tokenizer, int(saved or 1024))
         mean, std = read_reward_stats(path)

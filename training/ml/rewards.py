@@ -12,8 +12,9 @@ The KL penalty `-beta * (log pi - log pi_ref)` is added per token by PPO
 
 Two defects of the reference implementation are designed out here:
   1. Segment ends come from the sampled token ids: each token's characters in
-     the decoded text are found by decoding growing prefixes of those very ids
-     (`token_char_spans`), and a segment ends on the token that produced its
+     the decoded text are what the decoding of the ids up to it adds (read off
+     short windows of those very ids in linear time, `token_char_spans`), and
+     a segment ends on the token that produced its
      last character. Decoded text is never re-tokenised (a re-tokenisation may
      split the text into different tokens than the policy sampled).
   2. Reward-model labels are matched to segments by separator order, and the
@@ -50,8 +51,8 @@ def _common_prefix_length(a: str, b: str) -> int:
     return i
 
 
-def token_char_spans(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
-    """The decoded text of `ids` and, per token, the characters [start, end) of that text it produced.
+def prefix_token_char_spans(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """`token_char_spans` by its definition: decode every prefix (quadratic in the length; the reference for tests).
 
     Token k produced the characters that the decoding of `ids[:k+1]` adds to
     that of `ids[:k]`. Only the part of each prefix decoding that agrees with
@@ -63,9 +64,8 @@ def token_char_spans(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tupl
     ids = [int(i) for i in ids]
     if not ids:
         return "", []
-    decode_kwargs = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
-    text = tokenizer.decode(ids, **decode_kwargs)
-    prefixes = tokenizer.batch_decode([ids[: k + 1] for k in range(len(ids))], **decode_kwargs)
+    text = tokenizer.decode(ids, **_DECODE)
+    prefixes = tokenizer.batch_decode([ids[: k + 1] for k in range(len(ids))], **_DECODE)
     spans: list[tuple[int, int]] = []
     previous = 0
     for prefix in prefixes:
@@ -75,6 +75,74 @@ def token_char_spans(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tupl
     if previous < len(text):  # cannot happen when the last prefix decodes to the text; stay total anyway
         spans[-1] = (spans[-1][0], len(text))
     return text, spans
+
+
+_DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+# Tokens decoded before a window's first new token, so that what a decoder does to a text's
+# first token (drop its leading space) happens to the context, never to the tokens being placed.
+CONTEXT_TOKENS = 4
+# A window that has found no settled boundary for this many tokens gives way to a full prefix decoding.
+MAX_WINDOW = 64
+
+
+def token_char_spans(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The decoded text of `ids` and, per token, the characters [start, end) of that text it produced.
+
+    The same spans as `prefix_token_char_spans` (see its definition), in time
+    linear in the length: the prefix decoding of token k is the text up to the
+    last settled boundary (a prefix whose decoding is exactly the start of the
+    text) followed by the decoding of the few tokens since, read off a short
+    window that starts a few settled tokens earlier. Decoders are local (a
+    dropped leading space, a character split over byte tokens), so the window
+    decodes those tokens as the full prefix does; where a window's context does
+    not decode as the text there (or no boundary settles for `MAX_WINDOW`
+    tokens), the full prefix is decoded instead.
+    """
+    ids = [int(i) for i in ids]
+    if not ids:
+        return "", []
+    text = tokenizer.decode(ids, **_DECODE)
+    special = set(getattr(tokenizer, "all_special_ids", ()))
+    anchors = [(0, 0)]  # settled boundaries: (tokens, characters) with decode(ids[:tokens]) == text[:characters]
+    spans: list[tuple[int, int]] = []
+    previous = 0
+    for k in range(len(ids)):
+        agreed, decoded = _window_prefix(tokenizer, ids, text, k, anchors, special)
+        end = max(previous, agreed)
+        spans.append((previous, end))
+        previous = end
+        if agreed == decoded:
+            anchors.append((k + 1, decoded))
+    if previous < len(text):
+        spans[-1] = (spans[-1][0], len(text))
+    return text, spans
+
+
+def _window_prefix(tokenizer: Any, ids: list[int], text: str, k: int, anchors: list[tuple[int, int]],
+                   special: set[int]) -> tuple[int, int]:
+    """(characters of text the decoding of ids[:k+1] agrees with, that decoding's length)."""
+    anchor, offset = anchors[-1]
+    if k + 1 - anchor <= MAX_WINDOW:
+        start, start_offset = _context_anchor(ids, anchors, special)
+        context = tokenizer.decode(ids[start:anchor], **_DECODE) if start < anchor else ""
+        settled = text[start_offset:offset]
+        # The context decodes as the text there, but for a first token's dropped leading whitespace.
+        if settled.endswith(context) and not settled[: len(settled) - len(context)].strip():
+            window = tokenizer.decode(ids[start : k + 1], **_DECODE)
+            if window.startswith(context):
+                tail = window[len(context):]
+                return offset + _common_prefix_length(tail, text[offset : offset + len(tail)]), offset + len(tail)
+    prefix = tokenizer.decode(ids[: k + 1], **_DECODE)
+    return _common_prefix_length(prefix, text), len(prefix)
+
+
+def _context_anchor(ids: list[int], anchors: list[tuple[int, int]], special: set[int]) -> tuple[int, int]:
+    """The latest settled boundary with at least CONTEXT_TOKENS ordinary tokens between it and the last one."""
+    anchor = anchors[-1][0]
+    for start, start_offset in reversed(anchors):
+        if start == 0 or sum(1 for i in ids[start:anchor] if i not in special) >= CONTEXT_TOKENS:
+            return start, start_offset
+    return anchors[0]
 
 
 def token_at_char(spans: Sequence[tuple[int, int]], char: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from typing import Any
 from training.ml.checkpoints import CheckpointFolders, load_training_state, read_state, save_folder, save_training_state
 from training.ml.configs import SFTConfig
 from training.ml.data import Example, load_examples
+from training.ml.distributed import configure_deepspeed, full_state_dict, gathered, optimizer_is_sharded
 from training.ml.loop import Loop, RunningMean, epoch_batches, loss_report
+from training.ml.perf import Throughput, parameter_count, peak_flops, training_flops
 from training.ml.progress import quiet_transformers
 
 TINY_T5_PLACEHOLDER = "{tiny_t5}"
@@ -95,7 +98,8 @@ def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    from annotation.qa.text import load_splitter
+    from annotation.qa.text import LazySplitter
+    from training.ml.memory import enable_gradient_checkpointing, make_optimizer
     from training.ml.policy import Policy
 
     quiet_transformers()
@@ -113,7 +117,7 @@ def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume
     else:
         source = _starting_model(config, output_dir=output_dir, train=train, reporter=reporter, accelerator=accelerator)
     policy = Policy.load(source, device=accelerator.device)
-    nlp, _ = load_splitter(config.sentence_splitter)
+    nlp = LazySplitter(config.sentence_splitter)  # ROUGE-Lsum's sentences: loaded at the first evaluation
 
     processes = accelerator.num_processes
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -122,10 +126,17 @@ def run(config: SFTConfig, *, kind: str, output_dir: Path, reporter: Any, resume
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(policy.model)
+    optimizer = make_optimizer(policy.model.parameters(), kind="adamw", lr=config.learning_rate,
+                               weight_decay=config.weight_decay, eight_bit=config.optim_8bit, device=accelerator.device)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
-    if resume_from is not None:
+    if resume_from is not None and state.get("optimizer_sharded"):  # see distributed.py: moments start afresh
+        scheduler.load_state_dict(torch.load(Path(resume_from) / "scheduler.pt", map_location="cpu", weights_only=True))
+    elif resume_from is not None:
         load_training_state(Path(resume_from), optimizer=optimizer, scheduler=scheduler)
+    configure_deepspeed(accelerator, micro_batch_size=config.batch_size, grad_accum=config.grad_accum,
+                        max_grad_norm=config.max_grad_norm)
     policy.model, optimizer = accelerator.prepare(policy.model, optimizer)
     if resume_from is not None and not (output_dir / "model" / "config.json").is_file():
         state.update(best=None, best_step=0)  # resumed into a new folder: the best is chosen afresh
@@ -174,9 +185,13 @@ class SFTTrainer:
     steps_per_epoch: int
     total_steps: int
     running: RunningMean = field(default_factory=RunningMean)
+    throughput: Throughput = field(default_factory=Throughput)
+    full_weights: dict | None = None  # gathered from shards by every process before the main one saves
 
     def train_step(self, step: int) -> dict[str, float] | None:
+        started = time.perf_counter()
         config, accelerator, model = self.config, self.accelerator, self.policy.model
+        tokens = 0.0
         epoch, local_step = divmod(step, self.steps_per_epoch)
         batches = epoch_batches(len(self.train), config.batch_size, seed=config.seed, epoch=epoch)
         for k in range(config.grad_accum):
@@ -184,6 +199,10 @@ class SFTTrainer:
             batch = sft_batch(self.policy, [self.train[i] for i in indices], max_input_len=config.max_input_len,
                               max_output_len=config.max_output_len)
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            # Tokens through the model: the prompt (and, for a causal model, the answer) plus a seq2seq decoder's answer.
+            tokens += float(batch["attention_mask"].sum())
+            if self.policy.is_seq2seq:
+                tokens += float(batch["labels"].ne(-100).sum())
             with accelerator.accumulate(model), accelerator.autocast():
                 loss = sft_loss(model, batch, is_seq2seq=self.policy.is_seq2seq)
                 # accumulate() divides by grad_accum: micro-batch losses are averaged, not summed.
@@ -194,8 +213,15 @@ class SFTTrainer:
                 self.optimizer.zero_grad()
             self.running.add(float(loss.detach()))
         self.scheduler.step()
-        return loss_report(self.running, self.scheduler, done=step + 1, every=config.log_every,
-                           total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
+        if not hasattr(self, "_params"):
+            self._params = parameter_count(model)
+        self.throughput.add(seconds=time.perf_counter() - started, tokens=tokens,
+                            samples=float(config.batch_size * config.grad_accum), flops=training_flops(self._params, tokens))
+        report = loss_report(self.running, self.scheduler, done=step + 1, every=config.log_every,
+                             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
+        if report is not None:
+            report.update(self.throughput.pop(processes=accelerator.num_processes, peak=peak_flops(accelerator.device)))
+        return report
 
     def evaluate(self) -> float | None:
         from training.ml.evaluate import evaluate_policy
@@ -204,9 +230,10 @@ class SFTTrainer:
         if not self.dev:
             return None
         config, step = self.config, self.state["step"]
-        report = evaluate_policy(self.policy, self.dev, reward_fn=None, nlp=self.nlp, batch_size=config.eval_batch_size,
-                                 max_input_len=config.max_input_len, max_new_tokens=config.max_output_len,
-                                 num_samples=3, accelerator=self.accelerator)
+        with gathered(self.accelerator, self.policy.model):
+            report = evaluate_policy(self.policy, self.dev, reward_fn=None, nlp=self.nlp,
+                                     batch_size=config.eval_batch_size, max_input_len=config.max_input_len,
+                                     max_new_tokens=config.max_output_len, num_samples=3, accelerator=self.accelerator)
         if self.accelerator.is_main_process:
             self.reporter.metrics(step, report.metrics)
             for sample in report.samples:
@@ -217,6 +244,7 @@ class SFTTrainer:
 
     def save(self, name: str) -> None:
         """`best`: the policy alone in OUTPUT_DIR/model; `last`: policy, optimizer, scheduler and state."""
+        self.full_weights = full_state_dict(self.accelerator, self.policy.model)
         if name == "best":
             if self.accelerator.is_main_process:
                 self.save_model()
@@ -229,9 +257,11 @@ class SFTTrainer:
             self.checkpoints.save("last", self._write_checkpoint, step=self.state["step"])
 
     def save_model(self) -> None:
-        save_folder(self.output_dir / "model", self.policy.save)
+        save_folder(self.output_dir / "model", lambda folder: self.policy.save(folder, state_dict=self.full_weights))
 
     def _write_checkpoint(self, folder: Path) -> None:
-        self.policy.save(folder / "policy")
-        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler,
-                            state={**self.state, "config": dataclasses.asdict(self.config)})
+        self.policy.save(folder / "policy", state_dict=self.full_weights)
+        state = {**self.state, "config": dataclasses.asdict(self.config)}
+        if optimizer_is_sharded(self.accelerator):
+            state.update(optimizer_sharded=True, processes=self.accelerator.num_processes)
+        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler, state=state)

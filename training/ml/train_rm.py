@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,9 @@ from training.ml.checkpoints import (
 )
 from training.ml.configs import CommonRMConfig as _CommonRMConfig
 from training.ml.configs import PreferenceRMConfig, TokenRMConfig
+from training.ml.distributed import configure_deepspeed, full_state_dict, optimizer_is_sharded
 from training.ml.loop import Loop, RunningMean, epoch_batches, loss_report
+from training.ml.perf import Throughput, parameter_count, peak_flops, training_flops
 from training.ml.progress import quiet_transformers
 from training.ml.reward_models import (
     IGNORE_INDEX,
@@ -261,9 +264,9 @@ def _optimizer_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _save_pretrained(model: Any, tokenizer: Any, folder: Path) -> None:
+def _save_pretrained(model: Any, tokenizer: Any, folder: Path, state_dict: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
 
 
@@ -301,6 +304,8 @@ class RMTrainer:
     total_steps: int
     running: RunningMean = field(default_factory=RunningMean)
     latest_eval: dict[str, float] = field(default_factory=dict)
+    throughput: Throughput = field(default_factory=Throughput)
+    full_weights: dict | None = None  # gathered from shards by every process before the main one saves
 
     def train_step(self, step: int) -> dict[str, float] | None:
         config, accelerator = self.config, self.accelerator
@@ -308,6 +313,7 @@ class RMTrainer:
         batches = epoch_batches(len(self.items), config.batch_size, seed=config.seed, epoch=epoch)
         indices = batches[local_step * accelerator.num_processes + accelerator.process_index]
         batch = _to_device(self.collate([self.items[i] for i in indices]), accelerator.device)
+        started = time.perf_counter()
         with accelerator.autocast():
             loss = self.compute_loss(self.model, batch)
         accelerator.backward(loss)
@@ -316,8 +322,16 @@ class RMTrainer:
         self.scheduler.step()
         self.optimizer.zero_grad()
         self.running.add(float(loss.detach()))
-        return loss_report(self.running, self.scheduler, done=step + 1, every=config.log_every_steps,
-                           total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
+        tokens = float(batch["attention_mask"].sum()) if "attention_mask" in batch else 0.0
+        if not hasattr(self, "_params"):
+            self._params = parameter_count(self.model)
+        self.throughput.add(seconds=time.perf_counter() - started, tokens=tokens, samples=float(len(indices)),
+                            flops=training_flops(self._params, tokens))
+        report = loss_report(self.running, self.scheduler, done=step + 1, every=config.log_every_steps,
+                             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
+        if report is not None:
+            report.update(self.throughput.pop(processes=accelerator.num_processes, peak=peak_flops(accelerator.device)))
+        return report
 
     def evaluate(self) -> float | None:
         """Dev metrics on the main process; the score is shared so every process keeps the same best."""
@@ -340,6 +354,7 @@ class RMTrainer:
 
     def save(self, name: str) -> None:
         """`best`: the model alone in OUTPUT_DIR/model; `last`: model, optimizer, scheduler and trainer state."""
+        self.full_weights = full_state_dict(self.accelerator, self.model)
         if name == "best":
             if self.accelerator.is_main_process:
                 self.state["eval"] = self.latest_eval
@@ -351,12 +366,16 @@ class RMTrainer:
 
     def save_model(self) -> None:
         save_folder(self.output_dir / "model",
-                    lambda folder: _save_pretrained(self.accelerator.unwrap_model(self.model), self.tokenizer, folder))
+                    lambda folder: _save_pretrained(self.accelerator.unwrap_model(self.model), self.tokenizer, folder,
+                                                    self.full_weights))
 
     def _write_checkpoint(self, folder: Path) -> None:
-        _save_pretrained(self.accelerator.unwrap_model(self.model), self.tokenizer, folder)
-        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler,
-                            state={**self.state, "config": dataclasses.asdict(self.config)}, state_file=CHECKPOINT_STATE)
+        _save_pretrained(self.accelerator.unwrap_model(self.model), self.tokenizer, folder, self.full_weights)
+        state = {**self.state, "config": dataclasses.asdict(self.config)}
+        if optimizer_is_sharded(self.accelerator):
+            state.update(optimizer_sharded=True, processes=self.accelerator.num_processes)
+        save_training_state(folder, optimizer=self.optimizer, scheduler=self.scheduler, state=state,
+                            state_file=CHECKPOINT_STATE)
 
 
 def _train(config: _CommonRMConfig, *, model: Any, tokenizer: Any, items: Sequence[Any],
@@ -375,12 +394,21 @@ def _train(config: _CommonRMConfig, *, model: Any, tokenizer: Any, items: Sequen
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
 
-    optimizer = torch.optim.AdamW(_optimizer_groups(model, config.weight_decay), lr=config.learning_rate)
+    from training.ml.memory import enable_gradient_checkpointing, make_optimizer
+
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    optimizer = make_optimizer(_optimizer_groups(model, config.weight_decay), kind="adamw", lr=config.learning_rate,
+                               eight_bit=config.optim_8bit, device=accelerator.device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     state: dict[str, Any] = {"step": 0, "best": None, "best_step": 0, "last_eval_step": 0, "eval": {}}
     if resume_from is not None:
         state.update(read_state(resume_from, state_file=CHECKPOINT_STATE))
-        load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
+        if state.get("optimizer_sharded"):  # see distributed.py: moments start afresh
+            scheduler.load_state_dict(torch.load(Path(resume_from) / "scheduler.pt", map_location="cpu", weights_only=True))
+        else:
+            load_training_state(resume_from, optimizer=optimizer, scheduler=scheduler)
+    configure_deepspeed(accelerator, micro_batch_size=config.batch_size, grad_accum=1, max_grad_norm=config.max_grad_norm)
     model, optimizer = accelerator.prepare(model, optimizer)
     if not (output_dir / "model" / "config.json").is_file():
         # Resumed into a new folder: the old best model is not here, so the best is chosen afresh.

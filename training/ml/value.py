@@ -48,12 +48,22 @@ class ValueModel(nn.Module):
             model.head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
         return model.to(device)
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, *, state_dict: dict | None = None) -> Path:
+        """The trunk's files and the head (`state_dict`: this module's, gathered from shards)."""
+        from training.ml.memory import save_pretrained_full
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.trunk.save_pretrained(out)
-        torch.save(self.head.state_dict(), out / HEAD_FILE)
+        trunk = head = None
+        if state_dict is not None:
+            trunk = {k[len("trunk."):]: v for k, v in state_dict.items() if k.startswith("trunk.")}
+            head = {k[len("head."):]: v for k, v in state_dict.items() if k.startswith("head.")}
+        save_pretrained_full(self.trunk, out, state_dict=trunk)
+        torch.save(head if head is not None else self.head.state_dict(), out / HEAD_FILE)
         return out
+
+    def load_head(self, directory: str | os.PathLike) -> None:
+        self.head.load_state_dict(torch.load(Path(directory) / HEAD_FILE, map_location="cpu", weights_only=True))
 
     @property
     def decoder_start_id(self) -> int:

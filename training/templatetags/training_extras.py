@@ -37,6 +37,14 @@ def metric(value) -> str:
     return f"{value:.4g}"
 
 
+@register.filter
+def rate(value) -> str:
+    """A throughput figure for reading at a glance: thousands grouped (12,480), small ones to three digits (1.52)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 SHADES = 10
 
 
