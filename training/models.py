@@ -90,6 +90,8 @@ class Pipeline(models.Model):
     # {stage: {setting: value}}: the researcher's --set values, on top of the preset.
     overrides = models.JSONField(default=dict, blank=True)
     stages = models.JSONField(default=dict, blank=True)
+    # Whether a stage may reuse a succeeded run with the same dataset split and config instead of training again.
+    reuse = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from training import kinds
 from training.ml.configs import ConfigError
 
@@ -142,9 +144,10 @@ def choices() -> list[tuple[str, str]]:
     return [(spec.name, spec.label) for spec in PIPELINES.values()]
 
 
-def parse_set(values: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """`STAGE.KEY=VALUE` strings as {stage: {key: raw value}}; ConfigError names a malformed one."""
-    out: dict[str, dict[str, str]] = {}
+def parse_set(values: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`STAGE.KEY=VALUE` strings as {stage: {key: value}}, values read as YAML (numbers, booleans, lists)
+    the way a config file would; ConfigError names a malformed one."""
+    out: dict[str, dict[str, Any]] = {}
     problems = []
     for item in values:
         target, sep, value = item.partition("=")
@@ -152,7 +155,11 @@ def parse_set(values: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
         if not sep or not dot or not stage or not key:
             problems.append(("set", f"{item!r} is not STAGE.KEY=VALUE"))
             continue
-        out.setdefault(stage, {})[key.strip()] = value.strip()
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value.strip()
+        out.setdefault(stage.strip(), {})[key.strip()] = parsed
     if problems:
         raise ConfigError(problems)
     return out
