@@ -55,7 +55,6 @@ def check_pipeline(
             inputs.check_sources(kind=stage.kind, dataset=dataset, train_split=train_split, eval_split=eval_split, uploads={})
         except ConfigError as exc:
             problems += _problems_for_stage(spec, stage, exc)
-            continue
         extra = dict(overrides.get(stage.name, {}))
         for field_name in extra:
             if field_name in stage.models:

@@ -159,6 +159,11 @@ def parse_set(values: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value.strip()
+        if isinstance(parsed, str):
+            try:
+                parsed = float(parsed) if parsed.strip() and parsed.strip()[0] in "+-.0123456789" else parsed
+            except ValueError:
+                pass  # YAML 1.1 reads `1e-4` as text; a number it is
         out.setdefault(stage.strip(), {})[key.strip()] = parsed
     if problems:
         raise ConfigError(problems)
