@@ -32,8 +32,8 @@ DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "dat
 # One curve per stage kind that shows it learns.
 CURVES = {
     "sft": ("train/loss", "eval/rouge_lsum"),
-    "rm_relevance": ("train/loss", "eval/f1"),
-    "rm_factuality": ("train/loss", "eval/f1"),
+    "rm_relevance": ("train/loss", "eval/macro_f1"),
+    "rm_factuality": ("train/loss", "eval/macro_f1"),
     "rm_completeness": ("train/loss", "eval/pairwise_accuracy"),
     "rm_preference": ("train/loss", "eval/pairwise_accuracy"),
     "ppo_fine_grained": ("reward/mean", "eval/mean_reward"),
