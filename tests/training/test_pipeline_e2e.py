@@ -89,7 +89,8 @@ def test_fine_grained_pipeline_from_a_feedback_file_alone(pipeline_env):
 
 def test_a_killed_stage_fails_the_pipeline_and_resume_finishes_without_redoing_finished_stages(pipeline_env):
     process, log = _manage(pipeline_env, "run_pipeline", "holistic", "--dataset", "qa-feedback-only",
-                           "--no-reuse", "--set", "ppo.total_episodes=96", "--json", log_name="holistic.log")
+                           "--no-reuse", "--set", "sft.max_train_examples=64", "--set", "rm.max_steps=12",
+                           "--set", "ppo.total_episodes=96", "--json", log_name="holistic.log")
     wait_for(pipeline_env, lambda: process.poll() is not None, timeout=120, what="run_pipeline to start the pipeline")
     assert process.returncode == 0, _output(log)
     pipeline = Pipeline.objects.get(pk=json.loads(_output(log).strip().splitlines()[-1])["pipeline"])
