@@ -183,7 +183,7 @@ TINY_SFT = {"epochs": 1, "max_train_examples": 400, "max_eval_examples": 16, "ba
 TINY_TOKEN_RM = {"epochs": 1, "max_steps": 30, "batch_size": 8, "max_length": 256, "max_train_examples": 240,
                  "max_eval_examples": 40, "log_every_steps": 5}
 TINY_PREF_RM = {"max_steps": 40, "max_train_examples": 120, "max_eval_examples": 40, "eval_every_steps": 20}
-TINY_PPO = {"total_episodes": 48, "max_eval_examples": 8, "eval_every": 3, "max_new_tokens": 24}
+TINY_PPO = {"total_episodes": 64, "max_eval_examples": 8, "eval_every": 4, "max_new_tokens": 24}
 
 
 def _sft() -> Stage:
