@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from training import services, suggestions, supervisor
+from training import pipeline_services, services, suggestions, supervisor
 
 
 @shared_task(name="training.run_training", acks_late=False)
@@ -32,3 +32,15 @@ def build_artifact_zip(artifact_id: int) -> None:
 def score_suggestions(job_id: int) -> None:
     """Score a campaign's responses with its suggester reward models (on the `gpu` queue; see training/suggestions.py)."""
     suggestions.suggestion_job_run(job_id=job_id)
+
+
+@shared_task(name=pipeline_services.ADVANCE_TASK)
+def advance_pipeline(pipeline_id: int) -> None:
+    """Start a pipeline's stages that are due and settle its status (sent when one of its runs finishes)."""
+    pipeline_services.pipeline_advance(pipeline_id=pipeline_id)
+
+
+@shared_task(name=pipeline_services.TICK_TASK)
+def tick_pipelines() -> list[int]:
+    """Advance every pipeline still going (sent by celery beat, config/celery.py): survives worker restarts."""
+    return pipeline_services.pipelines_tick()
