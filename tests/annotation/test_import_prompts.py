@@ -144,3 +144,14 @@ def test_the_shipped_demo_prompts_import(tmp_path):
     kept = list(Example.objects.values_list("meta", flat=True))
     assert kept and all(meta["toxicity"] >= 0.5 for meta in kept)
     assert f"imported {len(kept)} of 60 prompts" in out
+
+
+def test_seed_demo_imports_the_detox_demo_prompts_once():
+    call_command("seed_demo", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+
+    assert Dataset.objects.get(name="demo-detox").task == "detox"
+    counts = {split: Example.objects.filter(dataset__name="demo-detox", split=split).count() for split in ("train", "dev")}
+    assert counts == {"train": 48, "dev": 12}
+    assert "Detox demo prompts already imported." in out.getvalue()

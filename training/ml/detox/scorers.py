@@ -123,7 +123,7 @@ class RateLimiter:
             now = self.clock()
             if now < self.next_at:
                 self.sleep(self.next_at - now)
-                now = self.next_at
+                now = max(self.clock(), self.next_at)  # from when the call really goes: a late wake-up never shortens the next gap
             self.next_at = now + self.interval
 
 
