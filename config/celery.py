@@ -22,6 +22,12 @@ def beat_schedule(reap_interval_s: float) -> dict:
             # Dropped rather than piled up while no `default` worker is there to take them.
             "options": {"queue": "default", "expires": reap_interval_s},
         },
+        # Pipelines advance when a run finishes; this catches what a worker restart or a reaped run left.
+        "tick-pipelines": {
+            "task": "training.tick_pipelines",
+            "schedule": reap_interval_s,
+            "options": {"queue": "default", "expires": reap_interval_s},
+        },
     }
 
 

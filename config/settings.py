@@ -217,6 +217,8 @@ TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 45)
 TRAINING_REAP_INTERVAL_S = env_int("TRAINING_REAP_INTERVAL_S", 15)
 # Celery queue that training runs go to (GPU workers consume it).
 TRAINING_QUEUE = env_str("TRAINING_QUEUE", "gpu")
+# Celery queue that advances a pipeline when one of its runs finishes (quick database work).
+TRAINING_PIPELINE_QUEUE = env_str("TRAINING_PIPELINE_QUEUE", "default")
 # An accelerate config file for the trainer's launch; empty: `accelerate launch --multi_gpu` only when
 # the node has several GPUs, plain `python -m` otherwise.
 TRAINING_ACCELERATE_CONFIG = env_str("ACCELERATE_CONFIG_FILE", "")

@@ -119,9 +119,13 @@ def check_sources(*, kind: str, dataset, train_split: str, eval_split: str, uplo
             if split not in counts:
                 known = ", ".join(sorted(counts)) or "none"
                 problems.append((field_name, f"dataset {dataset.name} has no split {split!r} (it has: {known})"))
-            elif counts[split][needed] == 0:
-                fmt = "policy-input (dev.json)" if needed == "inputs" else "feedback (dev_feedback.json)"
-                problems.append((field_name, f"{dataset.name}/{split} holds no examples in the {fmt} format that {kind} trains on"))
+            elif needed == "inputs" and counts[split]["inputs"] == 0 and counts[split]["feedback"] == 0:
+                # Policy inputs are derived from feedback when a split has no inputs file (item 1 of issue 11).
+                problems.append((field_name, f"{dataset.name}/{split} holds no examples in the policy-input (dev.json) or "
+                                             f"feedback (dev_feedback.json) format that {kind} trains on"))
+            elif needed == "feedback" and counts[split]["feedback"] == 0:
+                problems.append((field_name, f"{dataset.name}/{split} holds no examples in the feedback (dev_feedback.json) "
+                                             f"format that {kind} trains on"))
     if problems:
         raise ConfigError(problems)
 
@@ -229,9 +233,14 @@ def _build_dataset_inputs(*, run, config: Mapping[str, Any], beat: Callable[[], 
         else:
             from annotation.qa.errors import Refused
             from annotation.services.datasets import dataset_export
+            from annotation.services.policy_inputs import policy_inputs_export
 
             try:
-                dataset_export(dataset=run.dataset, split=split, fmt=files.name, out=target, progress=lambda done, total: beat())
+                if files.needs == "inputs":
+                    # The inputs file when the split has one, else records derived from its feedback.
+                    policy_inputs_export(dataset=run.dataset, split=split, out=target, progress=lambda done, total: beat())
+                else:
+                    dataset_export(dataset=run.dataset, split=split, fmt=files.name, out=target, progress=lambda done, total: beat())
             except Refused as exc:
                 raise InputError(str(exc)) from None
         if not target.is_file():

@@ -50,7 +50,8 @@ class DatasetFiles:
     folder: str
     """Folder under the run's `inputs/` that holds the built files."""
     needs: Literal["feedback", "inputs"]
-    """What a split must hold to build them: feedback records or policy inputs (dev.json format)."""
+    """What a split must hold to build them: feedback records, or policy inputs (the dev.json format, or derived
+    from the feedback format when the split has no inputs file)."""
 
 
 def rm_file(name: str) -> DatasetFiles:

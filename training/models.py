@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from training import kinds
+from training import kinds, pipelines
 
 
 class RunStatus(models.TextChoices):
@@ -49,6 +49,9 @@ class TrainingRun(models.Model):
     wandb_url = models.CharField(max_length=500, blank=True)
     # A run is resumed at most once (a second Resume returns the first one's run); chains go run by run.
     resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes")
+    # The pipeline that started this run, and the stage of it the run is (training/pipelines.py).
+    pipeline = models.ForeignKey("Pipeline", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    pipeline_stage = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -62,6 +65,51 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class Pipeline(models.Model):
+    """A pipeline of runs (training/pipelines.py), its state kept here so it outlives any worker.
+
+    `stages` maps each stage name to {"run": id, "reused": bool} once the stage
+    has a run: the run it created, or a finished run with the same inputs and
+    config that it reused. Stages without an entry have not started. The
+    orchestration (training.services.pipeline_advance) starts the stages whose
+    prerequisites succeeded; it runs when a run finishes and on celery beat.
+    """
+
+    # A spec's name in training/pipelines.py (no database choices: tasks register pipelines of their own).
+    name = models.CharField(max_length=64)
+    dataset = models.ForeignKey("annotation.Dataset", null=True, on_delete=models.SET_NULL, related_name="pipelines")
+    train_split = models.CharField(max_length=32)
+    eval_split = models.CharField(max_length=32, blank=True)
+    preset = models.CharField(max_length=32, default="tiny")
+    # {stage: {setting: value}}: the researcher's --set values, on top of the preset.
+    overrides = models.JSONField(default=dict, blank=True)
+    stages = models.JSONField(default=dict, blank=True)
+    # Whether a stage may reuse a succeeded run with the same dataset split and config instead of training again.
+    reuse = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.label} #{self.pk}"
+
+    @property
+    def label(self) -> str:
+        spec = pipelines.PIPELINES.get(self.name)
+        return spec.label if spec is not None else self.name
 
     @property
     def is_finished(self) -> bool:

@@ -170,6 +170,8 @@ def _resumed_copy(run: TrainingRun, *, user) -> TrainingRun:
         eval_split=run.eval_split,
         created_by=user if user is not None and user.is_authenticated else run.created_by,
         resumed_from=run,
+        pipeline=run.pipeline,
+        pipeline_stage=run.pipeline_stage,
     )
     new.output_dir = f"runs/{new.pk}-{new.kind}"
     config = dict(run.config)

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from training import inputs, kinds, selectors
+from training import inputs, kinds, pipeline_services, selectors
 from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
 from training.run_folder import CONFIG_FILE, EVENTS_FILE, LOG_FILE, run_output_path, tail_lines
 
@@ -346,7 +346,11 @@ def run_finish(*, run: TrainingRun, status: str, error: str = "", log_tail: str 
     if status == RunStatus.SUCCEEDED and run.progress_total:
         run.progress_step = run.progress_total
         fields.append("progress_step")
-    run.save(update_fields=fields)
+    with transaction.atomic():
+        run.save(update_fields=fields)
+        if run.pipeline_id is not None:
+            # The next stages start now, not at the next beat tick.
+            pipeline_services.request_advance(pipeline_id=run.pipeline_id)
 
 
 # ---------------------------------------------------------------- following one run from claim to finish

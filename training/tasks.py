@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from training import services, supervisor
+from training import pipeline_services, services, supervisor
 
 
 @shared_task(name="training.run_training", acks_late=False)
@@ -26,3 +26,15 @@ def reap_stale_runs() -> list[int]:
 def build_artifact_zip(artifact_id: int) -> None:
     """Zip one folder artifact for download (symbolic links skipped); the page polls for the result."""
     services.artifact_zip_build(artifact_id=artifact_id)
+
+
+@shared_task(name=pipeline_services.ADVANCE_TASK)
+def advance_pipeline(pipeline_id: int) -> None:
+    """Start a pipeline's stages that are due and settle its status (sent when one of its runs finishes)."""
+    pipeline_services.pipeline_advance(pipeline_id=pipeline_id)
+
+
+@shared_task(name=pipeline_services.TICK_TASK)
+def tick_pipelines() -> list[int]:
+    """Advance every pipeline still going (sent by celery beat, config/celery.py): survives worker restarts."""
+    return pipeline_services.pipelines_tick()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training import views
+from training import pipeline_views, views
 
 app_name = "training"
 
@@ -15,4 +15,9 @@ urlpatterns = [
     path("runs/<int:run_id>/artifacts/<int:artifact_id>/", views.artifact_download, name="artifact_download"),
     path("runs/<int:run_id>/artifacts/<int:artifact_id>/zip/", views.artifact_zip, name="artifact_zip"),
     path("runs/<int:run_id>/artifacts/<int:artifact_id>/zip/download/", views.artifact_zip_download, name="artifact_zip_download"),
+    path("pipelines/new/", pipeline_views.pipeline_new, name="pipeline_new"),
+    path("pipelines/<int:pk>/", pipeline_views.pipeline_detail, name="pipeline_detail"),
+    path("pipelines/<int:pk>/compare/", pipeline_views.pipeline_compare, name="pipeline_compare"),
+    path("pipelines/<int:pk>/cancel/", pipeline_views.pipeline_cancel, name="pipeline_cancel"),
+    path("pipelines/<int:pk>/resume/", pipeline_views.pipeline_resume, name="pipeline_resume"),
 ]

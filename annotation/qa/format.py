@@ -572,6 +572,35 @@ def input_record(*, text: str, answer: list[str], passages: list[dict], question
     }
 
 
+def join_passage_sentences(sentences: list[str]) -> str:
+    """A passage's text from its feedback-format sentences: joined by one space, none after a sentence that
+    already ends in whitespace (a title line ends in a blank line: `Title\n\n`)."""
+    text = ""
+    for sentence in sentences:
+        if text and not text[-1].isspace():
+            text += " "
+        text += sentence
+    return text
+
+
+def policy_prompt(question: str, passages: list[dict]) -> str:
+    """The policy prompt of the inputs format: `question: Q context: wikipage: T text: C | wikipage: ...`."""
+    context = " | ".join(f"wikipage: {p['wikipage']} text: {p['content']}" for p in passages)
+    return f"question: {question} context: {context}"
+
+
+def input_record_from_feedback(*, question: str, passages: list[list[str]], gold: str) -> dict:
+    """The policy-input record of a feedback-format example: passages `[title, sentence, ...]` become
+    `{"content", "wikipage"}` (the title line is the first sentence of the text, as in dev.json), `text`
+    is built from them as the inputs format builds it, and the one reference answer is `gold` (stripped).
+
+    It equals the inputs file's record wherever the feedback file's sentences keep the passage's whitespace
+    (the sentence splitter drops it in a few places, e.g. `studio...I` split after `...`).
+    """
+    built = [{"content": join_passage_sentences(list(p[1:])), "wikipage": p[0]} for p in passages if p]
+    return input_record(text=policy_prompt(question, built), answer=[gold.strip()], passages=built, question=question)
+
+
 def canonical(record: dict, fmt: str) -> dict:
     """The record with the shared files' key order, whatever order it came in."""
     if fmt == FEEDBACK:
