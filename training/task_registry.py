@@ -44,6 +44,8 @@ class Task:
     """Headline evaluation figures, metric key -> label, in the order the run page shows them."""
     lower_is_better: tuple[str, ...] = ()
     """Which of the headline figures improve as they fall."""
+    baseline_label: str = "SFT policy"
+    """What the policy that PPO starts from is called where policies are compared."""
 
     def kinds(self) -> list[run_kinds.Kind]:
         """The run kinds that train on this task's data, in the kinds registry's order."""
@@ -73,8 +75,8 @@ TASKS: dict[str, Task] = {
             },
             reward_functions={"holistic": "training.ml.rewards:HolisticReward",
                               "fine_grained": "training.ml.rewards:FineGrainedReward"},
-            eval_metrics={"eval/rouge_lsum": "ROUGE-Lsum", "eval/relevance_ratio": "Relevance (R1 ok)",
-                          "eval/factuality_ratio": "Factuality (R2 ok)", "eval/completeness_reward": "Completeness (R3)",
+            eval_metrics={"eval/rouge_lsum": "ROUGE-Lsum", "eval/relevance_ratio": "Relevance ratio",
+                          "eval/factuality_ratio": "Factuality ratio", "eval/completeness_reward": "Completeness reward",
                           "eval/length": "Length (tokens)"},
         ),
         Task(
@@ -97,6 +99,7 @@ TASKS: dict[str, Task] = {
                           "eval/perplexity": "Perplexity", "eval/dist_1": "dist-1", "eval/dist_2": "dist-2",
                           "eval/dist_3": "dist-3"},
             lower_is_better=("eval/avg_max_toxicity", "eval/toxicity_prob", "eval/perplexity"),
+            baseline_label="Initial policy (no SFT)",
         ),
     )
 }
@@ -108,6 +111,11 @@ def get(name: str) -> Task:
         return TASKS[name]
     except (KeyError, TypeError):
         raise ConfigError([("task", f"unknown task {name!r}; expected one of {', '.join(TASKS)}")]) from None
+
+
+def eval_columns(name: str) -> tuple[tuple[str, str], ...]:
+    """(metric key, label) of a task's headline figures: the columns policies are compared on."""
+    return tuple(get(name).eval_metrics.items())
 
 
 def of_kind(kind: str) -> Task | None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training', '0003_run_resumed_once'),
+        ('training', '0004_pipelines'),
     ]
 
     operations = [

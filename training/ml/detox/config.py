@@ -18,6 +18,8 @@ from training.ml.detox.scorers import PERSPECTIVE_KEY_ENV, PERSPECTIVE_URL
 DETOX_FINE_GRAINED = "ppo_detox_fine_grained"
 DETOX_HOLISTIC = "ppo_detox_holistic"
 DETOX_KINDS = (DETOX_HOLISTIC, DETOX_FINE_GRAINED)
+# As policy_model: the trainer builds a tiny random GPT-2 (byte-level BPE trained on the prompts) in the run folder.
+TINY_POLICY = "{tiny_gpt2}"
 
 
 @dataclass(config=STRICT)
@@ -30,7 +32,7 @@ class DetoxPPOConfig:
     eval_file: str = ""
     """Prompt file evaluated with `eval_samples_per_prompt` samples each; empty = no evaluation."""
     policy_model: str = "gpt2-large"
-    """The causal LM to start from (hub name or folder); also the frozen KL reference."""
+    """The causal LM to start from (hub name or folder; `{tiny_gpt2}` = build a tiny one); also the frozen KL reference."""
     value_model: str = ""
     """Where the value model starts (empty = the policy model's transformer with a new head)."""
     perplexity_model: str = ""
@@ -172,6 +174,6 @@ class DetoxPPOConfig:
             problems.append(("scorer_model", "the classifier scorer needs a sequence classifier (hub name or folder)"))
         for name in ("policy_model", "value_model", "perplexity_model", "scorer_model"):
             value = getattr(self, name).strip()
-            if value.startswith("{") and value.endswith("}"):
+            if value.startswith("{") and value.endswith("}") and not (name == "policy_model" and value == TINY_POLICY):
                 problems.append((name, f"{value} is a placeholder, not a model; name a folder or a hub model"))
         return problems

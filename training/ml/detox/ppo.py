@@ -8,6 +8,7 @@ The kind picks the reward: `ppo_detox_holistic` puts 1 - tox(y) on the last toke
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from training.ml.checkpoints import CheckpointFolders, load_training_state
 from training.ml.configs import ConfigError
 from training.ml.data import load_examples
-from training.ml.detox.config import DETOX_FINE_GRAINED, DetoxPPOConfig
+from training.ml.detox.config import DETOX_FINE_GRAINED, TINY_POLICY, DetoxPPOConfig
 from training.ml.detox.rewards import FINE_GRAINED, HOLISTIC, DetoxReward
 from training.ml.detox.scorers import ScorerError, build_scorer
 from training.ml.loop import Loop
@@ -64,6 +65,19 @@ class DetoxTrainer(PPOTrainer):
         return report.metrics["eval/mean_reward"]
 
 
+def _with_tiny_policy(config: DetoxPPOConfig, *, output_dir: Path, texts: list[str], accelerator: Any) -> DetoxPPOConfig:
+    """`{tiny_gpt2}`: a tiny random GPT-2 built (once, seeded, so a resume finds the same one) in the run folder."""
+    if config.policy_model.strip() != TINY_POLICY:
+        return config
+    from training.ml.tiny import build_tiny_causal_lm
+
+    folder = output_dir / "tiny_policy"
+    if accelerator.is_main_process and not (folder / "config.json").is_file():
+        build_tiny_causal_lm(folder, texts=texts, seed=config.seed)
+    accelerator.wait_for_everyone()
+    return dataclasses.replace(config, policy_model=str(folder))
+
+
 def run(config: DetoxPPOConfig, *, kind: str, output_dir: Path, reporter: Any, resume_from: Path | None,
         reward_fn: Any = None) -> dict:
     """The detox PPO run; `reward_fn` replaces the configured scorer's reward (benchmarks)."""
@@ -83,6 +97,8 @@ def run(config: DetoxPPOConfig, *, kind: str, output_dir: Path, reporter: Any, r
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     _check_processes(config, accelerator.num_processes)
     set_seed(config.seed)
+    config = _with_tiny_policy(config, output_dir=output_dir, texts=[e.text for e in train_examples + dev],
+                               accelerator=accelerator)
     state = _start_state(kind, output_dir=output_dir, resume_from=resume_from)
     policy, reference, value = _load_models(config, resume_from=resume_from, device=accelerator.device)
     if policy.is_seq2seq:
