@@ -18,7 +18,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from tests.training.run_fixtures import e2e_env, follow_to_the_end, launch_run  # noqa: F401
-from training.models import Artifact, RunMetric, RunSample, RunStatus
+from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
+from training.run_folder import run_output_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -92,3 +93,29 @@ def test_a_detox_ppo_run_records_toxicity_figures_samples_and_checkpoints(detox_
 
     page = detox_e2e["client"].get(reverse("training:run_detail", args=[run.pk])).content.decode()
     assert "Detoxification (RealToxicityPrompts)" in page and "Avg. max toxicity" in page and "lower is better" in page
+
+
+def test_the_tiny_detox_compare_pipeline_needs_no_model_and_compares_three_policies(detox_e2e, settings):
+    """The README's demo: `run_pipeline detox_compare --preset tiny` on prompts alone ({tiny_gpt2} policy)."""
+    from annotation.models import Dataset
+    from training.pipeline_services import pipeline_advance, pipeline_create
+
+    settings.TRAINING_PIPELINE_QUEUE = detox_e2e["queue"]
+    small = {"total_episodes": 16, "eval_every": 2, "max_eval_examples": DEV_PROMPTS, "eval_samples_per_prompt": 3}
+    pipeline = pipeline_create(name="detox_compare", dataset=Dataset.objects.get(name="detox"), train_split="train",
+                               eval_split="dev", overrides={"ppo_fine_grained": small, "ppo_holistic": small})
+    runs = list(TrainingRun.objects.filter(pipeline_stage__in=["ppo_fine_grained", "ppo_holistic"]).order_by("pk"))
+    assert len(runs) == 2
+    for run in runs:
+        run, _ = follow_to_the_end(detox_e2e, run)
+        assert run.status == RunStatus.SUCCEEDED, f"{run.error}\n{run.log_tail}"
+        assert (run_output_path(run) / "tiny_policy" / "config.json").is_file()
+    pipeline_advance(pipeline_id=pipeline.pk)
+    pipeline.refresh_from_db()
+    assert pipeline.status == RunStatus.SUCCEEDED, pipeline.error
+
+    # Equal seeds and prompts: both runs start from the same tiny GPT-2, so their step-0 figures agree.
+    start = [dict(RunMetric.objects.filter(run=run, step=0, key__startswith="eval/").values_list("key", "value")) for run in runs]
+    assert start[0]["eval/perplexity"] == pytest.approx(start[1]["eval/perplexity"], rel=1e-4)
+    page = detox_e2e["client"].get(reverse("training:pipeline_compare", args=[pipeline.pk])).content.decode()
+    assert "Initial policy (no SFT)" in page and "Avg. max toxicity" in page and "Perplexity" in page
