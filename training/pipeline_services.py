@@ -32,8 +32,19 @@ TICK_TASK = "training.tick_pipelines"
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
 
 
+# Problems about the data rather than a setting: their message names what is wrong already.
+_DATA_FIELDS = ("dataset", "train_split", "eval_split")
+
+
 def _problems_for_stage(spec: pipelines.PipelineSpec, stage: pipelines.Stage, exc: ConfigError) -> list[tuple[str, str]]:
-    return [(f"{stage.name}.{field}", f"stage {stage.name} ({stage.title}): {message}") for field, message in exc.problems]
+    """The problems of one stage, each field prefixed with the stage (`ppo.total_episodes`) and each message
+    naming the stage (and the setting, for a setting)."""
+    return [
+        (f"{stage.name}.{field}",
+         f"stage {stage.name} ({stage.title}): {message}" if field in _DATA_FIELDS
+         else f"stage {stage.name} ({stage.title}): {field}: {message}")
+        for field, message in exc.problems
+    ]
 
 
 def check_pipeline(

@@ -69,7 +69,9 @@ def _form_context(values: dict, *, problems: list[tuple[str, str]] | None = None
     errors: dict[str, list[str]] = {}
     other: list[str] = []
     for field, message in problems or []:
-        key = field if field in FORM_FIELDS else "set" if "." in field else None
+        # `r1.train_split` belongs beside the train split, `ppo.total_episodes` beside the stage settings.
+        suffix = field.rpartition(".")[2]
+        key = field if field in FORM_FIELDS else suffix if suffix in FORM_FIELDS else "set" if "." in field else None
         if key is None:
             other.append(f"{field}: {message}")
         else:

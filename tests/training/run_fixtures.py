@@ -80,6 +80,8 @@ def e2e_env(django_db_setup, django_db_blocker, tmp_path_factory):
         **os.environ,
         "DATABASE_URL": database_url,
         "MODEL_ROOT": str(model_root),
+        # A pipeline's advance tasks (sent when one of its runs finishes) go to this worker too.
+        "TRAINING_PIPELINE_QUEUE": queue,
         "HF_HUB_OFFLINE": "1",
         "WANDB_MODE": "offline",
         "TRAINING_HEARTBEAT_TIMEOUT_S": "120",

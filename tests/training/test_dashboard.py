@@ -118,9 +118,16 @@ def test_it_launches_from_a_dataset_split(researcher_client):
     assert (run.dataset, run.train_split, run.eval_split) == (dataset, "dev", "")
     assert run.config["train_file"].endswith(f"runs/{run.pk}-rm_preference/inputs/feedback/dev.json")
 
-    response = researcher_client.post(reverse("training:run_launch"), {"kind": "sft", "preset": "", "dataset": "qa", "train_split": "dev"})
+    # SFT trains on policy inputs derived from the feedback when a split has no inputs file (issue 11).
+    response = researcher_client.post(reverse("training:run_launch"), {"kind": "sft", "preset": "tiny", "dataset": "qa", "train_split": "dev"})
+    assert response.status_code == 302
+    sft = TrainingRun.objects.get(kind="sft")
+    assert sft.config["train_file"].endswith(f"runs/{sft.pk}-sft/inputs/policy_inputs/dev.json")
+    # Reward models still need feedback: a split of prompts alone is refused, naming the format.
+    Example.objects.create(dataset=dataset, split="prompts", position=0, question="q2", has_input_format=True)
+    response = researcher_client.post(reverse("training:run_launch"), {"kind": "rm_preference", "preset": "tiny", "dataset": "qa", "train_split": "prompts"})
     assert response.status_code == 400
-    assert "holds no examples in the policy-input" in response.content.decode()
+    assert "holds no examples in the feedback (dev_feedback.json) format" in response.content.decode()
 
 
 def test_it_shows_a_run_with_metrics_samples_log_and_files(researcher_client, token_rm_file):

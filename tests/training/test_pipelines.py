@@ -235,6 +235,9 @@ def test_finished_stages_with_equal_inputs_and_config_are_reused(feedback_datase
     assert TrainingRun.objects.count() == runs_before + 1
     page = researcher_client.get(f"/training/pipelines/{second.pk}/").content.decode()
     assert f"Reused run #{first.stages['sft']['run']}" in page
+    # A stage's run page leads back to the pipeline that started it.
+    run_page = researcher_client.get(f"/training/runs/{second.stages['ppo']['run']}/").content.decode()
+    assert f'href="/training/pipelines/{second.pk}/">Stage ppo of pipeline #{second.pk}</a>' in run_page
     # A different setting of SFT is not reused, and neither is anything with reuse off.
     third = pipeline_create(name="holistic", dataset=feedback_dataset, train_split="train", eval_split="dev",
                             overrides={"sft": {"epochs": 3}})
