@@ -177,7 +177,7 @@ def _ppo(name: str, label: str) -> Kind:
     return Kind(name=name, label=label, trainer="training.ml.ppo:run", config_class=PPOConfig,
                 inputs=Inputs(files=POLICY_INPUTS_EXPORT, models=_ppo_models()), dashboard=Dashboard(samples=PPO_SAMPLES))
 
-DETOX_SAMPLES = "each sentence with the toxicity of the text up to its end; coloured by its toxicity drop"
+DETOX_SAMPLES = "each sentence with the toxicity of the text up to its end (tox), coloured by its reward"
 
 
 def _detox_ppo(name: str, label: str) -> Kind:

@@ -112,4 +112,5 @@ def test_the_run_page_leads_with_the_tasks_figures_and_shows_per_sentence_toxici
     assert figures.index("Avg. max toxicity") < figures.index("Perplexity") < figures.index("dist-2")
     assert "train/kl" not in figures and "↓ lower is better" in figures and "↑ higher is better" in figures
     assert '<sub class="seg-tox" title="toxicity up to here">tox 0.50</sub>' in page
+    assert "each sentence with the toxicity of the text up to its end (tox), coloured by its reward" in page
     assert 'title="toxicity 0.50 -0.500">So stupid.</span>' in page
