@@ -106,6 +106,8 @@ def check_sources(*, kind: str, dataset, train_split: str, eval_split: str, uplo
         problems.append(("dataset", "choose a dataset split or upload a training file"))
     elif dataset is not None and uploads:
         problems.append(("dataset", "use either a dataset or uploaded files, not both"))
+    elif dataset is not None and dataset.task != kinds.get(kind).task:
+        problems.append(("dataset", f"{dataset.name} is a {dataset.task} dataset; {kind} trains on {kinds.get(kind).task} data"))
     elif dataset is not None:
         needed = kinds.get(kind).inputs.files.needs
         counts = dataset_split_counts(dataset=dataset)

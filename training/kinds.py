@@ -33,6 +33,7 @@ from training.ml.configs import (
     TokenRMConfig,
     from_dict,
 )
+from training.ml.detox.config import DETOX_FINE_GRAINED, DETOX_HOLISTIC, DetoxPPOConfig
 
 # Preset picked when a kind is chosen: the paper's settings where a kind has them.
 PREFERRED_PRESETS = ("paper", "default")
@@ -95,6 +96,8 @@ class Kind:
     """The pydantic dataclass (training/ml/configs.py) that its settings, presets and overrides go through."""
     inputs: Inputs
     dashboard: Dashboard = field(default_factory=Dashboard)
+    task: str = "qa_feedback"
+    """The task (training/task_registry.py) whose data the kind trains on."""
 
     @property
     def config_class_ref(self) -> str:
@@ -174,6 +177,17 @@ def _ppo(name: str, label: str) -> Kind:
     return Kind(name=name, label=label, trainer="training.ml.ppo:run", config_class=PPOConfig,
                 inputs=Inputs(files=POLICY_INPUTS_EXPORT, models=_ppo_models()), dashboard=Dashboard(samples=PPO_SAMPLES))
 
+DETOX_SAMPLES = "each sentence with the toxicity of the text up to its end (tox), coloured by its reward"
+
+
+def _detox_ppo(name: str, label: str) -> Kind:
+    """Detox PPO of a causal LM (no SFT) against a toxicity scorer; the kind's name picks the reward."""
+    return Kind(name=name, label=label, trainer="training.ml.detox.ppo:run", config_class=DetoxPPOConfig,
+                inputs=Inputs(files=POLICY_INPUTS_EXPORT, models={"policy_model": (), "value_model": (),
+                                                                 "perplexity_model": (), "scorer_model": ()}),
+                dashboard=Dashboard(samples=DETOX_SAMPLES), task="detox")
+
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -191,6 +205,8 @@ KINDS: dict[str, Kind] = {
         _preference_rm("rm_preference", "Holistic preference reward model", FEEDBACK_EXPORT),
         _ppo("ppo_holistic", "PPO with holistic reward"),
         _ppo("ppo_fine_grained", "PPO with fine-grained rewards"),
+        _detox_ppo(DETOX_HOLISTIC, "Detox PPO with holistic toxicity reward"),
+        _detox_ppo(DETOX_FINE_GRAINED, "Detox PPO with per-sentence toxicity rewards"),
     )
 }
 # The launch form's kind when none (or an unknown one) is asked for.

@@ -6,18 +6,12 @@ from dataclasses import dataclass, field
 
 from django.db.models import Max, Min, QuerySet
 
-from training import pipelines
+from training import pipelines, task_registry
 from training.models import Pipeline, RunMetric, RunSample, RunStatus, TrainingRun
 from training.selectors import run_progress_percent
 
-# What the evaluation compares, in the order the table shows it (the keys PPO's evaluation reports).
-EVAL_COLUMNS = (
-    ("eval/rouge_lsum", "ROUGE-Lsum"),
-    ("eval/relevance_ratio", "Relevance ratio"),
-    ("eval/factuality_ratio", "Factuality ratio"),
-    ("eval/completeness_reward", "Completeness reward"),
-    ("eval/length", "Length (tokens)"),
-)
+# What the evaluation compares, in the order the table shows it: the pipeline's task's headline figures.
+EVAL_COLUMNS = task_registry.eval_columns(task_registry.DEFAULT_TASK)
 
 
 def pipelines_list(*, limit: int = 50) -> QuerySet[Pipeline]:
@@ -127,7 +121,7 @@ def pipeline_evaluation(pipeline: Pipeline) -> list[PolicyColumn]:
             continue
         steps = RunMetric.objects.filter(run=run, key__startswith="eval/").aggregate(first=Min("step"), last=Max("step"))
         if index == 0 and steps["first"] is not None:
-            columns.append(PolicyColumn(label="SFT policy", run=runs.get("sft"), step=steps["first"],
+            columns.append(PolicyColumn(label=task_registry.get(spec.task).baseline_label, run=runs.get("sft"), step=steps["first"],
                                         metrics=_eval_at(run, steps["first"]),
                                         samples=list(RunSample.objects.filter(run=run, step=steps["first"])[:3])))
         last = steps["last"]
@@ -139,7 +133,8 @@ def pipeline_evaluation(pipeline: Pipeline) -> list[PolicyColumn]:
     return columns
 
 
-def evaluation_rows(columns: list[PolicyColumn]) -> list[dict]:
-    """One row per measure: its label and each column's value (None where a policy was not measured)."""
-    return [{"key": key, "label": label, "values": [c.metrics.get(key) for c in columns]} for key, label in EVAL_COLUMNS]
+def evaluation_rows(columns: list[PolicyColumn], *, task: str = task_registry.DEFAULT_TASK) -> list[dict]:
+    """One row per measure of the task: its label and each column's value (None where a policy was not measured)."""
+    return [{"key": key, "label": label, "values": [c.metrics.get(key) for c in columns]}
+            for key, label in task_registry.eval_columns(task)]
 

@@ -12,11 +12,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from training import pipelines
+from training import pipelines, task_registry
 from training.forms import default_splits
 from training.ml.configs import ConfigError
 from training.pipeline_selectors import (
-    EVAL_COLUMNS,
     evaluation_rows,
     pipeline_evaluation,
     pipeline_get,
@@ -122,7 +121,7 @@ def _detail_context(pipeline) -> dict:
         "graph": pipeline_stages(pipeline),
         "percent": pipeline_progress(pipeline),
         "evaluation": columns,
-        "evaluation_rows": evaluation_rows(columns),
+        "evaluation_rows": evaluation_rows(columns, task=pipelines.get(pipeline.name).task),
         "measured": any(c.metrics for c in columns),
         "same_splits": pipeline.train_split == pipeline.eval_split,
     }
@@ -143,7 +142,7 @@ def pipeline_detail(request, pk: int):
 def pipeline_compare(request, pk: int):
     """The policies side by side on the eval split (ROUGE-Lsum, ratios, completeness, length, samples)."""
     pipeline = pipeline_get(pipeline_id=pk)
-    return render(request, "training/pipeline_compare.html", {**_detail_context(pipeline), "columns_def": EVAL_COLUMNS})
+    return render(request, "training/pipeline_compare.html", {**_detail_context(pipeline), "columns_def": task_registry.eval_columns(pipelines.get(pipeline.name).task)})
 
 
 @researcher_required

@@ -242,3 +242,46 @@ register(PipelineSpec(
     ),
     compare=("ppo_fine_grained", "ppo_holistic"),
 ))
+
+
+# ---------------------------------------------------------------- the detox pipelines (no SFT: a causal LM as is)
+
+# Sized like the kind's tiny preset; the tiny preset's `{tiny_gpt2}` policy makes them run with no model at all
+# (`--set ppo.policy_model=...` names a real causal LM; equal seeds give both compared runs the same start).
+TINY_DETOX = {"total_episodes": 64, "max_eval_examples": 8, "eval_every": 4}
+
+
+def _detox(name: str, kind: str, label: str) -> Stage:
+    return Stage(name, kind, label=label, overrides={"tiny": TINY_DETOX})
+
+
+register(PipelineSpec(
+    name="detox_holistic",
+    label="Detoxification, holistic reward",
+    description="PPO of a causal LM (GPT-2 in the paper; no SFT) with 1 - toxicity on the last token, evaluated "
+                "on the eval split's prompts (average maximum toxicity, toxicity probability, perplexity, dist-n).",
+    stages=(_detox("ppo", "ppo_detox_holistic", "Holistic detox PPO"),),
+    compare=("ppo",),
+    task="detox",
+))
+
+register(PipelineSpec(
+    name="detox_fine_grained",
+    label="Detoxification, fine-grained reward",
+    description="PPO of a causal LM (no SFT) rewarded after every sentence by the drop in toxicity it causes, "
+                "evaluated on the eval split's prompts.",
+    stages=(_detox("ppo", "ppo_detox_fine_grained", "Fine-grained detox PPO"),),
+    compare=("ppo",),
+    task="detox",
+))
+
+register(PipelineSpec(
+    name="detox_compare",
+    label="Compare holistic and fine-grained detoxification (the paper's experiment)",
+    description="Both detox PPO variants from the same causal LM with the same budget, then the initial, holistic "
+                "and fine-grained policies side by side on the eval split's prompts.",
+    stages=(_detox("ppo_fine_grained", "ppo_detox_fine_grained", "Fine-grained detox PPO"),
+            _detox("ppo_holistic", "ppo_detox_holistic", "Holistic detox PPO")),
+    compare=("ppo_fine_grained", "ppo_holistic"),
+    task="detox",
+))

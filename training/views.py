@@ -22,7 +22,7 @@ from django_htmx.http import HttpResponseStopPolling
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
 from annotation.qa.errors import NotFound
-from training import kinds, selectors, services
+from training import kinds, selectors, services, task_registry
 from training.forms import (
     RunLaunchForm,
     config_rows,
@@ -64,6 +64,8 @@ def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, e
         "presets": kinds.get(kind).preset_names(),
         "rows": config_rows(kind, preset, submitted=submitted, sources=sources, selected_sources=selected, errors=errors),
         "kinds": kinds.choices(),
+        "kind_groups": task_registry.kind_groups(),
+        "task": task_registry.of_kind(kind),
         "split_names": sorted({split for counts in splits_by_dataset.values() for split in counts}),
         "splits_by_dataset": splits_by_dataset,
     }
@@ -167,6 +169,8 @@ def _detail_context(run: TrainingRun) -> dict:
         "samples": selectors.run_samples(run=run),
         "latest_metrics": latest,
         "throughput": selectors.run_throughput(latest),
+        "task": task_registry.of_kind(run.kind),
+        "headline": task_registry.headline(run.kind, latest),
     }
 
 

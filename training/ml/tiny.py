@@ -71,7 +71,8 @@ def build_tiny_t5(
     return _save(T5ForConditionalGeneration(config), tokenizer, out)
 
 
-def build_tiny_gpt2(out_dir: str | os.PathLike, *, texts: Iterable[str] | None = None, tokenizer=None, seed: int = 0) -> Path:
+def build_tiny_gpt2(out_dir: str | os.PathLike, *, texts: Iterable[str] | None = None, tokenizer=None, seed: int = 0,
+                    n_embd: int = 32, n_layer: int = 2) -> Path:
     """A causal GPT-2-style policy (random weights) saved with its tokenizer."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -82,14 +83,38 @@ def build_tiny_gpt2(out_dir: str | os.PathLike, *, texts: Iterable[str] | None =
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=512,
-        n_embd=32,
-        n_layer=2,
+        n_embd=n_embd,
+        n_layer=n_layer,
         n_head=2,
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return _save(GPT2LMHeadModel(config), tokenizer, out)
+
+
+def build_tiny_bpe_tokenizer(out_dir: str | os.PathLike | None = None, *, texts: Iterable[str] | None = None,
+                             vocab_size: int = 600):
+    """A GPT-2-style byte-level BPE tokenizer trained on `texts`; `<|endoftext|>` is its eos (and bos) token."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    eos = "<|endoftext|>"
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(texts or []) + _FALLBACK_TEXTS, vocab_size=vocab_size, min_frequency=1,
+                            special_tokens=[eos])
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, eos_token=eos, bos_token=eos, unk_token=eos)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def build_tiny_causal_lm(out_dir: str | os.PathLike, *, texts: Iterable[str] | None = None, seed: int = 0,
+                         n_embd: int = 32, n_layer: int = 2, vocab_size: int = 600) -> Path:
+    """A tiny GPT-2 (random weights) with a byte-level BPE tokenizer: the detox task's offline policy."""
+    return build_tiny_gpt2(out_dir, tokenizer=build_tiny_bpe_tokenizer(texts=texts, vocab_size=vocab_size), seed=seed,
+                           n_embd=n_embd, n_layer=n_layer)
 
 
 def build_tiny_encoder(

@@ -80,6 +80,10 @@ def sample_segments(segments) -> str:
                 segment.get("text", ""),
             )
         )
+        toxicity = segment.get("toxicity")
+        if isinstance(toxicity, (int, float)):
+            # Detox samples: the toxicity of the text up to this sentence, visible without hovering (phones).
+            parts.append(format_html('<sub class="seg-tox" title="toxicity up to here">tox {}</sub>', f"{toxicity:.2f}"))
     # Each part was escaped by format_html above.
     return mark_safe("".join(parts))
 

@@ -1,5 +1,7 @@
 """Demo accounts, the demo dataset and a demo campaign; safe to run again and again."""
 
+import io
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -11,6 +13,7 @@ from annotation.qa.format import FEEDBACK, INPUTS
 from annotation.roles import ANNOTATOR, RESEARCHER
 from annotation.services.campaigns import campaign_create
 from annotation.services.datasets import dataset_import
+from annotation.services.prompts import prompts_import
 
 DEMO_PASSWORD = "granary-demo"
 DEMO_DATASET = "demo"
@@ -22,6 +25,10 @@ DEMO_FILES = {
 # (username, role); "admin" is a superuser, which also makes it a researcher.
 ACCOUNTS = (("admin", None), ("researcher", RESEARCHER), ("annotator", ANNOTATOR), ("annotator2", ANNOTATOR))
 CAMPAIGN_NAME = "Demo campaign"
+# The detox task's demo: the shipped prompt file, its last DETOX_DEV_PROMPTS lines as the dev split.
+DETOX_DATASET = "demo-detox"
+DETOX_FILE = settings.BASE_DIR / "demo" / "detox_prompts.jsonl"
+DETOX_DEV_PROMPTS = 12
 
 
 class Command(BaseCommand):
@@ -82,7 +89,18 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"Created campaign {CAMPAIGN_NAME!r} for annotator and annotator2.")
 
+        self._seed_detox(users["researcher"])
         self.stdout.write("Demo accounts:")
         self.stdout.write(f"  {'username':<12} {'password':<40} role")
         for line in lines:
             self.stdout.write(line)
+
+    def _seed_detox(self, user) -> None:
+        if Dataset.objects.filter(name=DETOX_DATASET).exists():
+            self.stdout.write("Detox demo prompts already imported.")
+            return
+        lines = DETOX_FILE.read_text(encoding="utf-8").splitlines(keepends=True)
+        for split, chunk in (("train", lines[:-DETOX_DEV_PROMPTS]), ("dev", lines[-DETOX_DEV_PROMPTS:])):
+            summary = prompts_import(path_or_file=io.StringIO("".join(chunk)), dataset_name=DETOX_DATASET, split=split,
+                                     user=user)
+            self.stdout.write(str(summary))
