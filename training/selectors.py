@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from annotation.qa.errors import NotFound
-from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
+from training.models import Artifact, RoundJob, RunMetric, RunSample, RunStatus, TrainingRun
 from training.run_folder import LAST_CHECKPOINT, ZIP_STALE_S, zip_paths
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -183,3 +183,19 @@ def dataset_split_counts(*, dataset) -> dict[str, dict[str, int]]:
     )
     return {row["split"]: {"feedback": row["feedback"], "inputs": row["inputs"]} for row in rows}
 
+
+
+def run_round_jobs(*, run: TrainingRun, limit: int = 10) -> list[RoundJob]:
+    """The new rounds asked of a policy run, newest first."""
+    return list(RoundJob.objects.filter(run=run).select_related("campaign", "dataset").order_by("-created_at", "-pk")[:limit])
+
+
+def round_job_get(*, job_id: int) -> RoundJob:
+    job = RoundJob.objects.select_related("campaign", "dataset", "run").filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"there is no round #{job_id}")
+    return job
+
+
+def dataset_split_names(*, dataset) -> list[str]:
+    return list(dataset.examples.order_by("split").values_list("split", flat=True).distinct())

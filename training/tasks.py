@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from training import services, supervisor
+from training import rounds, services, supervisor
 
 
 @shared_task(name="training.run_training", acks_late=False)
@@ -26,3 +26,9 @@ def reap_stale_runs() -> list[int]:
 def build_artifact_zip(artifact_id: int) -> None:
     """Zip one folder artifact for download (symbolic links skipped); the page polls for the result."""
     services.artifact_zip_build(artifact_id=artifact_id)
+
+
+@shared_task(name=rounds.ROUND_TASK, acks_late=False)
+def generate_round(job_id: int) -> None:
+    """Sample a new annotation round from a policy run and open its campaign (on the `gpu` queue)."""
+    rounds.round_execute(job_id=job_id)

@@ -16,13 +16,14 @@ from pathlib import Path
 from django.contrib import messages
 from django.http import FileResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
 from annotation.qa.errors import NotFound
-from training import kinds, selectors, services
+from training import kinds, rounds, selectors, services
 from training.forms import (
     RunLaunchForm,
     config_rows,
@@ -35,7 +36,7 @@ from training.forms import (
 )
 from training.inputs import resolve_config
 from training.ml.configs import ConfigError
-from training.models import RunStatus, TrainingRun
+from training.models import RoundJob, RunStatus, TrainingRun
 from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
@@ -180,6 +181,7 @@ def run_detail(request, run_id: int):
             return HttpResponseStopPolling(response.content)
         return response
     context["config_items"] = sorted(run.config.items())
+    context.update(_round_context(run))
     context["resumes"] = list(run.resumes.order_by("pk"))
     if run.resumed_from_id is not None:
         context["resumed_checkpoint"] = selectors.run_checkpoint(run_id=run.resumed_from_id)
@@ -282,3 +284,54 @@ def artifact_zip_download(request, run_id: int, artifact_id: int):
     if state.status != "ready":
         raise NotFound(f"the zip of {artifact.name} is not built yet")
     return FileResponse(open(state.path, "rb"), as_attachment=True, filename=state.filename)
+
+
+# ---------------------------------------------------------------- new annotation rounds from a policy run
+
+
+def _round_context(run: TrainingRun) -> dict:
+    """The run page's "New annotation round" card: for succeeded SFT and PPO runs."""
+    if run.kind not in rounds.POLICY_KINDS or run.status != RunStatus.SUCCEEDED:
+        return {"round_offered": False}
+    return {
+        "round_offered": True,
+        "round_jobs": selectors.run_round_jobs(run=run),
+        "round_splits": selectors.dataset_split_names(dataset=run.dataset) if run.dataset_id else [],
+        "round_default_split": run.eval_split or run.train_split,
+    }
+
+
+def _int_field(data, name: str, default: int) -> int:
+    raw = str(data.get(name, "")).strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        from annotation.qa.errors import BadRequest
+
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}", field=name)
+    return int(raw)
+
+
+@researcher_required
+@require_POST
+def run_round(request, run_id: int):
+    """Queue a new annotation round sampled from this run's policy; the run page follows it."""
+    run = selectors.run_get(run_id=run_id)
+    job = rounds.round_request(
+        run=run,
+        split=request.POST.get("split", ""),
+        samples=_int_field(request.POST, "samples", 4),
+        limit=_int_field(request.POST, "limit", 0),
+        campaign_name=request.POST.get("campaign", ""),
+        user=request.user,
+    )
+    return redirect(f"{reverse('training:run_detail', args=[run.pk])}#round-{job.pk}")
+
+
+@researcher_required
+@require_GET
+def round_status(request, job_id: int):
+    """One round's progress (htmx polls it while the worker samples), then its campaign."""
+    job = selectors.round_job_get(job_id=job_id)
+    response = render(request, "training/_round_job.html", {"job": job})
+    return response if job.active else HttpResponseStopPolling(response.content)
