@@ -199,3 +199,12 @@ def round_job_get(*, job_id: int) -> RoundJob:
 
 def dataset_split_names(*, dataset) -> list[str]:
     return list(dataset.examples.order_by("split").values_list("split", flat=True).distinct())
+
+
+def workers_online(*, now: datetime | None = None) -> list:
+    """Workers that wrote their presence lately (training/workers.py), by host name."""
+    from training.models import WorkerPresence
+    from training.workers import STALE_S
+
+    cutoff = (now or timezone.now()) - timedelta(seconds=STALE_S)
+    return list(WorkerPresence.objects.filter(seen_at__gte=cutoff).order_by("hostname"))

@@ -1,8 +1,11 @@
 """Thin Celery tasks: take ids, call one function. Sent by name (services never import this module)."""
 
-from celery import shared_task
+import threading
 
-from training import rounds, services, supervisor
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from training import rounds, services, supervisor, workers
 
 
 @shared_task(name="training.run_training", acks_late=False)
@@ -32,3 +35,25 @@ def build_artifact_zip(artifact_id: int) -> None:
 def generate_round(job_id: int) -> None:
     """Sample a new annotation round from a policy run and open its campaign (on the `gpu` queue)."""
     rounds.round_execute(job_id=job_id)
+
+
+_presence_stop = threading.Event()
+
+
+@worker_ready.connect
+def _worker_online(sender=None, **kwargs) -> None:
+    """Say this worker is online (the launch form picks presets that fit the workers it sees)."""
+    try:
+        queues = [queue.name for queue in sender.task_consumer.queues]
+    except AttributeError:
+        queues = []
+    workers.start_beating(hostname=sender.hostname, queues=queues, gpus=supervisor.local_gpu_count(), stop=_presence_stop)
+
+
+@worker_shutdown.connect
+def _worker_offline(sender=None, **kwargs) -> None:
+    _presence_stop.set()
+    try:
+        workers.worker_presence_remove(hostname=str(getattr(sender, "hostname", sender)))
+    except Exception:  # the database may be gone first; the row goes stale by itself
+        pass

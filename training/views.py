@@ -23,12 +23,10 @@ from django_htmx.http import HttpResponseStopPolling
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
 from annotation.qa.errors import NotFound
-from training import kinds, rounds, selectors, services
+from training import guide, kinds, rounds, selectors, services
 from training.forms import (
     RunLaunchForm,
     config_rows,
-    default_preset,
-    default_splits,
     model_sources,
     overrides_from_post,
     overrides_from_sources,
@@ -51,23 +49,41 @@ def run_list(request):
     return render(request, template, context)
 
 
-def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, errors=None) -> dict:
+def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, errors=None, inputs=None) -> dict:
+    """Everything the launch form shows; `inputs` is (dataset, train split, eval split) as the form holds them."""
     sources = model_sources(kind)
     splits_by_dataset = _split_counts()
     submitted = selected = None
     if post is not None:
         submitted = {key[4:]: value for key, value in post.items() if key.startswith("cfg-")}
         selected = {key[7:]: value for key, value in post.items() if key.startswith("source-")}
+    else:
+        # Prerequisites start picked: the newest finished run of each kind that fills a required model.
+        selected = guide.default_sources(kind)
+    dataset, train_split, eval_split = inputs or ("", "", "")
     return {
         "form": form,
         "kind": kind,
         "preset": preset,
         "presets": kinds.get(kind).preset_names(),
+        "preset_note": guide.fitting_preset(kind).note,
         "rows": config_rows(kind, preset, submitted=submitted, sources=sources, selected_sources=selected, errors=errors),
         "kinds": kinds.choices(),
         "split_names": sorted({split for counts in splits_by_dataset.values() for split in counts}),
         "splits_by_dataset": splits_by_dataset,
+        "prerequisites": guide.prerequisites(kind),
+        "missing": guide.missing_prerequisites(kind),
+        "pipeline_url": guide.pipeline_url(kind, dataset=dataset, train_split=train_split, eval_split=eval_split),
+        "same_splits": bool(dataset) and bool(train_split) and train_split == eval_split,
     }
+
+
+def _launch_inputs(kind: str, data) -> tuple[str, str, str]:
+    """The form's dataset and splits: as asked (kind changes keep them), else a dataset that holds what the kind reads."""
+    dataset, train_split, eval_split = guide.default_inputs(kind, _split_counts())
+    if data.get("dataset") is not None:
+        return data.get("dataset", ""), data.get("train_split", train_split), data.get("eval_split", eval_split)
+    return dataset, train_split, eval_split
 
 
 def _split_counts() -> dict[str, dict]:
@@ -80,7 +96,8 @@ def _kind_and_preset(data) -> tuple[str, str]:
         kind = kinds.DEFAULT_KIND
     preset = data.get("preset", None)
     if preset is None or (preset and preset not in kinds.get(kind).preset_names()):
-        preset = default_preset(kind)
+        # A kind just picked starts from the preset that fits the workers online.
+        preset = guide.fitting_preset(kind).preset
     return kind, preset
 
 
@@ -89,9 +106,10 @@ def _kind_and_preset(data) -> tuple[str, str]:
 def run_launch(request):
     if request.method == "GET":
         kind, preset = _kind_and_preset(request.GET)
-        form = RunLaunchForm(initial={"kind": kind, "preset": preset})
-        context = _launch_context(form, kind, preset)
-        form.initial["train_split"], form.initial["eval_split"] = default_splits(context["split_names"])
+        inputs = _launch_inputs(kind, request.GET)
+        form = RunLaunchForm(initial={"kind": kind, "preset": preset, "dataset": inputs[0], "train_split": inputs[1],
+                                      "eval_split": inputs[2]})
+        context = _launch_context(form, kind, preset, inputs=inputs)
         # Changing the kind or preset swaps only the settings table.
         template = "training/run_launch.html#config-fields" if request.htmx else "training/run_launch.html"
         return render(request, template, context)
@@ -133,8 +151,12 @@ def run_launch(request):
                     form.add_error(None, f"{field}: {message}")
         else:
             # No flash message: the run page's live status says it is queued, and stops saying so once it is not.
+            if run.dataset_id and run.eval_split and run.eval_split == run.train_split:
+                messages.warning(request, f"Run #{run.pk} evaluates on {run.eval_split}, the split it trains on: its eval "
+                                          "figures measure memorisation, not how it does on unseen questions.")
             return redirect("training:run_detail", run_id=run.pk)
-    context = _launch_context(form, kind, preset, post=request.POST, errors=errors)
+    inputs = (request.POST.get("dataset", ""), request.POST.get("train_split", ""), request.POST.get("eval_split", ""))
+    context = _launch_context(form, kind, preset, post=request.POST, errors=errors, inputs=inputs)
     context["has_errors"] = True
     return render(request, "training/run_launch.html", context, status=400)
 

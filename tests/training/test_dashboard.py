@@ -241,8 +241,10 @@ def test_it_fills_ppo_model_settings_from_finished_runs(researcher_client, setti
     r1, r2, r3 = (_finished_run_with_model(kind, settings) for kind in ("rm_relevance", "rm_factuality", "rm_completeness"))
     _finished_run_with_model("rm_preference", settings)
     page = researcher_client.get(reverse("training:run_launch") + "?kind=ppo_fine_grained").content.decode()
+    # Required models start picked (the newest finished run of the kind); optional ones (the value model) do not.
+    assert f'<option value="{sft.pk}" selected>#{sft.pk} sft' in page
     assert f'<option value="{sft.pk}">#{sft.pk} sft' in page
-    assert f'<option value="{r1.pk}">#{r1.pk} rm_relevance' in page
+    assert f'<option value="{r1.pk}" selected>#{r1.pk} rm_relevance' in page
     picker = page[page.index('name="source-rm_relevance_model"'):]
     assert f'value="{r2.pk}"' not in picker[: picker.index("</select>")]  # only R1 runs fill the R1 setting
 
