@@ -357,3 +357,42 @@ def round_status(request, job_id: int):
     job = selectors.round_job_get(job_id=job_id)
     response = render(request, "training/_round_job.html", {"job": job})
     return response if job.active else HttpResponseStopPolling(response.content)
+
+
+# ---------------------------------------------------------------- comparing runs
+
+
+def _compare_ids(request) -> list[int]:
+    """Run ids from ?runs=1&runs=2 or ?runs=1,2."""
+    ids = []
+    for value in request.GET.getlist("runs"):
+        for part in value.split(","):
+            part = part.strip().lstrip("#")
+            if part.isdigit():
+                ids.append(int(part))
+    return ids
+
+
+@researcher_required
+@require_GET
+def run_compare(request):
+    """Two or more runs side by side: their curves overlaid, their final metrics in one table."""
+    runs = selectors.runs_by_ids(run_ids=_compare_ids(request))
+    context = {
+        "runs": runs,
+        "enough": len(runs) >= 2,
+        "rows": selectors.runs_final_metrics(runs=runs) if len(runs) >= 2 else [],
+        "choices": selectors.runs_to_compare(),
+        "chosen": {run.pk for run in runs},
+        "series_url": f"{reverse('training:run_compare_metrics')}?runs={','.join(str(run.pk) for run in runs)}",
+        "most": selectors.COMPARE_MAX,
+    }
+    return render(request, "training/run_compare.html", context)
+
+
+@researcher_required
+@require_GET
+def run_compare_metrics(request):
+    """Every metric point of the runs compared, for the overlaid charts."""
+    runs = selectors.runs_by_ids(run_ids=_compare_ids(request))
+    return JsonResponse({"runs": selectors.runs_compare_series(runs=runs)})
