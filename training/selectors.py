@@ -241,16 +241,14 @@ class CompareRow:
     best: int | None = None  # index of the best value, for keys where higher (or lower) is plainly better
 
 
-# Keys (by ending) where a higher value is better, and where a lower one is; anything else is not ranked.
-_HIGHER = ("rouge_lsum", "reward", "accuracy", "f1", "macro_f1", "ratio", "best_mean_reward", "completeness")
-_LOWER = ("loss",)
-
-
 def _direction(key: str) -> int:
+    """1 where a higher value is plainly better (scores, rewards, ratios), -1 for losses, 0 where neither (KL, lengths, lr)."""
     name = key.rsplit("/", 1)[-1]
-    if name.endswith(_LOWER):
+    if "loss" in name:
         return -1
-    if any(part in name for part in _HIGHER):
+    if "kl" in name or "length" in name or name in ("lr", "learning_rate", "step", "best_step", "epoch"):
+        return 0
+    if key.startswith("reward/") or any(part in name for part in ("rouge", "reward", "accuracy", "f1", "ratio", "completeness")):
         return 1
     return 0
 
