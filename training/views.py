@@ -22,7 +22,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from annotation.qa.errors import NotFound
+from annotation.qa.errors import BadRequest, NotFound
 from training import guide, kinds, rounds, selectors, services
 from training.forms import (
     RunLaunchForm,
@@ -328,8 +328,6 @@ def _int_field(data, name: str, default: int) -> int:
     if not raw:
         return default
     if not raw.isdigit():
-        from annotation.qa.errors import BadRequest
-
         raise BadRequest(f"{name} must be a whole number, got {raw!r}", field=name)
     return int(raw)
 

@@ -212,3 +212,16 @@ def test_the_button_refuses_without_annotators_and_says_so(ppo_run, researcher):
     assert posted.status_code == 409
     assert b"no annotator account" in posted.content
     assert not RoundJob.objects.exists()
+
+
+def test_the_round_card_is_offered_only_on_succeeded_policy_runs(ppo_run, researcher):
+    client = Client()
+    client.force_login(researcher)
+    rm = TrainingRun.objects.create(kind="rm_relevance", status=RunStatus.SUCCEEDED)
+    running = TrainingRun.objects.create(kind="sft", status=RunStatus.RUNNING)
+    for run in (rm, running):
+        assert b'id="round-form"' not in client.get(reverse("training:run_detail", args=[run.pk])).content
+    refused = client.post(reverse("training:run_round", args=[rm.pk]), {"samples": "4"})
+    assert refused.status_code == 400 and b"new rounds come from SFT or PPO" in refused.content
+    bad = client.post(reverse("training:run_round", args=[ppo_run.pk]), {"split": "dev", "samples": "four"})
+    assert bad.status_code == 400 and b"samples must be a whole number" in bad.content
