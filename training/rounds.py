@@ -22,6 +22,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 ROUND_TASK = "training.generate_round"
 # Kinds whose saved model is a policy that can answer questions.
 POLICY_KINDS = ("sft", "ppo_fine_grained", "ppo_holistic")
+# A running round reports after each batch of answers; this long without a report, its worker is taken for dead.
+ROUND_STALE_S = 600
 SPLIT_MAX = Example._meta.get_field("split").max_length
 _ROUND_SUFFIX = re.compile(r"-round\d+$")
 
@@ -149,8 +152,9 @@ def _policy_example(example: Example) -> PolicyExample:
 
 def round_execute(*, job_id: int, progress=None) -> RoundJob:
     """Claim a queued round, sample and score the answers, store them and open the campaign."""
+    now = timezone.now()
     claimed = RoundJob.objects.filter(pk=job_id, status=RoundJob.Status.QUEUED).update(
-        status=RoundJob.Status.RUNNING, started_at=timezone.now())
+        status=RoundJob.Status.RUNNING, started_at=now, heartbeat_at=now)
     job = RoundJob.objects.select_related("run", "dataset").get(pk=job_id)
     if not claimed:
         return job
@@ -159,7 +163,7 @@ def round_execute(*, job_id: int, progress=None) -> RoundJob:
         config = job.run.config
 
         def report(done: int, total: int) -> None:
-            RoundJob.objects.filter(pk=job_id).update(progress_done=done, progress_total=total)
+            RoundJob.objects.filter(pk=job_id).update(progress_done=done, progress_total=total, heartbeat_at=timezone.now())
             if progress is not None:
                 progress(done, total)
 
@@ -239,3 +243,16 @@ def round_store(*, job: RoundJob, examples: Sequence[Example], answers: Sequence
         )
     job.refresh_from_db()
     return job
+
+
+def rounds_reap_stale(*, now=None) -> list[int]:
+    """Fail running rounds whose worker stopped reporting (sent with the runs' reaper by celery beat); their ids."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=ROUND_STALE_S)
+    stale = list(RoundJob.objects.filter(status=RoundJob.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True))
+    for pk in stale:
+        RoundJob.objects.filter(pk=pk, status=RoundJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=RoundJob.Status.FAILED, finished_at=now,
+            error=f"The worker stopped reporting for more than {ROUND_STALE_S // 60} minutes; it probably died. "
+                  "Ask for the round again.")
+    return stale

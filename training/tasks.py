@@ -21,7 +21,9 @@ def run_training(run_id: int) -> None:
 
 @shared_task(name="training.reap_stale_runs")
 def reap_stale_runs() -> list[int]:
-    """Fail running runs whose worker stopped beating its heart (sent by celery beat every 15 s, config/celery.py)."""
+    """Fail running runs whose worker stopped beating its heart (sent by celery beat every 15 s, config/celery.py),
+    and rounds whose worker stopped reporting."""
+    rounds.rounds_reap_stale()
     return services.runs_reap_stale()
 
 

@@ -225,3 +225,23 @@ def test_the_round_card_is_offered_only_on_succeeded_policy_runs(ppo_run, resear
     assert refused.status_code == 400 and b"new rounds come from SFT or PPO" in refused.content
     bad = client.post(reverse("training:run_round", args=[ppo_run.pk]), {"split": "dev", "samples": "four"})
     assert bad.status_code == 400 and b"samples must be a whole number" in bad.content
+
+
+def test_a_round_whose_worker_died_is_failed_by_the_reaper(ppo_run):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.rounds import ROUND_STALE_S
+    from training.tasks import reap_stale_runs
+
+    old = timezone.now() - timedelta(seconds=ROUND_STALE_S + 5)
+    dead = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev", status=RoundJob.Status.RUNNING,
+                                   heartbeat_at=old)
+    alive = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev", status=RoundJob.Status.RUNNING,
+                                    heartbeat_at=timezone.now())
+    reap_stale_runs()
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.status == RoundJob.Status.FAILED and "stopped reporting" in dead.error
+    assert alive.status == RoundJob.Status.RUNNING
