@@ -98,8 +98,8 @@ def default_inputs(kind: str, split_counts: dict[str, dict[str, dict[str, int]]]
     """(dataset, train split, eval split) to start from: the first dataset whose splits hold what `kind` trains on.
 
     Train on `train` when there is one, else on the split with the most
-    examples; evaluate on another split (dev/validation/test first), and on
-    the train split only when the dataset has no other.
+    examples; evaluate on another split (dev/validation/test first), or on
+    none when the dataset has no other (never on the train split itself).
     """
     if not split_counts:
         return "", "", ""
@@ -111,7 +111,7 @@ def default_inputs(kind: str, split_counts: dict[str, dict[str, dict[str, int]]]
         return name, "train", "dev"
     train = "train" if "train" in splits else max(splits, key=lambda s: split_counts[name][s].get(needed, 0))
     others = [s for s in splits if s != train]
-    evaluation = next((s for s in ("dev", "validation", "test") if s in others), others[0] if others else train)
+    evaluation = next((s for s in ("dev", "validation", "test") if s in others), others[0] if others else "")
     return name, train, evaluation
 
 

@@ -282,7 +282,8 @@ def test_it_starts_the_launch_form_on_splits_that_exist(researcher_client):
     Example.objects.create(dataset=dataset, split="dev", position=0, question="q?")
     page = researcher_client.get(reverse("training:run_launch")).content.decode()
     assert 'name="train_split" id="id_train_split" list="split-names" maxlength="32" value="dev"' in page
-    assert 'name="eval_split" id="id_eval_split" list="split-names" maxlength="32" value="dev"' in page
+    # The only split is not evaluated on again (its eval figures would measure memorisation): no evaluation.
+    assert 'name="eval_split" id="id_eval_split" list="split-names" maxlength="32" value=""' in page
 
     Example.objects.create(dataset=dataset, split="train", position=0, question="q?")
     page = researcher_client.get(reverse("training:run_launch")).content.decode()

@@ -143,5 +143,5 @@ def test_eval_on_the_train_split_is_warned_on_the_form_and_after_launch(research
 def test_default_inputs_choose_splits_that_hold_the_kinds_format():
     counts = {"fb": {"dev": {"feedback": 5, "inputs": 0}}, "pol": {"a": {"feedback": 0, "inputs": 3}, "b": {"feedback": 0, "inputs": 9}}}
     assert guide.default_inputs("sft", counts) == ("pol", "b", "a")
-    assert guide.default_inputs("rm_relevance", counts) == ("fb", "dev", "dev")
+    assert guide.default_inputs("rm_relevance", counts) == ("fb", "dev", "")  # no other split: no evaluation, not dev again
     assert guide.default_inputs("sft", {}) == ("", "", "")
