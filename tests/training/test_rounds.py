@@ -245,3 +245,18 @@ def test_a_round_whose_worker_died_is_failed_by_the_reaper(ppo_run):
     alive.refresh_from_db()
     assert dead.status == RoundJob.Status.FAILED and "stopped reporting" in dead.error
     assert alive.status == RoundJob.Status.RUNNING
+
+
+def test_an_sft_policy_samples_a_round_with_no_reward_segments_since_it_names_no_reward_models(tiny_models, settings,
+                                                                                             feedback_split, annotator):
+    from annotation.models import Dataset
+
+    settings.MODEL_ROOT = tiny_models
+    sft = _policy_run("sft", tiny_models, Dataset.objects.get(name="qa"), max_new_tokens=None, max_output_len=10)
+    out = io.StringIO()
+    call_command("generate_round", "--policy-run", str(sft.pk), "--samples", "1", "--limit", "2", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert (result["examples"], result["responses"]) == (2, 2)
+    responses = Response.objects.filter(round=1, source_run=sft)
+    assert responses.count() == 2 and all(r.reward_segments == [] for r in responses)
+    assert Campaign.objects.get(pk=result["campaign"]).task == CampaignTask.FINE_GRAINED
