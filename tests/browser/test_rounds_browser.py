@@ -45,6 +45,12 @@ def compared(make_user, qa_feedback_dir, tmp_path):
     return holistic, fine
 
 
+def _log_in(page, username: str) -> None:
+    """Log in; the session's first page may wait on a cold browser and a busy machine, so it gets a generous limit."""
+    page.goto("/accounts/login/", timeout=120_000)
+    log_in(page, username)
+
+
 def _wait_for_compare_charts(page, runs: int) -> None:
     page.locator("#compare-charts .chart-box canvas").first.wait_for()
     page.wait_for_function(f"""() => [...document.querySelectorAll('#compare-charts canvas')].some(canvas => {{
@@ -56,7 +62,7 @@ def _wait_for_compare_charts(page, runs: int) -> None:
 def test_the_compare_page_overlays_the_runs_and_fits_a_phone(new_page, compared, screenshot):
     holistic, fine = compared
     page = new_page()
-    log_in(page, "rita")
+    _log_in(page, "rita")
     page.goto("/training/runs/")
     page.get_by_role("link", name="Compare runs").click()
     page.get_by_label(f"#{holistic.pk} holistic-ppo-same-budget", exact=False).check()
@@ -129,7 +135,7 @@ def round_campaign(make_user, qa_feedback_dir, tmp_path, settings):
 def test_the_new_round_shows_on_the_run_page_and_its_campaign_opens_for_an_annotator(new_page, round_campaign, screenshot):
     policy, job = round_campaign
     page = new_page()
-    log_in(page, "rita")
+    _log_in(page, "rita")
     page.goto(f"/training/runs/{policy.pk}/")
     card = page.locator("#new-round")
     card.get_by_text("7 / 20 answers").wait_for()
