@@ -162,3 +162,68 @@ class Artifact(models.Model):
 
     class Meta:
         ordering = ["run", "kind", "name"]
+
+
+class RoundJob(models.Model):
+    """A new annotation round sampled from a policy run: done in the background, its progress kept here.
+
+    The worker samples `samples` answers for each example of `source_split`
+    (the first `limit`, or all), stores them as a new split of the dataset
+    (`split`, responses with `round` and `source_run`) and opens `campaign`.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="round_jobs")
+    dataset = models.ForeignKey("annotation.Dataset", on_delete=models.CASCADE, related_name="round_jobs")
+    source_split = models.CharField(max_length=32)
+    samples = models.PositiveSmallIntegerField(default=4)
+    limit = models.PositiveIntegerField(default=0, help_text="0: every example of the split.")
+    campaign_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    # Set once written: the round's number, its split, and the campaign opened over it.
+    round = models.PositiveSmallIntegerField(default=0)
+    split = models.CharField(max_length=32, blank=True)
+    campaign = models.ForeignKey("annotation.Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    examples = models.PositiveIntegerField(default=0)
+    responses = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed with each batch of answers; a running round whose worker died goes stale and is failed.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_done / self.progress_total))
+
+
+class WorkerPresence(models.Model):
+    """A Celery worker that says it is alive: written when it starts and every half minute after, deleted when
+    it stops. The launch form reads it to pick presets that fit the workers online."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    gpus = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hostname"]

@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from annotation.qa.errors import NotFound
-from training.models import Artifact, RunMetric, RunSample, RunStatus, TrainingRun
+from training.models import Artifact, RoundJob, RunMetric, RunSample, RunStatus, TrainingRun
 from training.run_folder import LAST_CHECKPOINT, ZIP_STALE_S, zip_paths
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -215,3 +215,96 @@ def dataset_split_counts(*, dataset) -> dict[str, dict[str, int]]:
     )
     return {row["split"]: {"feedback": row["feedback"], "inputs": row["inputs"]} for row in rows}
 
+
+
+def run_round_jobs(*, run: TrainingRun, limit: int = 10) -> list[RoundJob]:
+    """The new rounds asked of a policy run, newest first."""
+    return list(RoundJob.objects.filter(run=run).select_related("campaign", "dataset").order_by("-created_at", "-pk")[:limit])
+
+
+def round_job_get(*, job_id: int) -> RoundJob:
+    job = RoundJob.objects.select_related("campaign", "dataset", "run").filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"there is no round #{job_id}")
+    return job
+
+
+def dataset_split_names(*, dataset) -> list[str]:
+    return list(dataset.examples.order_by("split").values_list("split", flat=True).distinct())
+
+
+def workers_online(*, now: datetime | None = None) -> list:
+    """Workers that wrote their presence lately (training/workers.py), by host name."""
+    from training.models import WorkerPresence
+    from training.workers import STALE_S
+
+    cutoff = (now or timezone.now()) - timedelta(seconds=STALE_S)
+    return list(WorkerPresence.objects.filter(seen_at__gte=cutoff).order_by("hostname"))
+
+
+# ---------------------------------------------------------------- comparing runs
+
+COMPARE_MAX = 8
+
+
+def runs_by_ids(*, run_ids: list[int]) -> list[TrainingRun]:
+    """The runs asked for, in the order asked (duplicates dropped); NotFound names an id that is none."""
+    ids = list(dict.fromkeys(run_ids))[:COMPARE_MAX]
+    found = {run.pk: run for run in TrainingRun.objects.filter(pk__in=ids).select_related("dataset")}
+    missing = [str(pk) for pk in ids if pk not in found]
+    if missing:
+        raise NotFound(f"there is no run #{', #'.join(missing)}")
+    return [found[pk] for pk in ids]
+
+
+def runs_compare_series(*, runs: list[TrainingRun]) -> list[dict]:
+    """Every metric point of each run, for overlaid charts: [{"id", "label", "kind", "series": {key: [[step, value]]}}]."""
+    return [
+        {"id": run.pk, "label": f"#{run.pk} {run.name or run.kind}", "kind": run.kind,
+         "series": run_metric_series(run=run)["series"]}
+        for run in runs
+    ]
+
+
+@dataclass
+class CompareRow:
+    key: str
+    values: list[float | None]
+    best: int | None = None  # index of the best value, for keys where higher (or lower) is plainly better
+
+
+def _direction(key: str) -> int:
+    """1 where a higher value is plainly better (scores, rewards, ratios), -1 for losses, 0 where neither (KL, lengths, lr)."""
+    name = key.rsplit("/", 1)[-1]
+    if "loss" in name:
+        return -1
+    if "kl" in name or "length" in name or name in ("lr", "learning_rate", "step", "best_step", "epoch"):
+        return 0
+    if key.startswith("reward/") or any(part in name for part in ("rouge", "reward", "accuracy", "f1", "ratio", "completeness")):
+        return 1
+    return 0
+
+
+def runs_final_metrics(*, runs: list[TrainingRun]) -> list[CompareRow]:
+    """The last value of every metric key (and number in the trainers' summaries), one column per run."""
+    latest = [run_latest_metrics(run=run) for run in runs]
+    for values, run in zip(latest, runs):
+        for key, value in (run.summary or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[f"summary/{key}"] = float(value)
+    keys = sorted({key for values in latest for key in values}, key=lambda k: (k.startswith("summary/"), not k.startswith("eval/"), k))
+    rows = []
+    for key in keys:
+        values = [values.get(key) for values in latest]
+        row = CompareRow(key=key, values=values)
+        direction = _direction(key)
+        present = [(v, i) for i, v in enumerate(values) if v is not None]
+        if direction and len(present) > 1 and len({v for v, _ in present}) > 1:
+            row.best = (max(present) if direction > 0 else min(present))[1]
+        rows.append(row)
+    return rows
+
+
+def runs_to_compare(*, limit: int = 60) -> list[TrainingRun]:
+    """Runs that have something to compare (they reported metrics), newest first."""
+    return list(TrainingRun.objects.filter(metrics__isnull=False).distinct().select_related("dataset").order_by("-created_at")[:limit])

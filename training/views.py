@@ -16,18 +16,17 @@ from pathlib import Path
 from django.contrib import messages
 from django.http import FileResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from annotation.qa.errors import NotFound
-from training import kinds, selectors, services, task_registry
+from annotation.qa.errors import BadRequest, NotFound
+from training import guide, kinds, rounds, selectors, services, task_registry
 from training.forms import (
     RunLaunchForm,
     config_rows,
-    default_preset,
-    default_splits,
     model_sources,
     overrides_from_post,
     overrides_from_sources,
@@ -35,7 +34,7 @@ from training.forms import (
 )
 from training.inputs import resolve_config
 from training.ml.configs import ConfigError
-from training.models import RunStatus, TrainingRun
+from training.models import RoundJob, RunStatus, TrainingRun
 from training.run_folder import LOG_FILE
 
 # Form fields that a ConfigError can name; anything else is a config setting.
@@ -50,25 +49,43 @@ def run_list(request):
     return render(request, template, context)
 
 
-def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, errors=None) -> dict:
+def _launch_context(form: RunLaunchForm, kind: str, preset: str, *, post=None, errors=None, inputs=None) -> dict:
+    """Everything the launch form shows; `inputs` is (dataset, train split, eval split) as the form holds them."""
     sources = model_sources(kind)
     splits_by_dataset = _split_counts()
     submitted = selected = None
     if post is not None:
         submitted = {key[4:]: value for key, value in post.items() if key.startswith("cfg-")}
         selected = {key[7:]: value for key, value in post.items() if key.startswith("source-")}
+    else:
+        # Prerequisites start picked: the newest finished run of each kind that fills a required model.
+        selected = guide.default_sources(kind)
+    dataset, train_split, eval_split = inputs or ("", "", "")
     return {
         "form": form,
         "kind": kind,
         "preset": preset,
         "presets": kinds.get(kind).preset_names(),
+        "preset_note": guide.fitting_preset(kind).note,
         "rows": config_rows(kind, preset, submitted=submitted, sources=sources, selected_sources=selected, errors=errors),
         "kinds": kinds.choices(),
         "kind_groups": task_registry.kind_groups(),
         "task": task_registry.of_kind(kind),
         "split_names": sorted({split for counts in splits_by_dataset.values() for split in counts}),
         "splits_by_dataset": splits_by_dataset,
+        "prerequisites": guide.prerequisites(kind),
+        "missing": guide.missing_prerequisites(kind),
+        "pipeline_url": guide.pipeline_url(kind, dataset=dataset, train_split=train_split, eval_split=eval_split),
+        "same_splits": bool(dataset) and bool(train_split) and train_split == eval_split,
     }
+
+
+def _launch_inputs(kind: str, data) -> tuple[str, str, str]:
+    """The form's dataset and splits: as asked (kind changes keep them), else a dataset that holds what the kind reads."""
+    dataset, train_split, eval_split = guide.default_inputs(kind, _split_counts())
+    if data.get("dataset") is not None:
+        return data.get("dataset", ""), data.get("train_split", train_split), data.get("eval_split", eval_split)
+    return dataset, train_split, eval_split
 
 
 def _split_counts() -> dict[str, dict]:
@@ -81,7 +98,8 @@ def _kind_and_preset(data) -> tuple[str, str]:
         kind = kinds.DEFAULT_KIND
     preset = data.get("preset", None)
     if preset is None or (preset and preset not in kinds.get(kind).preset_names()):
-        preset = default_preset(kind)
+        # A kind just picked starts from the preset that fits the workers online.
+        preset = guide.fitting_preset(kind).preset
     return kind, preset
 
 
@@ -90,9 +108,10 @@ def _kind_and_preset(data) -> tuple[str, str]:
 def run_launch(request):
     if request.method == "GET":
         kind, preset = _kind_and_preset(request.GET)
-        form = RunLaunchForm(initial={"kind": kind, "preset": preset})
-        context = _launch_context(form, kind, preset)
-        form.initial["train_split"], form.initial["eval_split"] = default_splits(context["split_names"])
+        inputs = _launch_inputs(kind, request.GET)
+        form = RunLaunchForm(initial={"kind": kind, "preset": preset, "dataset": inputs[0], "train_split": inputs[1],
+                                      "eval_split": inputs[2]})
+        context = _launch_context(form, kind, preset, inputs=inputs)
         # Changing the kind or preset swaps only the settings table.
         template = "training/run_launch.html#config-fields" if request.htmx else "training/run_launch.html"
         return render(request, template, context)
@@ -134,8 +153,12 @@ def run_launch(request):
                     form.add_error(None, f"{field}: {message}")
         else:
             # No flash message: the run page's live status says it is queued, and stops saying so once it is not.
+            if run.dataset_id and run.eval_split and run.eval_split == run.train_split:
+                messages.warning(request, f"Run #{run.pk} evaluates on {run.eval_split}, the split it trains on: its eval "
+                                          "figures measure memorisation, not how it does on unseen questions.")
             return redirect("training:run_detail", run_id=run.pk)
-    context = _launch_context(form, kind, preset, post=request.POST, errors=errors)
+    inputs = (request.POST.get("dataset", ""), request.POST.get("train_split", ""), request.POST.get("eval_split", ""))
+    context = _launch_context(form, kind, preset, post=request.POST, errors=errors, inputs=inputs)
     context["has_errors"] = True
     return render(request, "training/run_launch.html", context, status=400)
 
@@ -186,6 +209,7 @@ def run_detail(request, run_id: int):
             return HttpResponseStopPolling(response.content)
         return response
     context["config_items"] = sorted(run.config.items())
+    context.update(_round_context(run))
     context["resumes"] = list(run.resumes.order_by("pk"))
     if run.resumed_from_id is not None:
         context["resumed_checkpoint"] = selectors.run_checkpoint(run_id=run.resumed_from_id)
@@ -288,3 +312,91 @@ def artifact_zip_download(request, run_id: int, artifact_id: int):
     if state.status != "ready":
         raise NotFound(f"the zip of {artifact.name} is not built yet")
     return FileResponse(open(state.path, "rb"), as_attachment=True, filename=state.filename)
+
+
+# ---------------------------------------------------------------- new annotation rounds from a policy run
+
+
+def _round_context(run: TrainingRun) -> dict:
+    """The run page's "New annotation round" card: for succeeded SFT and PPO runs."""
+    if run.kind not in rounds.POLICY_KINDS or run.status != RunStatus.SUCCEEDED:
+        return {"round_offered": False}
+    return {
+        "round_offered": True,
+        "round_jobs": selectors.run_round_jobs(run=run),
+        "round_splits": selectors.dataset_split_names(dataset=run.dataset) if run.dataset_id else [],
+        "round_default_split": run.eval_split or run.train_split,
+    }
+
+
+def _int_field(data, name: str, default: int) -> int:
+    raw = str(data.get(name, "")).strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}", field=name)
+    return int(raw)
+
+
+@researcher_required
+@require_POST
+def run_round(request, run_id: int):
+    """Queue a new annotation round sampled from this run's policy; the run page follows it."""
+    run = selectors.run_get(run_id=run_id)
+    job = rounds.round_request(
+        run=run,
+        split=request.POST.get("split", ""),
+        samples=_int_field(request.POST, "samples", 4),
+        limit=_int_field(request.POST, "limit", 0),
+        campaign_name=request.POST.get("campaign", ""),
+        user=request.user,
+    )
+    return redirect(f"{reverse('training:run_detail', args=[run.pk])}#round-{job.pk}")
+
+
+@researcher_required
+@require_GET
+def round_status(request, job_id: int):
+    """One round's progress (htmx polls it while the worker samples), then its campaign."""
+    job = selectors.round_job_get(job_id=job_id)
+    response = render(request, "training/_round_job.html", {"job": job})
+    return response if job.active else HttpResponseStopPolling(response.content)
+
+
+# ---------------------------------------------------------------- comparing runs
+
+
+def _compare_ids(request) -> list[int]:
+    """Run ids from ?runs=1&runs=2 or ?runs=1,2."""
+    ids = []
+    for value in request.GET.getlist("runs"):
+        for part in value.split(","):
+            part = part.strip().lstrip("#")
+            if part.isdigit():
+                ids.append(int(part))
+    return ids
+
+
+@researcher_required
+@require_GET
+def run_compare(request):
+    """Two or more runs side by side: their curves overlaid, their final metrics in one table."""
+    runs = selectors.runs_by_ids(run_ids=_compare_ids(request))
+    context = {
+        "runs": runs,
+        "enough": len(runs) >= 2,
+        "rows": selectors.runs_final_metrics(runs=runs) if len(runs) >= 2 else [],
+        "choices": selectors.runs_to_compare(),
+        "chosen": {run.pk for run in runs},
+        "series_url": f"{reverse('training:run_compare_metrics')}?runs={','.join(str(run.pk) for run in runs)}",
+        "most": selectors.COMPARE_MAX,
+    }
+    return render(request, "training/run_compare.html", context)
+
+
+@researcher_required
+@require_GET
+def run_compare_metrics(request):
+    """Every metric point of the runs compared, for the overlaid charts."""
+    runs = selectors.runs_by_ids(run_ids=_compare_ids(request))
+    return JsonResponse({"runs": selectors.runs_compare_series(runs=runs)})

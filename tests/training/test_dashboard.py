@@ -248,8 +248,10 @@ def test_it_fills_ppo_model_settings_from_finished_runs(researcher_client, setti
     r1, r2, r3 = (_finished_run_with_model(kind, settings) for kind in ("rm_relevance", "rm_factuality", "rm_completeness"))
     _finished_run_with_model("rm_preference", settings)
     page = researcher_client.get(reverse("training:run_launch") + "?kind=ppo_fine_grained").content.decode()
+    # Required models start picked (the newest finished run of the kind); optional ones (the value model) do not.
+    assert f'<option value="{sft.pk}" selected>#{sft.pk} sft' in page
     assert f'<option value="{sft.pk}">#{sft.pk} sft' in page
-    assert f'<option value="{r1.pk}">#{r1.pk} rm_relevance' in page
+    assert f'<option value="{r1.pk}" selected>#{r1.pk} rm_relevance' in page
     picker = page[page.index('name="source-rm_relevance_model"'):]
     assert f'value="{r2.pk}"' not in picker[: picker.index("</select>")]  # only R1 runs fill the R1 setting
 
@@ -287,7 +289,8 @@ def test_it_starts_the_launch_form_on_splits_that_exist(researcher_client):
     Example.objects.create(dataset=dataset, split="dev", position=0, question="q?")
     page = researcher_client.get(reverse("training:run_launch")).content.decode()
     assert 'name="train_split" id="id_train_split" list="split-names" maxlength="32" value="dev"' in page
-    assert 'name="eval_split" id="id_eval_split" list="split-names" maxlength="32" value="dev"' in page
+    # The only split is not evaluated on again (its eval figures would measure memorisation): no evaluation.
+    assert 'name="eval_split" id="id_eval_split" list="split-names" maxlength="32" value=""' in page
 
     Example.objects.create(dataset=dataset, split="train", position=0, question="q?")
     page = researcher_client.get(reverse("training:run_launch")).content.decode()
