@@ -11,17 +11,26 @@ says plainly what is missing (naming the stage) and where to train it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from django.conf import settings
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from annotation.models import Dataset
-from training import kinds, selectors
+from training import kinds, pipelines, selectors
 from training.models import TrainingRun
 
 TINY_PRESET = "tiny"
 # The pipeline (pipelines' `training:pipeline_new`) that trains a PPO kind's prerequisites.
-PIPELINE_FOR_KIND = {"ppo_fine_grained": "fine_grained", "ppo_holistic": "holistic"}
+
+
+def pipeline_for_kind(kind: str) -> str:
+    """The pipeline that trains `kind` with its prerequisites: the first registered one that ends in a
+    stage of that kind with stages before it; "" for none."""
+    for spec in pipelines.PIPELINES.values():
+        if len(spec.stages) > 1 and spec.stages[-1].kind == kind:
+            return spec.name
+    return ""
 
 
 @dataclass
@@ -76,22 +85,32 @@ class PresetAdvice:
     note: str
 
 
-def fitting_preset(kind: str) -> PresetAdvice:
-    """The preset to start from, given the workers online on the training queue."""
-    spec = kinds.get(kind)
-    presets = spec.preset_names()
+def _fitting(presets: list[str], default: str) -> PresetAdvice:
+    """`default` when a worker with a GPU is online on the training queue, else the tiny preset (if there is one)."""
     queue = settings.TRAINING_QUEUE
     online = [w for w in selectors.workers_online() if queue in (w.queues or [])]
     with_gpu = [w for w in online if w.gpus > 0]
     if with_gpu:
-        return PresetAdvice(spec.default_preset(), f"{len(with_gpu)} worker(s) with a GPU online on the {queue} queue.")
+        return PresetAdvice(default, f"{len(with_gpu)} worker(s) with a GPU online on the {queue} queue.")
     if TINY_PRESET not in presets:
-        return PresetAdvice(spec.default_preset(), "")
+        return PresetAdvice(default, "")
     if online:
         names = ", ".join(w.hostname for w in online)
         return PresetAdvice(TINY_PRESET, f"No worker on the {queue} queue has a GPU ({names}): the {TINY_PRESET} preset trains in minutes on a CPU.")
     return PresetAdvice(TINY_PRESET, f"No worker is online on the {queue} queue: the run will wait for one; "
                                      f"the {TINY_PRESET} preset suits a CPU worker.")
+
+
+def fitting_preset(kind: str) -> PresetAdvice:
+    """The preset to start a run of `kind` from, given the workers online on the training queue."""
+    spec = kinds.get(kind)
+    return _fitting(spec.preset_names(), spec.default_preset())
+
+
+def fitting_pipeline_preset(name: str) -> PresetAdvice:
+    """The same for a pipeline: its `paper` preset for GPU workers, `tiny` otherwise."""
+    presets = pipelines.get(name).preset_names()
+    return _fitting(presets, "paper" if "paper" in presets else presets[0])
 
 
 def default_inputs(kind: str, split_counts: dict[str, dict[str, dict[str, int]]]) -> tuple[str, str, str]:
@@ -117,16 +136,10 @@ def default_inputs(kind: str, split_counts: dict[str, dict[str, dict[str, int]]]
 
 def pipeline_url(kind: str, *, dataset: str, train_split: str, eval_split: str) -> str:
     """The New pipeline page, filled in to train `kind` with its prerequisites; "" without pipelines."""
-    pipeline = PIPELINE_FOR_KIND.get(kind)
+    pipeline = pipeline_for_kind(kind)
     if not pipeline:
         return ""
-    try:
-        base = reverse("training:pipeline_new")
-    except NoReverseMatch:  # pipelines are merged from another branch
-        return ""
-    from urllib.parse import urlencode
-
-    return f"{base}?{urlencode({'kind': pipeline, 'dataset': dataset, 'train_split': train_split, 'eval_split': eval_split})}"
+    return f"{reverse('training:pipeline_new')}?{urlencode({'kind': pipeline, 'dataset': dataset, 'train_split': train_split, 'eval_split': eval_split})}"
 
 
 def datasets_exist() -> bool:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.models import Dataset
 from annotation.permissions import researcher_required
-from training import pipelines, task_registry
+from training import guide, pipelines, task_registry
 from training.forms import default_splits
 from training.ml.configs import ConfigError
 from training.pipeline_selectors import (
@@ -49,7 +49,8 @@ def _form_values(data) -> dict:
     splits = sorted(dataset_split_counts(dataset=dataset)) if dataset is not None else []
     train_default, eval_default = default_splits(splits)
     spec = pipelines.get(kind)
-    preset = data.get("preset") if data.get("preset") in spec.presets else "tiny"
+    advice = guide.fitting_pipeline_preset(kind)
+    preset = data.get("preset") if data.get("preset") in spec.presets else advice.preset
     return {
         "kind": kind,
         "dataset": dataset,
@@ -58,6 +59,7 @@ def _form_values(data) -> dict:
         "train_split": data.get("train_split", train_default) or "",
         "eval_split": data.get("eval_split", eval_default) if "eval_split" in data else eval_default,
         "preset": preset,
+        "preset_note": advice.note,
         "set": data.get("set", ""),
         # A new form reuses equal finished runs; a posted one as its box says.
         "reuse": data.get("reuse") == "on" if data.get("_posted") else True,

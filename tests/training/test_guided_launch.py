@@ -119,12 +119,14 @@ def test_prerequisites_are_listed_with_what_is_missing_named(researcher_client, 
     assert 'id="prerequisites"' not in _launch_page(researcher_client, "?kind=sft")
 
 
-def test_the_pipeline_link_appears_only_once_pipelines_exist(settings):
-    assert guide.pipeline_url("ppo_fine_grained", dataset="qa", train_split="train", eval_split="dev") == ""
-    settings.ROOT_URLCONF = "tests.training.pipeline_urls"
+def test_the_launch_form_links_each_ppo_kind_to_the_pipeline_that_trains_its_prerequisites():
     url = guide.pipeline_url("ppo_fine_grained", dataset="qa", train_split="train", eval_split="dev")
     assert url == "/training/pipelines/new/?kind=fine_grained&dataset=qa&train_split=train&eval_split=dev"
+    assert guide.pipeline_url("ppo_holistic", dataset="qa", train_split="t", eval_split="d").startswith(
+        "/training/pipelines/new/?kind=holistic&")
+    # A kind that starts a pipeline (nothing before it) or ends none gets no link.
     assert guide.pipeline_url("sft", dataset="qa", train_split="train", eval_split="dev") == ""
+    assert guide.pipeline_url("rm_relevance", dataset="qa", train_split="train", eval_split="dev") == ""
 
 
 def test_eval_on_the_train_split_is_warned_on_the_form_and_after_launch(researcher_client, policy_dataset):
@@ -145,3 +147,15 @@ def test_default_inputs_choose_splits_that_hold_the_kinds_format():
     assert guide.default_inputs("sft", counts) == ("pol", "b", "a")
     assert guide.default_inputs("rm_relevance", counts) == ("fb", "dev", "")  # no other split: no evaluation, not dev again
     assert guide.default_inputs("sft", {}) == ("", "", "")
+
+
+def test_the_new_pipeline_form_starts_from_the_preset_that_fits_the_workers_online(researcher_client):
+    page = researcher_client.get(reverse("training:pipeline_new") + "?kind=fine_grained").content.decode()
+    assert re.search(r'<option value="tiny" selected>', page) and 'id="preset-note"' in page
+    _presence("gpu-box", gpus=1)
+    page = researcher_client.get(reverse("training:pipeline_new") + "?kind=fine_grained").content.decode()
+    assert re.search(r'<option value="paper" selected>', page)
+    assert "1 worker(s) with a GPU online" in page
+    # An explicit choice wins.
+    page = researcher_client.get(reverse("training:pipeline_new") + "?kind=fine_grained&preset=tiny").content.decode()
+    assert re.search(r'<option value="tiny" selected>', page)
