@@ -308,3 +308,15 @@ def test_run_pipeline_wait_json_prints_the_runs_and_exits_by_status(feedback_dat
         call_command("run_pipeline", "holistic", "--dataset", "qa", "--no-reuse", "--wait", "--json", stdout=out)
     assert exited.value.code == 1
     assert json.loads(out.getvalue())["status"] == "failed"
+
+
+def test_run_pipeline_warns_on_stderr_when_the_eval_split_is_the_train_split(feedback_dataset, sent):
+    out, err = StringIO(), StringIO()
+    call_command("run_pipeline", "holistic", "--dataset", "qa", "--train-split", "train", "--eval-split", "train",
+                 "--preset", "tiny", "--json", stdout=out, stderr=err)
+    assert "the eval split is the train split (train)" in err.getvalue()
+    assert json.loads(out.getvalue())["status"]  # stdout stays one JSON document
+    err = StringIO()
+    call_command("run_pipeline", "holistic", "--dataset", "qa", "--train-split", "train", "--eval-split", "dev",
+                 "--preset", "tiny", "--no-reuse", "--json", stdout=StringIO(), stderr=err)
+    assert "eval split" not in err.getvalue()

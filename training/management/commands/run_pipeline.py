@@ -36,6 +36,10 @@ class Command(BaseCommand):
         if dataset is None:
             names = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"no dataset {options['dataset']!r} (datasets: {names})")
+        if options["eval_split"] and options["eval_split"] == options["train_split"]:
+            # On stderr, so that --json stays one JSON document on stdout.
+            self.stderr.write(f"warning: the eval split is the train split ({options['train_split']}): "
+                              "evaluation figures will flatter the policy; pass another --eval-split if you have one")
         try:
             pipeline = pipeline_create(
                 name=options["name"], dataset=dataset, train_split=options["train_split"],
