@@ -269,6 +269,18 @@ class PreferenceRMConfig(CommonRMConfig):
 # ---------------------------------------------------------------- PPO
 
 
+def lora_problems(config: Any) -> list[tuple[str, str]]:
+    """The LoRA settings' problems, for every policy config that has them (QA and detox PPO)."""
+    problems: list[tuple[str, str]] = []
+    if config.lora_r < 0:
+        problems.append(("lora_r", "must be 0 (off) or positive"))
+    if config.lora_alpha < 1:
+        problems.append(("lora_alpha", "must be at least 1"))
+    if not 0 <= config.lora_dropout < 1:
+        problems.append(("lora_dropout", "must be in [0, 1)"))
+    return problems
+
+
 @dataclass(config=STRICT)
 class PPOConfig:
     """PPO of the policy against reward models. Defaults are the paper's qa-feedback settings."""
@@ -391,12 +403,7 @@ class PPOConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
-        if self.lora_r < 0:
-            problems.append(("lora_r", "must be 0 (off) or positive"))
-        if self.lora_alpha < 1:
-            problems.append(("lora_alpha", "must be at least 1"))
-        if not 0 <= self.lora_dropout < 1:
-            problems.append(("lora_dropout", "must be in [0, 1)"))
+        problems.extend(lora_problems(self))
         for name in ("total_episodes", "prompts_per_step", "samples_per_prompt", "max_input_len", "max_new_tokens",
                      "generation_batch_size", "ppo_epochs", "train_batch_size", "micro_batch_size", "eval_every",
                      "eval_batch_size"):

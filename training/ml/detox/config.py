@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic.dataclasses import dataclass
 
-from training.ml.configs import STRICT
+from training.ml.configs import STRICT, lora_problems
 from training.ml.detox.scorers import PERSPECTIVE_KEY_ENV, PERSPECTIVE_URL
 
 DETOX_FINE_GRAINED = "ppo_detox_fine_grained"
@@ -132,8 +132,20 @@ class DetoxPPOConfig:
     sentence_splitter: str = "sentencizer"
     """spaCy pipeline that cuts continuations into sentences (fine-grained rewards, the sample table)."""
 
+    # -- memory savers (all off), as for QA PPO: the trainer is the same
+    gradient_checkpointing: bool = False
+    """Recompute policy and value activations in the backward pass (less memory, about a third more compute)."""
+    lora_r: int = 0
+    """LoRA rank for policy and value model (0 = train all weights); with LoRA the reference is the policy with adapters off."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path while training."""
+    optim_8bit: bool = False
+    """Adam with 8-bit moments (bitsandbytes; CUDA GPUs only)."""
+
     def validate(self) -> list[tuple[str, str]]:
-        problems: list[tuple[str, str]] = []
+        problems: list[tuple[str, str]] = lora_problems(self)
         for name in ("total_episodes", "prompts_per_step", "samples_per_prompt", "max_input_len", "max_new_tokens",
                      "generation_batch_size", "ppo_epochs", "train_batch_size", "micro_batch_size", "eval_every",
                      "eval_batch_size", "eval_samples_per_prompt", "scorer_batch_size"):
