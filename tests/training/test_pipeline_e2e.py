@@ -3,12 +3,14 @@
 A researcher imports dev_feedback.json slices (400 train / 100 dev, no dev.json) and runs
 `manage.py run_pipeline fine_grained --preset tiny --wait --json` as a separate process, against the worker
 of run_fixtures.e2e_env (which also takes the pipeline's advance tasks). Then a holistic pipeline has its
-PPO trainer killed mid-run, fails, and resumes without training its finished stages again.
+PPO trainer killed mid-run, fails, and resumes without training its finished stages again. The fine-grained
+pipeline's policy then samples a new annotation round (`generate_round`) that an annotator opens.
 Waits follow signs of life (run_fixtures.wait_for), never a fixed budget.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -16,7 +18,11 @@ import subprocess
 import sys
 
 import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 
+from annotation.models import Campaign, Response
 from tests.training.run_fixtures import REPO_ROOT, e2e_env, wait_for, worker_database_url  # noqa: F401
 from training.models import Pipeline, RunMetric, RunStatus, TrainingRun
 
@@ -58,7 +64,7 @@ def _output(log) -> str:
     return log.read().decode(errors="replace")
 
 
-def test_fine_grained_pipeline_from_a_feedback_file_alone(pipeline_env):
+def test_fine_grained_pipeline_from_a_feedback_file_alone_then_a_new_round_from_its_policy(pipeline_env, annotator):
     process, log = _manage(pipeline_env, "run_pipeline", "fine_grained", "--dataset", "qa-feedback-only",
                            "--train-split", "train", "--eval-split", "dev", "--preset", "tiny", "--wait", "--json",
                            log_name="run_pipeline.log")
@@ -85,6 +91,24 @@ def test_fine_grained_pipeline_from_a_feedback_file_alone(pipeline_env):
     eval_steps = set(RunMetric.objects.filter(run=runs["ppo"], key="eval/rouge_lsum").values_list("step", flat=True))
     assert 0 in eval_steps and max(eval_steps) > 0
     assert RunMetric.objects.filter(run=runs["ppo"], key="eval/relevance_ratio").exists()
+
+    # The loop closes: the PPO policy samples a new round, scored by the pipeline's reward models, into a
+    # campaign whose items an annotator opens.
+    out = io.StringIO()
+    call_command("generate_round", "--policy-run", str(runs["ppo"].pk), "--dataset", "qa-feedback-only", "--split", "dev",
+                 "--samples", "4", "--limit", "3", "--json", stdout=out)
+    made = json.loads(out.getvalue())
+    assert made["round"] == 1 and made["examples"] == 3 and made["responses"] == 12
+    campaign = Campaign.objects.get(pk=made["campaign"])
+    assert campaign.source_run_id == runs["ppo"].pk and campaign.split == "dev-round1"
+    sampled = Response.objects.filter(example__dataset=campaign.dataset, example__split="dev-round1")
+    assert sampled.count() == 12 and all(r.source_run_id == runs["ppo"].pk for r in sampled)
+    assert all({s["model"] for s in r.reward_segments} >= {"rm_relevance", "rm_factuality"} for r in sampled if r.text)
+    client = Client()
+    client.force_login(annotator)
+    started = client.post(reverse("annotation:campaign_start", args=[campaign.pk]))
+    assert started.status_code == 302 and "/work/" in started["Location"]
+    assert client.get(started["Location"]).status_code == 200
 
 
 def test_a_killed_stage_fails_the_pipeline_and_resume_finishes_without_redoing_finished_stages(pipeline_env):
