@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,12 +263,16 @@ class TokenRewardModel:
         max_length = model_max_length(model.config, tokenizer, int(saved or 1024))
         return cls(model, tokenizer, max_length=max_length, device=device)
 
-    def predict(self, word_lists: list[list[str]], batch_size: int = 8) -> list[list[str]]:
-        """Per input, the predicted label of each `</s>` word, in order (exactly one per separator)."""
+    def separator_logits(self, word_lists: Sequence[Sequence[str]], batch_size: int = 8, *,
+                         order: Sequence[int] | None = None) -> Iterator[tuple[int, list[Any]]]:
+        """Per input, taken in `order` (default: as given) `batch_size` at a time: (its index, the logits at
+        each of its `</s>` words, in order, as float tensors on the CPU; None for a separator that did not
+        fit the model window)."""
         import torch
 
-        results: list[list[str]] = []
-        for _, chunk in _batches(word_lists, batch_size):
+        order = range(len(word_lists)) if order is None else order
+        for _, rows in _batches(list(order), batch_size):
+            chunk = [list(word_lists[i]) for i in rows]
             kept = fit_words(self.tokenizer, chunk, max_length=self.max_length, answer_start_of=separator_answer_start)
             encoding = self.tokenizer(
                 [[words[i] for i in keep] for words, keep in zip(chunk, kept)],
@@ -280,20 +284,25 @@ class TokenRewardModel:
             )
             with torch.no_grad():
                 inputs = {k: v.to(self.device) for k, v in encoding.items()}
-                predicted = self.model(**inputs).logits.argmax(dim=-1).cpu().tolist()
-            for row, (words, keep) in enumerate(zip(chunk, kept)):
+                logits = self.model(**inputs).logits.float().cpu()
+            for row, (index, words, keep) in enumerate(zip(rows, chunk, kept)):
                 first = first_token_positions(encoding.word_ids(row))
                 position_of = {original: first[new] for new, original in enumerate(keep) if new in first}
-                labels = []
-                for index, word in enumerate(words):
-                    if word != SEPARATOR:
-                        continue
-                    if index in position_of:
-                        labels.append(self.id2label[predicted[row][position_of[index]]])
-                    else:
-                        labels.append(self.fallback_label)
-                        self.truncated_separators += 1
-                results.append(labels)
+                yield index, [logits[row, position_of[w]] if w in position_of else None
+                              for w, word in enumerate(words) if word == SEPARATOR]
+
+    def predict(self, word_lists: list[list[str]], batch_size: int = 8) -> list[list[str]]:
+        """Per input, the predicted label of each `</s>` word, in order (exactly one per separator)."""
+        results: list[list[str]] = []
+        for _, at_separators in self.separator_logits(word_lists, batch_size):
+            labels = []
+            for logits in at_separators:
+                if logits is None:
+                    labels.append(self.fallback_label)
+                    self.truncated_separators += 1
+                else:
+                    labels.append(self.id2label[int(logits.argmax())])
+            results.append(labels)
         if self.truncated_separators:
             logger.warning("%d separators did not fit the model window and were labelled %r so far",
                            self.truncated_separators, self.fallback_label)

@@ -19,16 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotation.qa import text as text_split
-from annotation.qa.vocab import NO_ERROR, SEPARATOR
+from annotation.qa.vocab import NO_ERROR
 from training.ml.reward_models import (
     Passage,
     PreferenceRewardModel,
     TokenRewardModel,
     answer_words_from_segments,
-    first_token_positions,
-    fit_words,
     preference_rm_text,
-    separator_answer_start,
     token_rm_words,
 )
 
@@ -80,44 +77,18 @@ def error_probabilities(model: TokenRewardModel, word_lists: Sequence[Sequence[s
 
     A separator that did not fit the window gets (`O`, 0.0), as `predict` gives it `O`.
     """
-    import torch
-
-    order = list(range(len(word_lists)))
-    if sort_by_length:
-        order.sort(key=lambda i: len(word_lists[i]))
+    order = sorted(range(len(word_lists)), key=lambda i: len(word_lists[i])) if sort_by_length else None
     no_error = next(i for i, label in model.id2label.items() if label == NO_ERROR)
     results: list[list[tuple[str, float]]] = [[] for _ in word_lists]
-    size = max(1, batch_size)
-    for begin in range(0, len(order), size):
-        rows = order[begin : begin + size]
-        chunk = [list(word_lists[i]) for i in rows]
-        kept = fit_words(model.tokenizer, chunk, max_length=model.max_length, answer_start_of=separator_answer_start)
-        encoding = model.tokenizer(
-            [[words[i] for i in keep] for words, keep in zip(chunk, kept)],
-            is_split_into_words=True,
-            truncation=True,
-            max_length=model.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        with torch.no_grad():
-            inputs = {k: v.to(model.device) for k, v in encoding.items()}
-            probs = model.model(**inputs).logits.float().softmax(dim=-1)
-            best = probs.argmax(dim=-1).cpu().tolist()
-            error = (1.0 - probs[..., no_error]).cpu().tolist()
-        for row, (index, words, keep) in enumerate(zip(rows, chunk, kept)):
-            first = first_token_positions(encoding.word_ids(row))
-            position_of = {original: first[new] for new, original in enumerate(keep) if new in first}
-            labels = []
-            for w, word in enumerate(words):
-                if word != SEPARATOR:
-                    continue
-                if w in position_of:
-                    at = position_of[w]
-                    labels.append((model.id2label[best[row][at]], float(error[row][at])))
-                else:
-                    labels.append((NO_ERROR, 0.0))
-            results[index] = labels
+    for index, at_separators in model.separator_logits(word_lists, batch_size, order=order):
+        labels = []
+        for logits in at_separators:
+            if logits is None:
+                labels.append((NO_ERROR, 0.0))
+                continue
+            probs = logits.softmax(dim=-1)
+            labels.append((model.id2label[int(probs.argmax())], float(1.0 - probs[no_error])))
+        results[index] = labels
     return results
 
 
