@@ -3,8 +3,22 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.choices import BaseChoiceIterator
 
-from training import kinds, pipelines
+
+class KindChoices(BaseChoiceIterator):
+    """training/kinds.py's (name, label) pairs, read when first iterated.
+
+    The registry builds every run kind's pydantic config class when imported
+    (a quarter of a second): a process that only reads and writes rows (a data
+    command, a `default` worker) never needs it. Compares equal to the list, and
+    migrations write it as one, so no migration changes.
+    """
+
+    def __iter__(self):
+        from training import kinds
+
+        yield from kinds.choices()
 
 
 class RunStatus(models.TextChoices):
@@ -21,7 +35,7 @@ FINISHED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 class TrainingRun(models.Model):
     name = models.CharField(max_length=200, blank=True)
     # One of training/kinds.py's entries (their names and labels are the choices).
-    kind = models.CharField(max_length=32, choices=kinds.choices())
+    kind = models.CharField(max_length=32, choices=KindChoices())
     dataset = models.ForeignKey(
         "annotation.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
     )
@@ -108,6 +122,8 @@ class Pipeline(models.Model):
 
     @property
     def label(self) -> str:
+        from training import pipelines
+
         spec = pipelines.PIPELINES.get(self.name)
         return spec.label if spec is not None else self.name
 
