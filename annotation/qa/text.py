@@ -24,8 +24,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
+from types import ModuleType
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
@@ -79,18 +81,61 @@ def _import_spacy(*, without_torch: bool) -> Any:
     a None in sys.modules makes `import torch` fail, thinc records
     `has_torch = False`, and torch stays importable for everyone afterwards.
     A process that imported torch first (a trainer) keeps it for thinc too.
-    """
-    if without_torch and "torch" not in sys.modules and "thinc" not in sys.modules:
-        sys.modules["torch"] = None  # type: ignore[assignment]
-        try:
-            import spacy
-        finally:
-            if sys.modules.get("torch", 0) is None:
-                del sys.modules["torch"]
-        return spacy
-    import spacy
 
-    return spacy
+    spaCy's package also imports its command line (`spacy.cli`: typer,
+    requests, weasel; a quarter of a second) for the one name `spacy.info`;
+    `_without_spacy_cli` leaves it out while the package loads.
+    """
+    if "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+    with _without_spacy_cli():
+        if without_torch and "torch" not in sys.modules and "thinc" not in sys.modules:
+            sys.modules["torch"] = None  # type: ignore[assignment]
+            try:
+                import spacy
+            finally:
+                if sys.modules.get("torch", 0) is None:
+                    del sys.modules["torch"]
+            return spacy
+        import spacy
+
+        return spacy
+
+
+@contextmanager
+def _without_spacy_cli() -> Iterator[None]:
+    """While spaCy's package loads, `from .cli.info import info` finds a stand-in instead of the command line.
+
+    Nothing else in spaCy imports `spacy.cli` at import time. The stand-ins
+    leave sys.modules afterwards, so `import spacy.cli` (or `spacy.cli.download`)
+    loads the real package later, and `spacy.info` loads the real function when
+    called.
+    """
+    if "spacy.cli" in sys.modules:
+        yield
+        return
+    package = ModuleType("spacy.cli")
+    info_module = ModuleType("spacy.cli.info")
+
+    def info(*args: Any, **kwargs: Any) -> Any:
+        from spacy.cli.info import info as real_info
+
+        return real_info(*args, **kwargs)
+
+    info_module.info = info  # type: ignore[attr-defined]
+    stand_ins = {"spacy.cli": package, "spacy.cli.info": info_module}
+    sys.modules.update(stand_ins)
+    try:
+        yield
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+        spacy = sys.modules.get("spacy")
+        if spacy is not None and getattr(spacy, "cli", None) is package:
+            delattr(spacy, "cli")
 
 
 @lru_cache(maxsize=8)
