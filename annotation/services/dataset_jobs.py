@@ -58,7 +58,9 @@ def export_filename(dataset_name: str, split: str, fmt: str) -> str:
 
 
 def _enqueue(job_id: int) -> None:
-    # A signature goes through the registered task, so CELERY_TASK_ALWAYS_EAGER runs it in place.
+    # A signature goes through the registered task (loaded here: tasks are not imported at start-up),
+    # so CELERY_TASK_ALWAYS_EAGER runs it in place.
+    celery_app.loader.import_default_modules()
     celery_app.signature(JOB_TASK, args=[job_id], queue=JOB_QUEUE).apply_async()
 
 

@@ -40,7 +40,6 @@ from annotation.qa.text import AUTO, SENTENCIZER, load_splitter
 from annotation.selectors.aggregate import NOT_ANNOTATED, check_rule, iter_rule_records
 from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
 from annotation.selectors.rm_files import rm_data_split_counts
-from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +173,12 @@ def rm_data_build_dir(build: RmDataBuild) -> Path:
 
 
 def _enqueue(build_id: int) -> None:
-    # A signature goes through the registered task where this process has it (annotation's AppConfig
-    # registers it everywhere), so CELERY_TASK_ALWAYS_EAGER runs the build in place; send_task would not.
+    # Imported here: the command line builds without Celery, and importing it costs a fifth of a second.
+    from config.celery import app as celery_app
+
+    # A signature goes through the registered task (loaded here: tasks are not imported at start-up),
+    # so CELERY_TASK_ALWAYS_EAGER runs the build in place; send_task would not.
+    celery_app.loader.import_default_modules()
     celery_app.signature(BUILD_TASK, args=[build_id], queue=BUILD_QUEUE).apply_async()
 
 
