@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -246,6 +247,32 @@ def _plain_sentencizer(nlp: Any) -> Any:
     return component if type(component) is Sentencizer else None
 
 
+@lru_cache(maxsize=8)
+def _plain_run(punct_chars: frozenset[str]) -> tuple[re.Pattern[str] | None, str]:
+    """Runs of "plain" words (each starts with an ASCII letter or digit and holds no character of
+    `punct_chars`; one space between them; whitespace or the text's ends around the run), and a
+    one-character plain word to stand for a run."""
+    characters = "".join(sorted(set("".join(punct_chars))))
+    firsts = [c for c in string.ascii_letters + string.digits if c not in characters]
+    if not firsts:
+        return None, ""
+    word = rf"[{''.join(firsts)}][^\s{re.escape(characters)}]*"
+    placeholder = firsts[0]
+    return re.compile(rf"(?<!\S){word}(?: {word})*(?!\S)"), placeholder
+
+
+def _shortened(text: str, run: re.Pattern[str] | None, placeholder: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """`text` with each plain-word run replaced by `placeholder` (one character), where each placeholder
+    ends in the result, and how many characters were removed up to and including each placeholder."""
+    spans = [m.span() for m in run.finditer(text)] if run is not None else []
+    if not spans:
+        return text, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    gaps = [text[end:start] for (_, end), (start, _) in zip([(0, 0), *spans], [*spans, (len(text), 0)])]
+    bounds = np.array(spans, dtype=np.int64)
+    removed = np.cumsum(bounds[:, 1] - bounds[:, 0] - 1)
+    return placeholder.join(gaps), bounds[:, 1] - removed, removed
+
+
 def _sentencized_many(nlp: Any, sentencizer: Any, texts: list[str]) -> list[list[Sentence]]:
     """`Sentencizer.predict` for tokenised texts, on arrays for all of them at once.
 
@@ -256,10 +283,23 @@ def _sentencized_many(nlp: Any, sentencizer: Any, texts: list[str]) -> list[list
     sentence exactly when a `punct_chars` token lies between it and the
     previous plain token of its doc (or the doc's first token). Token 0
     always starts one. Spans are then cut as `doc.sents` cuts them.
+
+    Most words never matter to that walk, so they are not tokenised (spaCy's
+    tokeniser was most of the time of a first build). spaCy cuts text at
+    whitespace and tokenises each piece on its own; the tokens of a piece
+    that starts with an ASCII letter or digit and holds no `punct_chars`
+    character are plain from its first character on (a token with a letter
+    or digit is not punctuation, and every punct_chars entry is one
+    punctuation character), and none of them is in `punct_chars`. A run of
+    such pieces therefore acts on the walk as one plain token from the run's
+    start to its end, and is tokenised as one plain character instead;
+    token offsets are mapped back to the original text.
     """
     from spacy.attrs import IDX, IS_PUNCT, LENGTH, ORTH
 
-    docs = [nlp.make_doc(text) for text in texts]
+    run, placeholder = _plain_run(frozenset(sentencizer.punct_chars))
+    shortened = [_shortened(text, run, placeholder) for text in texts]
+    docs = [nlp.make_doc(short) for short, _, _ in shortened]
     tables = [doc.to_array([ORTH, IS_PUNCT, IDX, LENGTH]) for doc in docs]
     sizes = np.fromiter(map(len, tables), dtype=np.int64, count=len(tables))
     if not sizes.sum():
@@ -279,12 +319,20 @@ def _sentencized_many(nlp: Any, sentencizer: Any, texts: list[str]) -> list[list
     idx = table[:, 2].astype(np.int64)
     ends = idx + table[:, 3].astype(np.int64)
     out = []
-    for text, doc_starts, first, size in zip(texts, starts_of, firsts_at.tolist(), sizes.tolist()):
+    for text, (_, placeholder_ends, removed), doc_starts, first, size in zip(
+        texts, shortened, starts_of, firsts_at.tolist(), sizes.tolist()
+    ):
         if not size:
             out.append([])
             continue
         firsts = (doc_starts - first).tolist()
-        out.append(_cut_text(text, firsts, idx[first : first + size].tolist(), ends[first : first + size].tolist()))
+        doc_idx, doc_ends = idx[first : first + size], ends[first : first + size]
+        if len(removed):
+            # A position after k placeholders lies sum(removed of those k) further on in the original.
+            shift = np.concatenate([[0], removed])
+            doc_idx = doc_idx + shift[np.searchsorted(placeholder_ends, doc_idx, side="right")]
+            doc_ends = doc_ends + shift[np.searchsorted(placeholder_ends, doc_ends, side="right")]
+        out.append(_cut_text(text, firsts, doc_idx.tolist(), doc_ends.tolist()))
     return out
 
 

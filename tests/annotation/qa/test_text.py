@@ -1,5 +1,6 @@
 """Sentence and sub-sentence splitting (annotation/qa/text.py): pure, no database."""
 
+import random
 from itertools import pairwise
 
 import pytest
@@ -137,7 +138,51 @@ AWKWARD_TEXTS = [
     "", "   ", "...", "Hi... there. Yes?! No!", "The U.S. economy grew. It did.", '"Quoted." Then more.',
     "victory.S the next", "No punctuation at all", "Ends with space. ", "中文句子。第二句！", "a\u00a0b. c\u00a0d.",
     "Mr. Smith went to Washington D.C. on Monday. He left.", "Tabs\tand\nnewlines. More\n\nlines!",
+    # Runs of plain words (not tokenised one by one) at either end, around odd whitespace, beside punctuation.
+    "x", "x. x", " plain words only ", "words  with double  spaces. And\nnew lines\n\nhere",
+    "It costs $100 now. (Then) it cost 5km.", "cannot stop. gonna go! 3.5 times? e.g. this", "end.\u201d Next one",
 ]
+
+
+PIECES = [
+    "word", "Word", "x", "a", "cannot", "gonna", "3.5", "U.S.", "Mr.", "e.g.", "$100", "100%", "end.", "end?!",
+    "...", ".", "!", "?", "\u3002", "\uff01", "(aside)", "(open", "close)", '"quote', 'quote."', "'s", "it's", "don't",
+    "x.", "http://a.b/c.", ":)", "-", "--", "\u2014", "word,", "word;", "5km.", "victory.She", "end.\u201d",
+    "\u201cStart", "na\u00efve.", "\u65e5\u672c", "word.word", "x)", "(x", "...and",
+]
+SEPARATORS = [" "] * 12 + ["  ", "\n", "\n\n", "\t", " \n ", "\u00a0"]
+
+
+def _random_texts(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        words = [rng.choice(PIECES) for _ in range(rng.randint(0, 20))]
+        gaps = [rng.choice(SEPARATORS) for _ in words]
+        lead = rng.choice(["", "", "", " ", "\n"])
+        texts.append(lead + "".join(word + gap for word, gap in zip(words, gaps))[: -1 if rng.random() < 0.8 else None])
+    return texts
+
+
+@pytest.mark.parametrize(
+    "punct_chars",
+    [None, [";", ".", "x", "--"]],
+    ids=["default punct_chars", "punct_chars with a letter"],
+)
+def test_the_fast_sentencizer_path_matches_spacys_own_pipeline_on_random_texts(punct_chars):
+    """Plain-word runs stand in for their words while tokenising: random mixes of words, punctuation
+    and whitespace must still cut exactly where spaCy cuts, whatever the sentencizer's punct_chars."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer", config={"punct_chars": punct_chars} if punct_chars else {})
+    texts = _random_texts(seed=len(punct_chars or ()), count=1500)
+    expected = [
+        [] if not text or text.isspace() else [(s.start_char, s.text) for s in nlp(text).sents if s.text.strip()]
+        for text in texts
+    ]
+    assert splitting._plain_sentencizer(nlp) is not None
+    assert [[(s.start, s.text) for s in found] for found in splitting.sentences_many(nlp, texts)] == expected
 
 
 def test_the_fast_sentencizer_path_matches_spacys_own_pipeline(nlp, qa_feedback_dir):
