@@ -589,7 +589,10 @@ def _completeness_preference(record: dict, splits: _Splits, matcher: Matcher) ->
             matched[sub] = None if index is None else ids[index]
 
     corrected_subs = splits.subsentence_strings(norm(corrected))
-    match_all(corrected_subs)
+    prediction_subs = [splits.subsentence_strings(p) for p in predictions]
+    # All in one batch (a sub-sentence's match does not depend on the others): the predictions'
+    # matches go unused when nothing relevant matches below, but batches cost per call, not per sub.
+    match_all([*corrected_subs, *(sub for subs in prediction_subs for sub in subs)])
     first_prediction = predictions[0].lower()
     minor_only: dict[tuple[int, int], bool] = {}
     for sub in corrected_subs:
@@ -600,8 +603,6 @@ def _completeness_preference(record: dict, splits: _Splits, matcher: Matcher) ->
     relevant = {hit for hit, only_minor in minor_only.items() if not only_minor}
     if not relevant:
         raise SkipExample("no relevant passage sentence matches the corrected prediction")
-    prediction_subs = [splits.subsentence_strings(p) for p in predictions]
-    match_all(sub for subs in prediction_subs for sub in subs)
     covered = [len({matched[sub] for sub in subs} & relevant) for subs in prediction_subs]
     return [
         NO_PREFERENCE if covered[a] == covered[b] else FIRST_PREFERRED if covered[a] > covered[b] else SECOND_PREFERRED
