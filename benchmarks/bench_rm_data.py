@@ -1,6 +1,7 @@
 """How fast the reward-model training files are built from the 500 dev examples.
 
     .venv/bin/python benchmarks/bench_rm_data.py [--repeat 3] [--naive-examples 100] [--splitter sentencizer]
+        [--baseline-repo PATH]
 
 Builds NF-ERR_subsentence, F-ERR_sentence and COMP_sequence from
 dev_feedback.json with the pure builder (no database), one file at a time and
@@ -12,7 +13,10 @@ Then the whole command, `manage.py build_rm_data` for those 500 examples
 (imported first into a throwaway SQLite database), start-up included: its
 wall and CPU seconds (best of --repeat runs), split into a bare Django start,
 the spaCy import and the rest, next to the issue's target of about 1 s; and
-whether torch was imported (nothing in it needs torch).
+whether torch was imported (nothing in it needs torch). With --baseline-repo
+(another checkout, e.g. `git archive main | tar -x -C /tmp/base`), the same
+command from that checkout is timed too, its runs alternating with this one's,
+on the same database and with the same Python.
 
 Then the naive method, the way the original scripts compute it (every window
 joined into a string and scored by difflib's SequenceMatcher.quick_ratio), is
@@ -56,6 +60,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--naive-examples", type=int, default=100)
     parser.add_argument("--splitter", default="sentencizer")
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout whose whole command is timed alongside")
     args = parser.parse_args()
 
     records = json.loads((DATA / "dev_feedback.json").read_text(encoding="utf-8"))
@@ -73,7 +78,7 @@ def main() -> None:
     fast, cpu, built = best_of(args.repeat, lambda: build_rm_files(records, nlp=nlp))
     print(f"{'all three':20s} {len(records) / fast:8.0f} examples/s  {fast:6.3f} s (CPU {cpu:.3f} s)")
 
-    whole_command(args.repeat)
+    whole_command(args.repeat, args.baseline_repo)
 
     if args.naive_examples:
         subset = records if args.naive_examples < 0 else records[: args.naive_examples]
@@ -99,12 +104,12 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _timed(command: list[str], env: dict, repeat: int) -> tuple[float, float, str]:
+def _timed(command: list[str], env: dict, repeat: int, cwd: Path = REPO) -> tuple[float, float, str]:
     """(best wall s, best CPU s, last stdout) of a child process run `repeat` times."""
     best, best_cpu, out = float("inf"), float("inf"), ""
     for _ in range(repeat):
         began, began_cpu = time.perf_counter(), _child_cpu()
-        out = subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True).stdout
         best, best_cpu = min(best, time.perf_counter() - began), min(best_cpu, _child_cpu() - began_cpu)
     return best, best_cpu, out
 
@@ -120,7 +125,7 @@ print(f"{time.process_time() - began:.3f} {'torch' in sys.modules}")
 """
 
 
-def whole_command(repeat: int) -> None:
+def whole_command(repeat: int, baseline: Path | None = None) -> None:
     """`manage.py build_rm_data` on the dev examples, as a user runs it: a fresh process, start-up included."""
     with tempfile.TemporaryDirectory(prefix="granary-bench-rm-") as folder:
         env = {
@@ -136,22 +141,40 @@ def whole_command(repeat: int) -> None:
             [*manage, "import_qa_feedback", str(DATA / "dev_feedback.json"), "--dataset", "bench", "--split", "dev", "-v0"],
             env=env, cwd=REPO, check=True, capture_output=True,
         )
-        build = [*manage, "build_rm_data", "--dataset", "bench", "--split", "dev", "--out", f"{folder}/out",
-                 "--splitter", "sentencizer", "-v0"]
-        wall, cpu, _ = _timed(build, env, repeat)
+        checkouts = {"this checkout": REPO, **({"baseline": baseline.resolve()} if baseline else {})}
+        timed: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
+        for _ in range(repeat):
+            # Alternating, so both see the same load from other work on the machine.
+            for name, repo in checkouts.items():
+                build = [sys.executable, str(repo / "manage.py"), "build_rm_data", "--dataset", "bench", "--split",
+                         "dev", "--out", f"{folder}/out-{name}", "--splitter", "sentencizer", "-v0"]
+                wall, cpu, _ = _timed(build, {**env, "GRANARY_SHARED_DIR": str(DATA.parents[1])}, 1, cwd=repo)
+                timed[name].append((wall, cpu))
         start_wall, start_cpu, _ = _timed([sys.executable, "-c", "import django; django.setup()"], env, repeat)
         _, _, probe = _timed([sys.executable, "-c", PROBE], env, 1)
         spacy_cpu, torch = probe.split()
-        same = all(
-            (Path(folder) / "out" / name / "dev.json").read_bytes() == (DATA / "reference" / name / "dev.json").read_bytes()
-            for name in RM_FILE_NAMES
-        )
+        same = {
+            name: all(
+                (Path(folder) / f"out-{name}" / rm / "dev.json").read_bytes()
+                == (DATA / "reference" / rm / "dev.json").read_bytes()
+                for rm in RM_FILE_NAMES
+            )
+            for name in checkouts
+        }
+    wall, cpu = (min(values) for values in zip(*timed["this checkout"]))
     print(
         f"{'whole command':20s} {wall:6.3f} s wall, CPU {cpu:.3f} s (target: about 1 s, start-up included); "
         f"of which a bare Django start (django.setup) {start_cpu:.3f} s CPU ({start_wall:.3f} s wall), "
         f"the spaCy import and sentencizer {float(spacy_cpu):.3f} s CPU; torch imported: {torch}; "
-        f"files identical to reference: {'yes' if same else 'NO'}"
+        f"files identical to reference: {'yes' if same['this checkout'] else 'NO'}"
     )
+    if baseline:
+        base_wall, base_cpu = (min(values) for values in zip(*timed["baseline"]))
+        print(
+            f"{'baseline command':20s} {base_wall:6.3f} s wall, CPU {base_cpu:.3f} s ({baseline}; runs alternating "
+            f"with this checkout's); files identical to reference: {'yes' if same['baseline'] else 'NO'}; "
+            f"this checkout: {base_cpu / cpu:.2f}x less CPU, {base_wall / wall:.2f}x less wall"
+        )
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
 
 
