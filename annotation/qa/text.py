@@ -286,12 +286,12 @@ def _sentencized_many(nlp: Any, sentencizer: Any, texts: list[str]) -> list[list
 
     Most words never matter to that walk, so they are not tokenised (spaCy's
     tokeniser was most of the time of a first build). spaCy cuts text at
-    whitespace and tokenises each piece on its own; the tokens of a piece
-    that starts with an ASCII letter or digit and holds no `punct_chars`
-    character are plain from its first character on (a token with a letter
-    or digit is not punctuation, and every punct_chars entry is one
-    punctuation character), and none of them is in `punct_chars`. A run of
-    such pieces therefore acts on the walk as one plain token from the run's
+    whitespace and tokenises each piece on its own, into tokens that lay the
+    piece end to end. In a piece that starts with an ASCII letter or digit
+    and holds no character of any `punct_chars` entry, no token can be a
+    `punct_chars` entry, and the first token starts the piece and is plain
+    (a token holding a letter or digit is not punctuation). A run of such
+    pieces therefore acts on the walk as one plain token from the run's
     start to its end, and is tokenised as one plain character instead;
     token offsets are mapped back to the original text.
     """
