@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_load.py [--clients 20] [--duration 30]
         [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
+        [--serve PATH]   # another checkout's code (e.g. `git worktree add /tmp/old main`), for an A/B
 
 Builds a scratch PostgreSQL database (its name must contain "bench"; it is
 dropped and created again, and dropped at the end unless --keep), loads the
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14",
                         help="CACHE_URL for the server (sessions read from it); empty: sessions from the database only")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--serve", type=Path, default=REPO,
+                        help="checkout whose code gunicorn serves (default this one): an A/B against older code on the same schema")
     args = parser.parse_args()
 
     database = urlsplit(args.database_url).path.lstrip("/")
@@ -210,7 +213,7 @@ def _start_gunicorn(port: int, args, env: dict[str, str]) -> subprocess.Popen:
     ]
     if args.threads > 1:
         command += ["--worker-class", "gthread", "--threads", str(args.threads)]
-    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env})
+    return subprocess.Popen(command, cwd=args.serve, env={**os.environ, **env})
 
 
 def _cpu_s(pid: int) -> float:
@@ -379,6 +382,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _report(results: dict, args) -> None:
     timings = results["timings"]
+    if args.serve.resolve() != REPO:
+        print(f"serving the code in {args.serve}")
     print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} workers x {args.threads} "
           f"threads) + PostgreSQL on 127.0.0.1; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
           f"{os.cpu_count()} CPUs")
