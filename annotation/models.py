@@ -315,7 +315,11 @@ class Assignment(models.Model):
                 name="assignment_one_live_per_slot",
             ),
         ]
-        indexes = [models.Index(fields=["annotator", "status"])]
+        indexes = [
+            models.Index(fields=["annotator", "status"]),
+            # "Has this annotator a row on this item?", asked of every example the next-item query walks past.
+            models.Index(fields=["annotator", "campaign", "example"], name="assignment_annotator_item"),
+        ]
 
 
 class RmDataBuild(models.Model):

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_load.py [--clients 20] [--duration 30]
         [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
+        [--serve PATH]   # another checkout's code (e.g. `git worktree add /tmp/old main`), for an A/B
 
 Builds a scratch PostgreSQL database (its name must contain "bench"; it is
 dropped and created again, and dropped at the end unless --keep), loads the
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14",
                         help="CACHE_URL for the server (sessions read from it); empty: sessions from the database only")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--serve", type=Path, default=REPO,
+                        help="checkout whose code gunicorn serves (default this one): an A/B against older code on the same schema")
     args = parser.parse_args()
 
     database = urlsplit(args.database_url).path.lstrip("/")
@@ -86,6 +89,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
     campaign_id, records = _load_data(args)
+    with connections["default"].cursor() as cursor:
+        # Statistics, as the app's own import leaves them (annotation/services/bulk.py); do not count on autovacuum.
+        cursor.execute("ANALYZE")
     connections.close_all()
 
     load_before = os.getloadavg()
@@ -207,7 +213,7 @@ def _start_gunicorn(port: int, args, env: dict[str, str]) -> subprocess.Popen:
     ]
     if args.threads > 1:
         command += ["--worker-class", "gthread", "--threads", str(args.threads)]
-    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env})
+    return subprocess.Popen(command, cwd=args.serve, env={**os.environ, **env})
 
 
 def _cpu_s(pid: int) -> float:
@@ -223,6 +229,23 @@ def _cpu_s(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def _postgres_cpu_s(database_url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the benchmark's database (the server's connections)."""
+    import psutil
+
+    name = urlsplit(database_url).path.lstrip("/")
+    with _admin_connection(database_url) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name])]
+    seconds = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        seconds[pid] = times.user + times.system
+    return seconds
 
 
 def _own_cpu_s() -> float:
@@ -260,9 +283,12 @@ def _run_clients(base: str, campaign_id: int, records: list[dict], args, *, serv
     ready.wait()  # every client has logged in
     start_at.value = time.time()
     server_cpu = _cpu_s(server_pid)
+    postgres_cpu = _postgres_cpu_s(args.database_url)
     ready.wait()
     results = [queue.get(timeout=args.duration + 300) for _ in procs]
     server_cpu = _cpu_s(server_pid) - server_cpu
+    # Backends that connected while timed count whole; one that closed while timed is missed (connections persist).
+    postgres_cpu = sum(cpu - postgres_cpu.get(pid, 0.0) for pid, cpu in _postgres_cpu_s(args.database_url).items())
     for proc in procs:
         proc.join(timeout=30)
     merged: dict = {"timings": defaultdict(list), "acknowledged": 0, "errors": [], "users": [], "elapsed": 0.0, "login_ms": []}
@@ -276,6 +302,7 @@ def _run_clients(base: str, campaign_id: int, records: list[dict], args, *, serv
         merged["login_ms"].append(result["login_ms"])
     merged["load_after"] = os.getloadavg()
     merged["server_cpu_s"] = server_cpu
+    merged["postgres_cpu_s"] = postgres_cpu
     merged["client_cpu_s"] = sum(result["cpu_s"] for result in results)
     return merged
 
@@ -355,6 +382,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _report(results: dict, args) -> None:
     timings = results["timings"]
+    if args.serve.resolve() != REPO:
+        print(f"serving the code in {args.serve}")
     print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} workers x {args.threads} "
           f"threads) + PostgreSQL on 127.0.0.1; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
           f"{os.cpu_count()} CPUs")
@@ -382,6 +411,9 @@ def _report(results: dict, args) -> None:
     print(f"CPU while timed: gunicorn {results['server_cpu_s']:.1f} s = {per_annotation:.1f} ms per annotation (so at most "
           f"{1000 * cores / per_annotation if per_annotation else 0:.0f} annotations/s with all {cores} cores to itself, "
           f"PostgreSQL not counted); the {args.clients} clients {results['client_cpu_s']:.1f} s")
+    postgres = 1000 * results["postgres_cpu_s"] / max(1, results["acknowledged"])
+    print(f"CPU while timed: PostgreSQL backends {results['postgres_cpu_s']:.1f} s = {postgres:.1f} ms per annotation; "
+          f"gunicorn + PostgreSQL {per_annotation + postgres:.1f} ms per annotation")
     if results["errors"]:
         print(f"{len(results['errors'])} error answers, first: {results['errors'][0]}")
 

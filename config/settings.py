@@ -106,6 +106,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that a Celery worker started by the end-to-end tests sees the test
     # data; one per process so that test sessions running side by side never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-granary-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    # Parameters bound by the server, so that psycopg can prepare a statement the fifth time a connection
+    # runs it: PostgreSQL then skips parsing and planning it again (persistent connections keep them).
+    # Set DATABASE_PREPARED_STATEMENTS=0 behind a pooler in transaction mode that cannot keep them (pgbouncer
+    # before 1.21, or without max_prepared_statements).
+    DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "server_side_binding": True, "prepare_threshold": 5}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

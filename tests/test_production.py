@@ -190,3 +190,13 @@ def test_the_pages_need_nothing_the_policy_refuses(client, make_user):
         _assert_nothing_inline(url, response.content.decode())
     client.logout()
     _assert_nothing_inline("login", client.get(reverse("login")).content.decode())
+
+
+def test_postgresql_connections_prepare_repeated_statements_unless_switched_off():
+    code = "from django.conf import settings as s; o = s.DATABASES['default']['OPTIONS']; print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+    env = {"DEBUG": "1", "DATABASE_URL": "postgres://granary@db.example.org:5432/granary"}
+    assert manage("shell", "--no-imports", "-c", code, **env).stdout.split() == ["True", "5"]
+    off = manage("shell", "--no-imports", "-c", code, DATABASE_PREPARED_STATEMENTS="0", **env)
+    assert off.stdout.split() == ["None", "None"], off.stderr
+    sqlite = manage("shell", "--no-imports", "-c", code, DEBUG="1", DATABASE_URL="sqlite:///:memory:")
+    assert sqlite.stdout.split() == ["None", "None"], sqlite.stderr

@@ -21,15 +21,18 @@ def example_passages(example: Example) -> list[list[str]]:
 
 def assignment_for_page(*, assignment_id: int) -> Assignment | None:
     """The assignment with everything its page shows, in as few queries as possible."""
-    return (
-        Assignment.objects.select_related("campaign", "example", "example__dataset")
-        .prefetch_related(
-            Prefetch("example__passages", queryset=Passage.objects.order_by("number")),
-            Prefetch("example__responses", queryset=Response.objects.order_by("number")),
+    # get(), not first(): first() orders by Assignment's Meta.ordering, which joins and sorts for nothing here.
+    try:
+        return (
+            Assignment.objects.select_related("campaign", "example", "example__dataset")
+            .prefetch_related(
+                Prefetch("example__passages", queryset=Passage.objects.order_by("number")),
+                Prefetch("example__responses", queryset=Response.objects.order_by("number")),
+            )
+            .get(pk=assignment_id)
         )
-        .filter(pk=assignment_id)
-        .first()
-    )
+    except Assignment.DoesNotExist:
+        return None
 
 
 def response_of(example: Example, number: int) -> Response | None:
@@ -47,8 +50,11 @@ class StoredFineGrained:
 
 def stored_fine_grained(*, response: Response, annotator) -> StoredFineGrained | None:
     """An annotator's own submitted feedback on a response, as a qa-feedback block."""
+    # One row at most (unique per response and annotator); order_by() drops Meta.ordering, whose sort joins
+    # the response, its example and the dataset.
     record = (
         FineGrainedFeedback.objects.filter(response=response, annotator=annotator)
+        .order_by()
         .prefetch_related("errors", "missing_info")
         .first()
     )
@@ -69,4 +75,4 @@ def stored_fine_grained(*, response: Response, annotator) -> StoredFineGrained |
 
 
 def stored_comparison(*, example: Example, annotator) -> Comparison | None:
-    return Comparison.objects.filter(example=example, annotator=annotator).first()
+    return Comparison.objects.filter(example=example, annotator=annotator).order_by().first()  # unique; see above

@@ -1,23 +1,23 @@
 """The order in which a campaign's queue serves its items (Campaign.order; keys defined in annotation/qa/suggestions.py)."""
 
-from django.db.models import F, FloatField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Cast, Coalesce
+from annotation.models import Campaign, CampaignOrder
 
-from annotation.models import Campaign, CampaignOrder, Example, ItemScore
-
-# The ItemScore field each order sorts on, smallest first.
+# The ItemScore column each order sorts on, smallest first.
 ORDER_KEYS = {CampaignOrder.UNCERTAIN: "uncertainty", CampaignOrder.DISAGREEMENT: "disagreement", CampaignOrder.RANDOM: "random_key"}
 # Items without a key (not scored yet) come after every scored one, in input order.
 UNSCORED = 1e6
 
 
-def queue_ordered(campaign: Campaign, items: QuerySet[Example]) -> QuerySet[Example]:
-    """`items` annotated with `queue_key` (smaller is served first) for the campaign's order, and sorted by it."""
+def queue_order_sql(campaign: Campaign, example: str) -> tuple[str, list, str]:
+    """SQL for the queue key of the example row aliased `example` (smaller is served first), its parameters,
+    and the ORDER BY that serves the queue (key, then position).
+
+    Input order sorts on the position column itself, so that the database
+    can walk the position index and stop at the first open item.
+    """
+    position = f"{example}.position"
     key = ORDER_KEYS.get(campaign.order)
     if key is None:
-        return items.annotate(queue_key=Cast(F("position"), FloatField())).order_by("position")
-    scored = ItemScore.objects.filter(campaign=campaign, example=OuterRef("pk")).values(key)[:1]
-    fallback = Value(UNSCORED) + Cast(F("position"), FloatField())
-    return items.annotate(queue_key=Coalesce(Subquery(scored, output_field=FloatField()), fallback)).order_by(
-        "queue_key", "position"
-    )
+        return f"CAST({position} AS DOUBLE PRECISION)", [], position
+    scored = f"SELECT s.{key} FROM annotation_itemscore s WHERE s.campaign_id = %s AND s.example_id = {example}.id"
+    return f"COALESCE(({scored}), {UNSCORED!r} + CAST({position} AS DOUBLE PRECISION))", [campaign.pk], f"queue_key, {position}"

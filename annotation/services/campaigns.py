@@ -121,7 +121,7 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: dat
                     example_id=item.example_id,
                     kind=item.kind,
                     status__in=[AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED],
-                ).values_list("pk", "slot", "status", "lease_expires_at")
+                ).order_by().values_list("pk", "slot", "status", "lease_expires_at")  # Meta.ordering would join campaign and example
                 taken, ran_out = set(), []
                 for pk, slot, status, lease_expires_at in live:
                     if status == AssignmentStatus.LEASED and lease_expires_at is not None and lease_expires_at <= now:

@@ -77,7 +77,7 @@ def _check_token_shape(submit_token: str) -> None:
 
 def _stored_for_token(model, *, submit_token: str, owner_filter: dict):
     """The record a retried submit already stored, or None; refuses a token that belongs to another annotation."""
-    stored = model.objects.filter(submit_token=submit_token).first()
+    stored = model.objects.filter(submit_token=submit_token).order_by().first()
     if stored is None:
         return None
     if any(getattr(stored, f"{name}_id") != value for name, value in owner_filter.items()):
@@ -153,7 +153,9 @@ def _open_submission(
     moved on since `base_version`, LeaseLost when the item was given away.
     """
     locked = Assignment.objects.select_for_update().get(pk=assignment.pk) if assignment is not None else None
-    existing = model.objects.select_for_update().filter(**owner).first()
+    # At most one row (unique per owner). order_by(): Meta.ordering would join the response, example and
+    # dataset, and FOR UPDATE would then lock those rows too, holding up every other submit on the dataset.
+    existing = model.objects.select_for_update().filter(**owner).order_by().first()
     if existing is not None and existing.submit_token == submit_token:
         return _Opened(Submitted(existing, replayed=True))
     _check_assignment(locked, base_draft_version)
@@ -181,7 +183,7 @@ def _after_integrity_error(model, error: IntegrityError, *, submit_token: str, o
     stored = _stored_for_token(model, submit_token=submit_token, owner_filter=owner)
     if stored is not None:
         return Submitted(stored, replayed=True)
-    current = model.objects.filter(**owner).values_list("version", flat=True).first()
+    current = model.objects.filter(**owner).order_by().values_list("version", flat=True).first()
     if current is not None and current != base_version:
         raise StaleSubmit(_stale_message(current, base_version)) from None
     raise error

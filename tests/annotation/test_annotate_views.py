@@ -52,6 +52,18 @@ def draft_op(client, assignment, **values):
     return client.post(reverse("annotation:annotate_draft", args=[assignment.pk]), values, **HTMX)
 
 
+def test_offsets_and_numbers_the_page_scripts_read_are_never_localized(annotator_client, fine_grained, settings):
+    settings.USE_THOUSAND_SEPARATOR = True
+    text = "word " * 300
+    fine_grained.example.responses.filter(number=1).update(text=text)
+    fine_grained.draft = {"errors": [{"error type": IRRELEVANT, "explanation": "", "start": 1000, "end": 1004}],
+                          "missing-info": [], "corrected-prediction": text}
+    fine_grained.save(update_fields=["draft"])
+    html = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()
+    assert 'data-start="1000" data-end="1004"' in html and "1,00" not in html
+    assert 'data-p="2" data-s="3"' in html
+
+
 def test_it_shows_the_question_the_numbered_passage_sentences_and_the_response(annotator_client, fine_grained):
     html = annotator_client.get(reverse("annotation:annotate", args=[fine_grained.pk])).content.decode()
     assert f"{QUESTION} (#1)" in html

@@ -14,7 +14,8 @@ from django.utils import timezone
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus, Campaign, CampaignTask, Response
 from annotation.selectors.campaigns import campaign_progress, campaigns_for_annotator
 from annotation.services.campaigns import assignment_next, assignment_skip, campaign_create
-from annotation.services.feedback import LeaseLost, assignment_draft_save, comparison_submit
+from annotation.qa import drafts
+from annotation.services.feedback import LeaseLost, assignment_draft_save, comparison_submit, fine_grained_feedback_submit
 from tests.annotation.annotate_data import make_campaign, make_dataset
 
 
@@ -93,6 +94,24 @@ def test_it_never_serves_an_item_the_annotator_already_did(team):
     assert assignment_next(campaign=done_elsewhere, annotator=anna) is None
     again = make_campaign(dataset, [anna], task=CampaignTask.COMPARISON, name="Again")
     assert assignment_next(campaign=again, annotator=anna) is None
+
+
+def test_it_never_serves_fine_grained_work_the_annotator_submitted_in_another_campaign_and_says_there_is_none(team):
+    anna, bob = team[0], team[1]
+    dataset = make_dataset(examples=2)
+    earlier = make_campaign(dataset, [anna], task=CampaignTask.FINE_GRAINED, name="Earlier")
+    item = assignment_next(campaign=earlier, annotator=anna)
+    fine_grained_feedback_submit(
+        response=item.example.responses.get(number=1), annotator=anna, feedback=drafts.empty_fine_grained("x"),
+        submit_token="t", base_version=0, assignment=item,
+    )
+    again = make_campaign(dataset, [anna, bob], task=CampaignTask.FINE_GRAINED, name="Again")
+    assert assignment_next(campaign=again, annotator=anna).example.position == 1
+    assert assignment_next(campaign=again, annotator=bob).example.position == 0
+    Assignment.objects.filter(annotator=anna, campaign=again).update(status=AssignmentStatus.SUBMITTED)
+    cards = {card.campaign.name: card for card in campaigns_for_annotator(annotator=anna, now=timezone.now())}
+    assert not cards["Again"].has_work and cards["Again"].held is None
+    assert [card.has_work for card in campaigns_for_annotator(annotator=bob, now=timezone.now())] == [True]
 
 
 def test_it_serves_both_tasks_of_an_example_before_the_next_example(team):

@@ -56,3 +56,7 @@ def test_open_edit_and_submit_stay_within_their_query_budget(annotator_client, a
     fields["draft_version"] = str(int(version) + 1)
     count, sql = _counted(lambda: annotator_client.post(url + "submit/", {**fields, **answer}, **HTMX))
     assert count == SUBMIT_QUERIES, "\n".join(sql)
+    if connection.features.has_select_for_update:
+        # A row lock taken through a join locks the joined rows too (the dataset's row: every submit on it would wait).
+        locks = [query for query in sql if "FOR UPDATE" in query]
+        assert locks and not any(" JOIN " in query.split(" WHERE ")[0] for query in locks), "\n".join(locks)

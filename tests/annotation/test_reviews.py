@@ -278,6 +278,30 @@ def test_guidelines_are_markdown_with_raw_html_shown_as_text_and_a_default_per_e
     assert 'id="guidelines-panel"' in page and "worked example" in page and 'id="flag-form"' in page
 
 
+def test_guidelines_are_rendered_once_per_text_and_an_edit_shows_at_once(pair, web, monkeypatch):
+    from annotation import guidelines
+
+    rendered = []
+    render = guidelines._renderer().render
+    monkeypatch.setattr(guidelines._renderer(), "render", lambda text: rendered.append(text) or render(text))
+    anna, _bob = pair
+    campaign = make_campaign(make_dataset(examples=1), [anna])
+    campaign.guidelines = "Mark **each unsupported claim** (rendered once)."
+    campaign.save(update_fields=["guidelines"])
+    held = assignment_next(campaign=campaign, annotator=anna)
+    web.force_login(anna)
+    address = reverse("annotation:annotate", args=[held.pk])
+    pages = [web.get(address).content.decode() for _ in range(3)]
+    assert all("<strong>each unsupported claim</strong>" in page for page in pages)
+    assert rendered == [campaign.guidelines]
+
+    campaign.guidelines = "Mark *only* the first error (edited)."
+    campaign.save(update_fields=["guidelines"])
+    page = web.get(address).content.decode()
+    assert "<em>only</em> the first error (edited)" in page and "each unsupported claim" not in page
+    assert rendered == ["Mark **each unsupported claim** (rendered once).", campaign.guidelines]
+
+
 def test_the_campaign_form_takes_the_shared_share_and_guidelines(researcher_client, make_user):
     anna = make_user("anna", role="annotator")
     bob = make_user("bob", role="annotator")
