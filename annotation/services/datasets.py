@@ -69,6 +69,7 @@ from annotation.selectors.datasets import (
 )
 from annotation.services.bulk import row_sink
 from annotation.services.example_rows import AttachedFeedbackRows, FeedbackRows, InputRows, limit_problems
+from annotation.services.read_ahead import ReadAhead
 
 # The export-only format that keeps every annotator's work (JSON lines), beside the two qa-feedback formats.
 DISAGREEMENT = "disagreement"
@@ -233,6 +234,8 @@ def dataset_import(
             join = attach or _existing_split(dataset, split, fmt)
             limits = limit_problems(fmt)
             reader.check = limits if join is None else (lambda i, r: limits(i, r) or join.match(i, r))
+            # The rows of a new split reference only rows this import creates, plus these.
+            references = [(Dataset, dataset.pk)]
             if attach is not None:
                 rows = AttachedFeedbackRows(
                     sink, dataset=dataset, split=split, author=attach.author, first_response=attach.first_response
@@ -240,12 +243,23 @@ def dataset_import(
             elif fmt == FEEDBACK:
                 author = import_user_for(dataset_name) if annotator is None else annotator_user_for(annotator)
                 rows = FeedbackRows(sink, dataset=dataset, split=split, author=author, joined=join is not None)
+                references.append((get_user_model(), author.pk))
             else:
                 rows = InputRows(sink, dataset=dataset, split=split)
             try:
-                for batch in _batches(reader):
-                    rows.write(batch, None if join is None else join.take(len(batch)))
-                    progress(ImportProgress(reader.count, reader.bytes_read, reader.bytes_total))
+                if join is None:
+                    # A new split: checked foreign keys are not needed (see CopySink.trusted_references),
+                    # and the file is read in a thread of its own while the database stores the last batch.
+                    with sink.trusted_references(references), ReadAhead(_progressing(reader)) as batches:
+                        for batch, done in batches:
+                            rows.write(batch)
+                            progress(done)
+                else:
+                    # Rows that reference existing examples and responses keep every check; `join.match`
+                    # reads the database, so the file is read here, in the transaction's thread.
+                    for batch, done in _progressing(reader):
+                        rows.write(batch, join.take(len(batch)))
+                        progress(done)
             except FormatError as exc:
                 # Examples of the split that found no record are a problem too, once the whole file is read.
                 left = join.unmatched() if join is not None and reader.finished else None
@@ -273,15 +287,16 @@ def dataset_import(
     )
 
 
-def _batches(reader: qa_format.RecordReader) -> Iterator[list[tuple[int, dict]]]:
+def _progressing(reader: qa_format.RecordReader) -> Iterator[tuple[list[tuple[int, dict]], ImportProgress]]:
+    """Batches of BATCH examples, each with the progress of the reading once it was read."""
     batch: list[tuple[int, dict]] = []
     for item in reader:
         batch.append(item)
         if len(batch) == BATCH:
-            yield batch
+            yield batch, ImportProgress(reader.count, reader.bytes_read, reader.bytes_total)
             batch = []
     if batch:
-        yield batch
+        yield batch, ImportProgress(reader.count, reader.bytes_read, reader.bytes_total)
 
 
 def _existing_split(dataset: Dataset, split: str, fmt: str) -> "_Join | None":
