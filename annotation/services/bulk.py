@@ -20,6 +20,7 @@ a bad plan.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,8 @@ from typing import Any
 import orjson
 from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
+from psycopg import postgres
+from psycopg.types.json import set_json_dumps
 
 # Rows per bulk_create/bulk_update round on databases without COPY.
 ORM_BATCH = 500
@@ -76,20 +79,30 @@ class RowSink:
 
 
 class _Table:
-    """How one model's rows travel through COPY: which columns, and what to send for the ones left out."""
+    """How one model's rows travel through COPY: which columns, their types, and what to send for the ones left out.
+
+    Rows go in PostgreSQL's binary COPY format when every column's type is a
+    built-in one psycopg knows (all of Granary's are): no text to escape on
+    this side, none to parse on the server's, and JSON values go as they are
+    (written by orjson). Otherwise the text format, JSON written as text.
+    """
 
     def __init__(self, model: type[models.Model], given: Sequence[str]):
         fields = {f.attname: f for f in model._meta.concrete_fields}
         now = timezone.now()
         self.name = model._meta.db_table
         self.given = list(given)
-        self.json = [i for i, name in enumerate(self.given) if isinstance(fields[name], models.JSONField)]
         rest = [f for name, f in fields.items() if name not in self.given and not f.primary_key]
-        self.columns = [fields[name].column for name in self.given] + [f.column for f in rest]
-        self.fixed = tuple(_stored_default(f, now) for f in rest)
+        ordered = [fields[name] for name in self.given] + rest
+        self.columns = [f.column for f in ordered]
+        types = [postgres.types.get(re.sub(r"\(.*\)$", "", f.db_type(connection) or "")) for f in ordered]
+        self.types = None if None in types else [info.oid for info in types]
+        binary = self.types is not None
+        self.json = [] if binary else [i for i, name in enumerate(self.given) if isinstance(fields[name], models.JSONField)]
+        self.fixed = tuple(_stored_default(f, now, as_text=not binary) for f in rest)
 
     def values(self, row: tuple) -> tuple:
-        """The given columns of one row, JSON as text."""
+        """The given columns of one row, as the format sends them (JSON as text in the text format)."""
         if not self.json:
             return row
         values = list(row)
@@ -98,22 +111,26 @@ class _Table:
         return tuple(values)
 
 
-def _json_text(value: Any) -> str:
-    """JSON text for a json/jsonb column. orjson writes it several times faster than json.dumps;
-    the column stores the same value either way (jsonb keeps no formatting). What orjson refuses
-    (an integer beyond 64 bits, for one) goes to json.dumps as before."""
+def _json_bytes(value: Any) -> bytes:
+    """JSON for a json/jsonb column. orjson writes it several times faster than json.dumps; the column
+    stores the same value either way (jsonb keeps no formatting). What orjson refuses (an integer beyond
+    64 bits, for one) goes to json.dumps as before."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(value)
+        return json.dumps(value).encode()
 
 
-def _stored_default(field: models.Field, now) -> Any:
+def _json_text(value: Any) -> str:
+    return _json_bytes(value).decode()
+
+
+def _stored_default(field: models.Field, now, *, as_text: bool) -> Any:
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         return now
     value = field.get_default()
-    if isinstance(field, models.JSONField):
-        return json.dumps(value)
+    if isinstance(field, models.JSONField) and as_text:
+        return _json_text(value)
     return value
 
 
@@ -147,10 +164,17 @@ class CopySink(RowSink):
             cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [self._sequences[table], count])
             return [value for (value,) in cursor.fetchall()]
 
-    def _copy(self, into: str, columns: Sequence[str], lines) -> None:
+    def _copy(self, into: str, table: _Table, columns: Sequence[str], lines) -> None:
         quote = self.db.ops.quote_name
+        binary = table.types is not None
+        sql = f"COPY {quote(into)} ({', '.join(map(quote, columns))}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
         with self.db.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY {quote(into)} ({', '.join(map(quote, columns))}) FROM STDIN") as copy:
+            raw = cursor.cursor
+            if binary:
+                set_json_dumps(_json_bytes, context=raw)  # this cursor's JSON values only
+            with raw.copy(sql) as copy:
+                if binary:
+                    copy.set_types(table.types[: len(columns)])
                 write = copy.write_row
                 for line in lines:
                     write(line)
@@ -169,8 +193,9 @@ class CopySink(RowSink):
             reserved = []
             table = self._table(model, columns)
         fixed = table.fixed
-        lines = (table.values(row) + fixed for row in rows)
-        self._copy(table.name, table.columns, lines)
+        values = table.values
+        lines = (row + fixed for row in rows) if not table.json else (values(row) + fixed for row in rows)
+        self._copy(table.name, table, table.columns, lines)
         return reserved
 
     def update(self, model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple]) -> None:
@@ -188,7 +213,7 @@ class CopySink(RowSink):
                 f"SELECT {', '.join(map(quote, given))} FROM {quote(table.name)} WITH NO DATA"
             )
             cursor.execute(f"TRUNCATE {quote(temp)}")
-        self._copy(temp, given, (table.values(row) for row in rows))
+        self._copy(temp, table, given, (table.values(row) for row in rows))
         assignments = ", ".join(f"{quote(c)} = source.{quote(c)}" for c in given if c != "id")
         with self.db.cursor() as cursor:
             cursor.execute(
