@@ -185,3 +185,21 @@ def test_read_ahead_stops_its_thread_when_the_consumer_gives_up():
             if item == 10:
                 raise RuntimeError("the database refused the batch")
     assert not ahead._thread.is_alive() and closed.is_set()
+
+
+def test_every_foreign_key_without_an_index_of_its_own_leads_a_unique_constraint():
+    from django.apps import apps
+    from django.db import models
+
+    unindexed = [
+        (model, field)
+        for model in apps.get_app_config("annotation").get_models()
+        for field in model._meta.concrete_fields
+        if isinstance(field, models.ForeignKey) and not field.db_index
+    ]
+    assert len(unindexed) == 7  # example.dataset, passage/response/comparison.example, feedback.response, ...
+    for model, field in unindexed:
+        leading = [
+            c.fields[0] for c in model._meta.constraints if isinstance(c, models.UniqueConstraint) and c.fields
+        ]
+        assert field.name in leading, f"{model.__name__}.{field.name} lookups would scan the table"
