@@ -1,9 +1,9 @@
 """Bulk writes for imports: PostgreSQL `COPY` where the database has it, `bulk_create` elsewhere.
 
 An import writes hundreds of thousands of rows. On PostgreSQL, `COPY ...
-FROM STDIN` (psycopg 3's `cursor.copy`) moves them several times faster
-than multi-row INSERTs; the ids that child rows need are reserved from the
-table's sequence first, because COPY returns nothing. Updates of existing
+FROM STDIN` (psycopg 3's `cursor.copy`, in the binary format) moves them
+several times faster than multi-row INSERTs; the ids that child rows need
+are reserved from the table's sequence first, because COPY returns nothing. Updates of existing
 rows go through a temporary table and one `UPDATE ... FROM`. Elsewhere
 (SQLite on a laptop and in tests) the same calls fall back to the ORM's
 bulk_create and bulk_update.

@@ -6,7 +6,11 @@ transaction; the first bad example stops the writing, the reader lists the
 problems it finds after it, and the refusal rolls everything back, so a bad
 file leaves the database exactly as it was. Memory holds one batch of
 examples, whatever the size of the file. On PostgreSQL the rows go in by
-COPY and the tables' statistics are refreshed once the import commits.
+COPY and the tables' statistics are refreshed once the import commits. A new
+split's rows reference only rows the import creates or locks, so where the
+database role may, its per-row foreign key checks are skipped
+(bulk.CopySink.trusted_references), and its file is read and checked in a
+second thread while the server stores the previous batch (read_ahead).
 
 A split holds each format at most once. The first import of a split creates
 its examples; importing the other format later joins it question by question

@@ -3,6 +3,7 @@ binary COPY, and the collector's freeze undone afterwards."""
 
 import gc
 import threading
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -92,6 +93,21 @@ def test_both_paths_store_identical_rows(qa_feedback_dir, trust_seen, monkeypatc
     assert trust_seen == [True, False]
     trusted, checked = stored_split("qa", "trusted"), stored_split("qa", "checked")
     assert len(trusted) > 500 * 7 and trusted == checked
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_the_text_copy_format_stores_what_the_binary_one_does(qa_feedback_dir, monkeypatch):
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="binary")
+    dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name="qa", split="binary")
+    # A column type psycopg would not know (none today) sends the table in the text format.
+    monkeypatch.setattr(bulk, "postgres", SimpleNamespace(types={}))
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="text")
+    dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name="qa", split="text")
+    assert stored_split("qa", "binary") == stored_split("qa", "text")
+    inputs = Example.objects.filter(dataset__name="qa").order_by("position", "split")
+    pairs = list(inputs.values_list("split", "answers", "input_passages", "policy_text", "input_position"))
+    assert [row[1:] for row in pairs[0::2]] == [row[1:] for row in pairs[1::2]] and pairs[0][1]
 
 
 @needs_postgresql
