@@ -304,7 +304,8 @@ def _older_objects_frozen() -> Iterator[None]:
     Reading a file creates millions of lists and dicts; each batch lives long
     enough to reach the oldest generation, so full collections keep coming,
     and each one walks every object of the process (Django's, the driver's...)
-    to find none of them garbage: about a quarter of a large import's CPU time.
+    to find none of them garbage: for 50,000 examples, 1.1 s of full passes
+    against 0.5 s with them frozen (about a tenth of the import's CPU).
     Frozen objects are skipped; garbage made during the import is still
     collected. `unfreeze` puts them back under the collector afterwards.
     """
