@@ -47,7 +47,9 @@ class Example(models.Model):
     each keeps the fields it needs so that both export byte for byte.
     """
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples")
+    # Foreign keys whose lookups a unique constraint starting with the same column serves carry no index
+    # of their own (db_index=False here and below): one index fewer to write per row.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples", db_index=False)
     split = models.CharField(max_length=32)
     position = models.PositiveIntegerField(help_text="0-based index of the example in its split's file.")
     question = models.TextField()
@@ -73,7 +75,7 @@ class Example(models.Model):
             models.UniqueConstraint(fields=["dataset", "split", "position"], name="example_unique_position"),
             models.UniqueConstraint(fields=["dataset", "split", "input_position"], name="example_unique_input_position"),
         ]
-        indexes = [models.Index(fields=["dataset", "split"])]
+        # (dataset, split) lookups use example_unique_position's index.
 
     def __str__(self) -> str:
         return f"{self.dataset.name}/{self.split} example {self.number}"
@@ -91,7 +93,7 @@ class Example(models.Model):
 class Passage(models.Model):
     """A grounding passage: a title and its sentences (1-based ids, title excluded)."""
 
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="passages")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="passages", db_index=False)
     number = models.PositiveSmallIntegerField(help_text="1-based passage id.")
     title = models.TextField()
     sentences = models.JSONField(default=list)
@@ -107,7 +109,7 @@ class Passage(models.Model):
 class Response(models.Model):
     """A model output to be judged: `prediction N` of the feedback format."""
 
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="responses")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="responses", db_index=False)
     number = models.PositiveSmallIntegerField(help_text="1-based: prediction 1..4.")
     text = models.TextField()
     source_model = models.CharField(max_length=200, blank=True)
@@ -134,14 +136,16 @@ class FeedbackStatus(models.TextChoices):
 
 
 class FineGrainedFeedback(models.Model):
-    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="feedback")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="feedback", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fine_grained_feedback")
     corrected_prediction = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=FeedbackStatus.choices, default=FeedbackStatus.SUBMITTED)
     # Bumped on every save; a submit carrying an older version is stale and refused.
     version = models.PositiveIntegerField(default=1)
     # Client-chosen key: a retried submit with the same key stores nothing new.
-    submit_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Unique by a constraint in Meta rather than unique=True, which on PostgreSQL adds a second index
+    # (varchar_pattern_ops, for LIKE) that no query uses.
+    submit_token = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -150,11 +154,12 @@ class FineGrainedFeedback(models.Model):
         ordering = ["response", "-submitted_at"]
         constraints = [
             models.UniqueConstraint(fields=["response", "annotator"], name="feedback_one_per_annotator"),
+            models.UniqueConstraint(fields=["submit_token"], name="feedback_unique_submit_token"),
         ]
 
 
 class ErrorSpan(models.Model):
-    feedback = models.ForeignKey(FineGrainedFeedback, on_delete=models.CASCADE, related_name="errors")
+    feedback = models.ForeignKey(FineGrainedFeedback, on_delete=models.CASCADE, related_name="errors", db_index=False)
     position = models.PositiveSmallIntegerField(help_text="Order within the feedback's error list.")
     error_type = models.CharField(max_length=32, choices=ErrorType.choices)
     explanation = models.TextField(blank=True)
@@ -170,7 +175,9 @@ class ErrorSpan(models.Model):
 
 
 class MissingInfo(models.Model):
-    feedback = models.ForeignKey(FineGrainedFeedback, on_delete=models.CASCADE, related_name="missing_info")
+    feedback = models.ForeignKey(
+        FineGrainedFeedback, on_delete=models.CASCADE, related_name="missing_info", db_index=False
+    )
     position = models.PositiveSmallIntegerField()
     error_type = models.CharField(max_length=32, choices=MissingInfoType.choices)
     passage_id = models.PositiveSmallIntegerField(help_text="1-based passage number.")
@@ -187,12 +194,14 @@ class MissingInfo(models.Model):
 class Comparison(models.Model):
     """Pairwise preferences among the four responses: [p12, p13, p14, p23, p24, p34], 0/1/2."""
 
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="comparisons")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="comparisons", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comparisons")
     preference = models.JSONField(default=list)
     status = models.CharField(max_length=16, choices=FeedbackStatus.choices, default=FeedbackStatus.SUBMITTED)
     version = models.PositiveIntegerField(default=1)
-    submit_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Unique by a constraint in Meta rather than unique=True, which on PostgreSQL adds a second index
+    # (varchar_pattern_ops, for LIKE) that no query uses.
+    submit_token = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -201,6 +210,7 @@ class Comparison(models.Model):
         ordering = ["example", "-submitted_at"]
         constraints = [
             models.UniqueConstraint(fields=["example", "annotator"], name="comparison_one_per_annotator"),
+            models.UniqueConstraint(fields=["submit_token"], name="comparison_unique_submit_token"),
         ]
 
 
