@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0008_suggest'),
+        ('annotation', '0009_assignment_annotator_item'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
