@@ -682,77 +682,84 @@ def _reindent(text: str, pad: str) -> str:
 _encode_string = json.encoder.encode_basestring_ascii
 
 
-def _list_text(items: list, encode: Callable[[Any], str], pad: str, step: str) -> str:
-    if not items:
-        return "[]"
-    inner = pad + step
-    return f"[\n{inner}" + f",\n{inner}".join(map(encode, items)) + f"\n{pad}]"
-
-
-def _object_text(pairs: list[tuple[str, str]], pad: str, step: str) -> str:
-    """An object from (key, value already encoded at the next level) pairs."""
-    inner = pad + step
-    return f"{{\n{inner}" + f",\n{inner}".join(f"{_encode_string(k)}: {v}" for k, v in pairs) + f"\n{pad}}}"
-
-
 def _feedback_text(record: dict, step: str, pad: str) -> str:
     """One feedback-format record as `_encode(canonical(record))` writes it, without the generic walk.
 
     Exports write tens of thousands of these; knowing the shape saves most of
-    the time. Raises KeyError/TypeError on a record of another shape (the
+    the time: the fixed parts are literal text, each string goes through the C
+    encoder once. Raises KeyError/TypeError on a record of another shape (the
     caller falls back to the generic encoder).
     """
-    p1, p2, p3, p4 = pad + step, pad + 2 * step, pad + 3 * step, pad + 4 * step
+    enc = _encode_string
+    # Line breaks with the indentation of each level: the record's keys, the passages (and the feedback's
+    # keys), the sentences (and the errors), the errors' keys, the sentence ids.
+    n0 = "\n" + pad
+    n1 = n0 + step
+    n2 = n1 + step
+    n3 = n2 + step
+    n4 = n3 + step
+    n5 = n4 + step
+    passages = record["passages"]
+    if passages:
+        between = "," + n3
+        passages_text = (
+            f"[{n2}"
+            + f",{n2}".join([f"[{n3}{between.join(map(enc, p))}{n2}]" if p else "[]" for p in passages])
+            + f"{n1}]"
+        )
+    else:
+        passages_text = "[]"
     feedback = record["feedback"]
-    errors = [
-        _object_text(
-            [
-                ("error type", _encode_string(e["error type"])),
-                ("explanation", _encode_string(e["explanation"])),
-                ("start", _int_text(e["start"])),
-                ("end", _int_text(e["end"])),
-            ],
-            p3,
-            step,
-        )
-        for e in feedback["errors"]
-    ]
-    missing = [
-        _object_text(
-            [
-                ("error type", _encode_string(m["error type"])),
-                ("passage_id", _int_text(m["passage_id"])),
-                ("sentence_id", _list_text(m["sentence_id"], _int_text, p4, step)),
-            ],
-            p3,
-            step,
-        )
-        for m in feedback["missing-info"]
-    ]
-    block = [
-        ("errors", _list_text(errors, str, p2, step)),
-        ("missing-info", _list_text(missing, str, p2, step)),
-        ("corrected-prediction", _encode_string(feedback["corrected-prediction"])),
-    ]
-    passages = [_list_text(passage, _encode_string, p2, step) for passage in record["passages"]]
-    return _object_text(
-        [
-            ("question", _encode_string(record["question"])),
-            ("passages", _list_text(passages, str, p1, step)),
-            ("gold", _encode_string(record["gold"])),
-            *[(key, _encode_string(record[key])) for key in PREDICTION_KEYS],
-            ("feedback", _object_text(block, p1, step)),
-            ("preference", _list_text(record["preference"], _int_text, p1, step)),
-        ],
-        pad,
-        step,
+    errors = feedback["errors"]
+    if errors:
+        parts = []
+        for e in errors:
+            start, end = e["start"], e["end"]
+            if type(start) is not int or type(end) is not int:
+                raise TypeError("span offsets that are not ints")
+            parts.append(
+                f'{{{n4}"error type": {enc(e["error type"])},{n4}"explanation": {enc(e["explanation"])},'
+                f'{n4}"start": {start},{n4}"end": {end}{n3}}}'
+            )
+        errors_text = f"[{n3}" + f",{n3}".join(parts) + f"{n2}]"
+    else:
+        errors_text = "[]"
+    missing = feedback["missing-info"]
+    if missing:
+        parts = []
+        for m in missing:
+            passage_id, ids = m["passage_id"], m["sentence_id"]
+            if type(passage_id) is not int:
+                raise TypeError("a passage id that is not an int")
+            ids_text = f"[{n5}{_ints(ids, ',' + n5)}{n4}]" if ids else "[]"
+            parts.append(
+                f'{{{n4}"error type": {enc(m["error type"])},{n4}"passage_id": {passage_id},'
+                f'{n4}"sentence_id": {ids_text}{n3}}}'
+            )
+        missing_text = f"[{n3}" + f",{n3}".join(parts) + f"{n2}]"
+    else:
+        missing_text = "[]"
+    preference = record["preference"]
+    preference_text = f"[{n2}{_ints(preference, ',' + n2)}{n1}]" if preference else "[]"
+    predictions = "".join([f"{n1}{key}: {enc(record[name])}," for name, key in _PREDICTION_KEYS_TEXT])
+    return (
+        f'{{{n1}"question": {enc(record["question"])},{n1}"passages": {passages_text},'
+        f'{n1}"gold": {enc(record["gold"])},{predictions}'
+        f'{n1}"feedback": {{{n2}"errors": {errors_text},{n2}"missing-info": {missing_text},'
+        f'{n2}"corrected-prediction": {enc(feedback["corrected-prediction"])}{n1}}},'
+        f'{n1}"preference": {preference_text}{n0}}}'
     )
 
 
-def _int_text(value: Any) -> str:
-    if type(value) is not int:
-        raise TypeError(f"not an int: {value!r}")
-    return int.__repr__(value)
+_PREDICTION_KEYS_TEXT = [(key, _encode_string(key)) for key in PREDICTION_KEYS]
+
+
+def _ints(values: list, between: str) -> str:
+    """Ints joined as json.dumps writes them; TypeError for anything else (a bool, a float, a string)."""
+    for value in values:
+        if type(value) is not int:
+            raise TypeError(f"not an int: {value!r}")
+    return between.join(map(int.__repr__, values))
 
 
 def _record_text(record: dict, fmt: str, step: str) -> str:
