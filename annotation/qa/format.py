@@ -555,17 +555,53 @@ def feedback_record(
     preference: list[int],
 ) -> dict:
     """One feedback-format example, keys in the order of the shared files."""
+    return feedback_record_of_rows(
+        question=question,
+        passages=[list(p) for p in passages],
+        gold=gold,
+        predictions=predictions,
+        errors=[tuple(error[key] for key in ERROR_KEYS) for error in errors],
+        missing_info=[tuple(item[key] for key in MISSING_INFO_KEYS) for item in missing_info],
+        corrected_prediction=corrected_prediction,
+        preference=list(preference),
+    )
+
+
+def feedback_record_of_rows(
+    *,
+    question: str,
+    passages: list[list[str]],
+    gold: str,
+    predictions: list[str],
+    errors: Iterable[tuple],
+    missing_info: Iterable[tuple],
+    corrected_prediction: str,
+    preference: list[int],
+) -> dict:
+    """feedback_record from database rows: errors as (error type, explanation, start, end) and missing
+    information as (error type, passage_id, sentence ids) tuples, in ERROR_KEYS and MISSING_INFO_KEYS order.
+
+    The passages and preference lists become the record's own (not copied): an export builds tens of
+    thousands of records from fresh rows.
+    """
     if len(predictions) != len(PREDICTION_KEYS):
         raise ValueError(f"a feedback record needs {len(PREDICTION_KEYS)} predictions, not {len(predictions)}")
-    record: dict[str, Any] = {"question": question, "passages": [list(p) for p in passages], "gold": gold}
-    record.update(zip(PREDICTION_KEYS, predictions, strict=True))
-    record["feedback"] = {
-        "errors": [{key: error[key] for key in ERROR_KEYS} for error in errors],
-        "missing-info": [{key: item[key] for key in MISSING_INFO_KEYS} for item in missing_info],
-        "corrected-prediction": corrected_prediction,
+    p1, p2, p3, p4 = predictions
+    return {
+        "question": question,
+        "passages": passages,
+        "gold": gold,
+        PREDICTION_KEYS[0]: p1,
+        PREDICTION_KEYS[1]: p2,
+        PREDICTION_KEYS[2]: p3,
+        PREDICTION_KEYS[3]: p4,
+        "feedback": {
+            "errors": [{"error type": t, "explanation": x, "start": a, "end": b} for t, x, a, b in errors],
+            "missing-info": [{"error type": t, "passage_id": p, "sentence_id": s} for t, p, s in missing_info],
+            "corrected-prediction": corrected_prediction,
+        },
+        "preference": preference,
     }
-    record["preference"] = list(preference)
-    return record
 
 
 def input_record(*, text: str, answer: list[str], passages: list[dict], question: str) -> dict:

@@ -119,6 +119,18 @@ def test_it_leaves_out_incomplete_examples_in_every_chunk_as_the_count_does(demo
     assert feedback_records_count("demo", "dev", annotator=ann.pk) == 1
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['["plain", "\\u00e9t\\u00e9", "\\ud83d\\ude00"]', '["\\ud800 alone"]', "[123456789012345678901234567890, 1.5]", "[]", ' [1] '],
+)
+def test_its_json_reader_gives_what_json_loads_gives(text):
+    from annotation.selectors.datasets import _loads
+
+    assert _loads(text) == json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        _loads(text + " x")
+
+
 def test_it_uses_the_first_answer_as_gold_for_examples_imported_as_inputs_only(make_user):
     dataset_import(path_or_file=DEMO_INPUTS, dataset_name="prompts", split="train")
     example = Example.objects.get(dataset__name="prompts", position=0)
