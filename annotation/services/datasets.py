@@ -38,8 +38,10 @@ at once.
 import hashlib
 import json
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -513,10 +515,11 @@ def dataset_export(
             lines_written += 1
             yield line
 
-    def pieces() -> Iterator[str]:
+    def write(stream: IO[str]) -> None:
         if fmt == DISAGREEMENT:
-            return _json_lines(lines())
-        return qa_format.iter_dump(records(), fmt=fmt)
+            _write_behind(stream, lines(), _json_lines)
+        else:
+            _write_behind(stream, records(), lambda items: qa_format.iter_dump(items, fmt=fmt))
 
     if isinstance(out, (str, Path)):
         target = Path(out)
@@ -524,14 +527,14 @@ def dataset_export(
         handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.writelines(pieces())
+                write(stream)
             os.chmod(temp_name, 0o644)  # mkstemp's 0600 would make the export private to this account
             os.replace(temp_name, target)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
     else:
-        out.writelines(pieces())
+        write(out)
     return ExportSummary(
         dataset=dataset.name,
         split=split,
@@ -554,6 +557,84 @@ def _export_annotator(annotator: str | None, fmt: str, aggregate: str) -> Abstra
     if user is None:
         raise NotFound(f"no annotator named {shown(annotator)}", field="annotator")
     return user
+
+
+# Records handed to the export's writer thread at a time, and how many handed batches may wait for it.
+WRITE_BATCH = 100
+WRITE_AHEAD = 4
+
+
+class _Stopped(Exception):
+    """The reading side failed: the writer stops where it is."""
+
+
+_END = object()
+
+
+def _write_behind(stream: IO[str], items: Iterator, encode: Callable[[Iterator], Iterator[str]]) -> None:
+    """`stream.writelines(encode(items))`, with the encoding and writing done in a second thread.
+
+    This thread reads the items (from the database, whose connection stays
+    with the thread that opened it) while the writer turns the ones before
+    into text, so the database's work and Python's overlap instead of taking
+    turns. The queue between them holds WRITE_AHEAD batches, so memory stays
+    bounded. An error on either side stops both and is raised here.
+    """
+    batches: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD)
+    failed: list[BaseException] = []
+    stopped = threading.Event()
+
+    def handed() -> Iterator:
+        while True:
+            batch = batches.get()
+            if stopped.is_set():
+                raise _Stopped
+            if batch is _END:
+                return
+            yield from batch
+
+    def writer() -> None:
+        try:
+            stream.writelines(encode(handed()))
+        except _Stopped:
+            pass
+        except BaseException as exc:  # raised again in the reading thread
+            failed.append(exc)
+
+    def hand(batch) -> None:
+        while True:
+            if failed:
+                raise failed[0]
+            try:
+                batches.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                if not thread.is_alive():
+                    raise RuntimeError("the export's writer stopped without a word") from None
+
+    thread = threading.Thread(target=writer, name="export-writer", daemon=True)
+    thread.start()
+    try:
+        batch: list = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= WRITE_BATCH:
+                hand(batch)
+                batch = []
+        if batch:
+            hand(batch)
+        hand(_END)
+        thread.join()
+    except BaseException:
+        stopped.set()
+        try:
+            batches.put_nowait(_END)  # wakes a writer waiting for a batch
+        except queue.Full:
+            pass  # the writer is busy and sees `stopped` at its next batch
+        thread.join()
+        raise
+    if failed:
+        raise failed[0]
 
 
 def _json_lines(items: Iterator[dict]) -> Iterator[str]:
