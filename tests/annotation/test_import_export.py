@@ -19,7 +19,7 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa.errors import BadRequest
+from annotation.qa.errors import BadRequest, NotFound
 from annotation.qa.format import FormatError
 from annotation.qa.vocab import FIRST_PREDICTION, IRRELEVANT
 from annotation.services import datasets as datasets_service
@@ -272,6 +272,33 @@ def test_it_explains_an_export_with_nothing_to_write(qa_feedback_dir, tmp_path):
     with pytest.raises(CommandError, match=r"no dataset named 'nope' \(datasets: qa-feedback\)"):
         export_file(tmp_path / "out.json", "inputs", dataset="nope")
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_export_where_no_example_is_complete_and_writes_no_file(qa_feedback_dir, tmp_path):
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    Comparison.objects.update(status=FeedbackStatus.DRAFT)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(NotFound, match="qa/dev has no examples in the feedback format"):
+        dataset_export(dataset="qa", split="dev", fmt="feedback", out=folder / "out.json")
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_its_progress_ends_at_the_records_written_when_some_examples_are_left_out(qa_feedback_dir, tmp_path):
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    Comparison.objects.filter(example__position__in=[3, 250, 499]).update(status=FeedbackStatus.DRAFT)
+    calls = []
+    summary = dataset_export(
+        dataset="qa", split="dev", fmt="feedback", out=tmp_path / "out.json", progress=lambda *c: calls.append(c)
+    )
+    assert summary.examples == 497
+    assert all(done <= total for done, total in calls)
+    assert [done for done, _ in calls[:-1]] == list(range(1, 498))
+    assert calls[-1] == (497, 497)
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert len(written) == 497 and all(record["preference"] for record in written)
 
 
 @pytest.mark.django_db
