@@ -408,26 +408,19 @@ def test_it_streams_an_export_piece_by_piece_while_it_reads_the_database(qa_feed
     read_chunk = selectors._feedback_chunk
     monkeypatch.setattr(selectors, "FEEDBACK_CHUNK", 50)
     monkeypatch.setattr(selectors, "_feedback_chunk", lambda *a: chunks_read.append(1) or read_chunk(*a))
-    # The writer thread takes one record at a time, and the reader may be at most four ahead of it.
-    monkeypatch.setattr(datasets_service, "WRITE_BATCH", 1)
-    monkeypatch.setattr(datasets_service, "WRITE_AHEAD", 4)
     out = PieceRecorder(chunks_read)
 
     summary = dataset_export(dataset="qa", split="dev", fmt="feedback", out=out)
 
     assert summary.examples == 500 and len(chunks_read) == 10
     assert len(out.pieces) == 501  # one per example, and the closing bracket
-    # Chunk n + 1 is read only once all but the last few examples of chunk n are out.
-    for n, (chunks, _) in enumerate(out.pieces[:500]):
-        assert chunks <= n // 50 + 2, n
-    assert out.pieces[0][0] == 1 and out.pieces[45][0] == 1
+    # Each example goes out once its chunk of 50 has been read, before the next chunk is.
+    assert [chunks for chunks, _ in out.pieces[:500]] == [n // 50 + 1 for n in range(500)]
     assert "".join(piece for _, piece in out.pieces) == (qa_feedback_dir / "dev_feedback.json").read_text()
 
 
 @pytest.mark.django_db
-def test_a_read_that_fails_midway_stops_the_writer_and_leaves_no_file(qa_feedback_dir, tmp_path, monkeypatch):
-    import threading
-
+def test_a_read_that_fails_midway_leaves_no_file(qa_feedback_dir, tmp_path, monkeypatch):
     from annotation.selectors import datasets as selectors
 
     dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
@@ -441,14 +434,11 @@ def test_a_read_that_fails_midway_stops_the_writer_and_leaves_no_file(qa_feedbac
 
     monkeypatch.setattr(selectors, "FEEDBACK_CHUNK", 50)
     monkeypatch.setattr(selectors, "_feedback_chunk", failing_chunk)
-    monkeypatch.setattr(datasets_service, "WRITE_BATCH", 10)
-    monkeypatch.setattr(datasets_service, "WRITE_AHEAD", 2)
     folder = tmp_path / "exports"
     folder.mkdir()
     with pytest.raises(RuntimeError, match="connection lost"):
         dataset_export(dataset="qa", split="dev", fmt="feedback", out=folder / "dev.json")
     assert list(folder.iterdir()) == []
-    assert not [t for t in threading.enumerate() if t.name == "export-writer"]
 
 
 @pytest.mark.django_db
