@@ -128,15 +128,21 @@ def iter_feedback_records(
 def _first_of_each(rows) -> dict:
     """{key: rest of the row} keeping the first row of each key (rows come newest first)."""
     first: dict = {}
-    for key, *rest in rows:
-        first.setdefault(key, rest)
+    for row in rows:
+        if row[0] not in first:
+            first[row[0]] = row[1:]
     return first
 
 
 def _grouped(rows) -> dict:
+    """{key: [rest of each row]}, rows in the order they come (an export groups a million rows)."""
     grouped: dict = {}
-    for key, *rest in rows:
-        grouped.setdefault(key, []).append(rest)
+    for row in rows:
+        rest = row[1:]
+        try:
+            grouped[row[0]].append(rest)
+        except KeyError:
+            grouped[row[0]] = [rest]
     return grouped
 
 
