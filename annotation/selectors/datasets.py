@@ -104,9 +104,10 @@ def iter_feedback_records(
     response 1 and the most recently submitted comparison of its example, so
     re-annotation supersedes imported feedback; with `annotator` (a user id)
     only that annotator's work counts. Examples are read `chunk_size`
-    at a time (seven queries a chunk, keyed on position, each on an index),
-    so memory holds one chunk whatever the size of the split; rows are read
-    as plain values, not model objects.
+    at a time (seven queries a chunk: the examples keyed on position, their
+    children on their parents' ids, each on an index), so memory holds one
+    chunk whatever the size of the split; rows are read as plain values, not
+    model objects.
     """
     dataset = dataset_resolve(dataset)
     chunk_size = chunk_size or FEEDBACK_CHUNK
