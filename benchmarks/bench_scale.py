@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scale.py --database-url postgres://postgres@127.0.0.1:5432/granary_bench
     .venv/bin/python benchmarks/bench_scale.py --examples 50000 200000 --database-url ...   # linear? flat?
+    .venv/bin/python benchmarks/bench_scale.py --keep --database-url ...   # import once, then export only
 
 The file is the shared dev_feedback.json repeated until it holds N examples,
 each question made unique ("... (copy 3)"), written into a temporary folder
@@ -21,7 +22,10 @@ and the CPU seconds of its PostgreSQL backend process when the database runs
 on this machine (read from /proc). The machine's load average is
 printed before and after: on a shared machine wall times grow with it.
 Without --database-url a throwaway SQLite file is used. The benchmark's
-dataset is deleted afterwards.
+dataset is deleted afterwards, unless --keep is given: then it is kept under
+the name `bench-scale-kept`, and a later run with --keep finds each size's
+split already there, skips its import and measures json.load and the export
+alone (for work on the export; the file is generated again, the same bytes).
 """
 
 import argparse
@@ -167,7 +171,13 @@ def delete_dataset(name: str) -> None:
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def measure(examples: int, folder: Path, dataset: str) -> dict:
+def _imported(dataset: str, split: str) -> bool:
+    from annotation.models import Example
+
+    return Example.objects.filter(dataset__name=dataset, split=split).exists()
+
+
+def measure(examples: int, folder: Path, dataset: str, *, reuse: bool = False) -> dict:
     source, exported = folder / f"feedback-{examples}.json", folder / f"export-{examples}.json"
     began = time.perf_counter()
     generate(source, examples)
@@ -175,7 +185,7 @@ def measure(examples: int, folder: Path, dataset: str) -> dict:
     split = f"n{examples}"
     row = {"examples": examples, "mb": source.stat().st_size / 1e6}
     row["json.load"] = run_child("json.load", source, dataset, split)
-    row["import"] = run_child("import", source, dataset, split)
+    row["import"] = None if reuse and _imported(dataset, split) else run_child("import", source, dataset, split)
     row["export"] = run_child("export", exported, dataset, split)
     row["identical"] = _digest(source) == _digest(exported)
     for path in (source, exported):
@@ -197,6 +207,9 @@ def report(rows: list[dict], baseline: dict, load_before, load_after, vendor: st
         floor = row["json.load"]["wall"]
         for step in ("json.load", "import", "export"):
             m = row[step]
+            if m is None:
+                print(f"{row['examples']:>8} {row['mb']:>8.0f} | {step:<9} (kept from an earlier run with --keep)")
+                continue
             ratio = m["wall"] / floor
             per = m["wall"] / row["examples"] * 10_000
             server = "" if m.get("server_cpu") is None else f"{m['server_cpu']:.1f}"
@@ -213,6 +226,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, nargs="+", default=[50_000], help="sizes to run, e.g. 50000 200000")
     parser.add_argument("--database-url", help="scratch database (PostgreSQL for the targets); default: SQLite")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the imported splits (dataset bench-scale-kept) and reuse them: later runs measure the export alone",
+    )
     args = parser.parse_args()
 
     scratch = tempfile.TemporaryDirectory(prefix="granary-bench-scale-")
@@ -226,16 +244,19 @@ def main() -> None:
     from django.db import connection
 
     call_command("migrate", verbosity=0)
-    dataset = f"bench-scale-{os.getpid()}"
+    if args.keep and not args.database_url:
+        parser.error("--keep needs --database-url (the SQLite file is thrown away)")
+    dataset = "bench-scale-kept" if args.keep else f"bench-scale-{os.getpid()}"
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     baseline = run_child("baseline", folder / "none", dataset, "none")
     rows = []
     try:
         for examples in args.examples:
             print(f"{examples} examples:")
-            rows.append(measure(examples, folder, dataset))
+            rows.append(measure(examples, folder, dataset, reuse=args.keep))
     finally:
-        delete_dataset(dataset)
+        if not args.keep:
+            delete_dataset(dataset)
         scratch.cleanup()
     load_after = " ".join(f"{x:.1f}" for x in os.getloadavg())
     report(rows, baseline, load_before, load_after, connection.vendor)

@@ -644,17 +644,53 @@ def feedback_record(
     preference: list[int],
 ) -> dict:
     """One feedback-format example, keys in the order of the shared files."""
+    return feedback_record_of_rows(
+        question=question,
+        passages=[list(p) for p in passages],
+        gold=gold,
+        predictions=predictions,
+        errors=[tuple(error[key] for key in ERROR_KEYS) for error in errors],
+        missing_info=[tuple(item[key] for key in MISSING_INFO_KEYS) for item in missing_info],
+        corrected_prediction=corrected_prediction,
+        preference=list(preference),
+    )
+
+
+def feedback_record_of_rows(
+    *,
+    question: str,
+    passages: list[list[str]],
+    gold: str,
+    predictions: list[str],
+    errors: Iterable[tuple],
+    missing_info: Iterable[tuple],
+    corrected_prediction: str,
+    preference: list[int],
+) -> dict:
+    """feedback_record from database rows: errors as (error type, explanation, start, end) and missing
+    information as (error type, passage_id, sentence ids) tuples, in ERROR_KEYS and MISSING_INFO_KEYS order.
+
+    The passages and preference lists become the record's own (not copied): an export builds tens of
+    thousands of records from fresh rows.
+    """
     if len(predictions) != len(PREDICTION_KEYS):
         raise ValueError(f"a feedback record needs {len(PREDICTION_KEYS)} predictions, not {len(predictions)}")
-    record: dict[str, Any] = {"question": question, "passages": [list(p) for p in passages], "gold": gold}
-    record.update(zip(PREDICTION_KEYS, predictions, strict=True))
-    record["feedback"] = {
-        "errors": [{key: error[key] for key in ERROR_KEYS} for error in errors],
-        "missing-info": [{key: item[key] for key in MISSING_INFO_KEYS} for item in missing_info],
-        "corrected-prediction": corrected_prediction,
+    p1, p2, p3, p4 = predictions
+    return {
+        "question": question,
+        "passages": passages,
+        "gold": gold,
+        PREDICTION_KEYS[0]: p1,
+        PREDICTION_KEYS[1]: p2,
+        PREDICTION_KEYS[2]: p3,
+        PREDICTION_KEYS[3]: p4,
+        "feedback": {
+            "errors": [{"error type": t, "explanation": x, "start": a, "end": b} for t, x, a, b in errors],
+            "missing-info": [{"error type": t, "passage_id": p, "sentence_id": s} for t, p, s in missing_info],
+            "corrected-prediction": corrected_prediction,
+        },
+        "preference": preference,
     }
-    record["preference"] = list(preference)
-    return record
 
 
 def input_record(*, text: str, answer: list[str], passages: list[dict], question: str) -> dict:
@@ -771,77 +807,84 @@ def _reindent(text: str, pad: str) -> str:
 _encode_string = json.encoder.encode_basestring_ascii
 
 
-def _list_text(items: list, encode: Callable[[Any], str], pad: str, step: str) -> str:
-    if not items:
-        return "[]"
-    inner = pad + step
-    return f"[\n{inner}" + f",\n{inner}".join(map(encode, items)) + f"\n{pad}]"
-
-
-def _object_text(pairs: list[tuple[str, str]], pad: str, step: str) -> str:
-    """An object from (key, value already encoded at the next level) pairs."""
-    inner = pad + step
-    return f"{{\n{inner}" + f",\n{inner}".join(f"{_encode_string(k)}: {v}" for k, v in pairs) + f"\n{pad}}}"
-
-
 def _feedback_text(record: dict, step: str, pad: str) -> str:
     """One feedback-format record as `_encode(canonical(record))` writes it, without the generic walk.
 
     Exports write tens of thousands of these; knowing the shape saves most of
-    the time. Raises KeyError/TypeError on a record of another shape (the
+    the time: the fixed parts are literal text, each string goes through the C
+    encoder once. Raises KeyError/TypeError on a record of another shape (the
     caller falls back to the generic encoder).
     """
-    p1, p2, p3, p4 = pad + step, pad + 2 * step, pad + 3 * step, pad + 4 * step
+    enc = _encode_string
+    # Line breaks with the indentation of each level: the record's keys, the passages (and the feedback's
+    # keys), the sentences (and the errors), the errors' keys, the sentence ids.
+    n0 = "\n" + pad
+    n1 = n0 + step
+    n2 = n1 + step
+    n3 = n2 + step
+    n4 = n3 + step
+    n5 = n4 + step
+    passages = record["passages"]
+    if passages:
+        between = "," + n3
+        passages_text = (
+            f"[{n2}"
+            + f",{n2}".join([f"[{n3}{between.join(map(enc, p))}{n2}]" if p else "[]" for p in passages])
+            + f"{n1}]"
+        )
+    else:
+        passages_text = "[]"
     feedback = record["feedback"]
-    errors = [
-        _object_text(
-            [
-                ("error type", _encode_string(e["error type"])),
-                ("explanation", _encode_string(e["explanation"])),
-                ("start", _int_text(e["start"])),
-                ("end", _int_text(e["end"])),
-            ],
-            p3,
-            step,
-        )
-        for e in feedback["errors"]
-    ]
-    missing = [
-        _object_text(
-            [
-                ("error type", _encode_string(m["error type"])),
-                ("passage_id", _int_text(m["passage_id"])),
-                ("sentence_id", _list_text(m["sentence_id"], _int_text, p4, step)),
-            ],
-            p3,
-            step,
-        )
-        for m in feedback["missing-info"]
-    ]
-    block = [
-        ("errors", _list_text(errors, str, p2, step)),
-        ("missing-info", _list_text(missing, str, p2, step)),
-        ("corrected-prediction", _encode_string(feedback["corrected-prediction"])),
-    ]
-    passages = [_list_text(passage, _encode_string, p2, step) for passage in record["passages"]]
-    return _object_text(
-        [
-            ("question", _encode_string(record["question"])),
-            ("passages", _list_text(passages, str, p1, step)),
-            ("gold", _encode_string(record["gold"])),
-            *[(key, _encode_string(record[key])) for key in PREDICTION_KEYS],
-            ("feedback", _object_text(block, p1, step)),
-            ("preference", _list_text(record["preference"], _int_text, p1, step)),
-        ],
-        pad,
-        step,
+    errors = feedback["errors"]
+    if errors:
+        parts = []
+        for e in errors:
+            start, end = e["start"], e["end"]
+            if type(start) is not int or type(end) is not int:
+                raise TypeError("span offsets that are not ints")
+            parts.append(
+                f'{{{n4}"error type": {enc(e["error type"])},{n4}"explanation": {enc(e["explanation"])},'
+                f'{n4}"start": {start},{n4}"end": {end}{n3}}}'
+            )
+        errors_text = f"[{n3}" + f",{n3}".join(parts) + f"{n2}]"
+    else:
+        errors_text = "[]"
+    missing = feedback["missing-info"]
+    if missing:
+        parts = []
+        for m in missing:
+            passage_id, ids = m["passage_id"], m["sentence_id"]
+            if type(passage_id) is not int:
+                raise TypeError("a passage id that is not an int")
+            ids_text = f"[{n5}{_ints(ids, ',' + n5)}{n4}]" if ids else "[]"
+            parts.append(
+                f'{{{n4}"error type": {enc(m["error type"])},{n4}"passage_id": {passage_id},'
+                f'{n4}"sentence_id": {ids_text}{n3}}}'
+            )
+        missing_text = f"[{n3}" + f",{n3}".join(parts) + f"{n2}]"
+    else:
+        missing_text = "[]"
+    preference = record["preference"]
+    preference_text = f"[{n2}{_ints(preference, ',' + n2)}{n1}]" if preference else "[]"
+    predictions = "".join([f"{n1}{key}: {enc(record[name])}," for name, key in _PREDICTION_KEYS_TEXT])
+    return (
+        f'{{{n1}"question": {enc(record["question"])},{n1}"passages": {passages_text},'
+        f'{n1}"gold": {enc(record["gold"])},{predictions}'
+        f'{n1}"feedback": {{{n2}"errors": {errors_text},{n2}"missing-info": {missing_text},'
+        f'{n2}"corrected-prediction": {enc(feedback["corrected-prediction"])}{n1}}},'
+        f'{n1}"preference": {preference_text}{n0}}}'
     )
 
 
-def _int_text(value: Any) -> str:
-    if type(value) is not int:
-        raise TypeError(f"not an int: {value!r}")
-    return int.__repr__(value)
+_PREDICTION_KEYS_TEXT = [(key, _encode_string(key)) for key in PREDICTION_KEYS]
+
+
+def _ints(values: list, between: str) -> str:
+    """Ints joined as json.dumps writes them; TypeError for anything else (a bool, a float, a string)."""
+    for value in values:
+        if type(value) is not int:
+            raise TypeError(f"not an int: {value!r}")
+    return between.join(map(int.__repr__, values))
 
 
 def _record_text(record: dict, fmt: str, step: str) -> str:

@@ -41,6 +41,7 @@ at once.
 
 import gc
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -523,13 +524,17 @@ def dataset_export(
     author = _export_annotator(annotator, fmt, aggregate)
     if fmt == INPUTS:
         total = input_records_count(dataset, split)
-    elif fmt == FEEDBACK and aggregate == LATEST:
-        total = feedback_records_count(dataset, split, annotator=None if author is None else author.pk)
+    elif author is not None:
+        # Exact: one annotator's work may be a small part of the split.
+        total = feedback_records_count(dataset, split, annotator=author.pk)
     else:
+        # A bound, cheap to take: counting the complete examples first costs PostgreSQL about 0.9 s at 50k
+        # examples, 40% of what reading them takes. The bar is made exact once the last record is out.
         total = Example.objects.filter(dataset=dataset, split=split).count()
+    whose = f" by {author.get_username()}" if author is not None else ""
+    nothing = NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format{whose}")
     if not total:
-        whose = f" by {author.get_username()}" if author is not None else ""
-        raise NotFound(f"{dataset.name}/{split} has no examples in the {fmt} format{whose}")
+        raise nothing
     written = 0
     lines_written = 0
     left_out: Counter = Counter()
@@ -557,10 +562,16 @@ def dataset_export(
             lines_written += 1
             yield line
 
-    def pieces() -> Iterator[str]:
-        if fmt == DISAGREEMENT:
-            return _json_lines(lines())
-        return qa_format.iter_dump(records(), fmt=fmt)
+    items = lines() if fmt == DISAGREEMENT else records()
+    if fmt == FEEDBACK and aggregate == LATEST:
+        # No complete example, no file: the first record tells, before anything is written.
+        first = next(items, None)
+        if first is None:
+            raise nothing
+        items = itertools.chain([first], items)
+
+    def write(stream: IO[str]) -> None:
+        stream.writelines(_json_lines(items) if fmt == DISAGREEMENT else qa_format.iter_dump(items, fmt=fmt))
 
     if isinstance(out, (str, Path)):
         target = Path(out)
@@ -568,14 +579,16 @@ def dataset_export(
         handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.writelines(pieces())
+                write(stream)
             os.chmod(temp_name, 0o644)  # mkstemp's 0600 would make the export private to this account
             os.replace(temp_name, target)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
     else:
-        out.writelines(pieces())
+        write(out)
+    if written != total:
+        progress(written, written)
     return ExportSummary(
         dataset=dataset.name,
         split=split,

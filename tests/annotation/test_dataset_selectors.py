@@ -12,8 +12,10 @@ from annotation.qa.vocab import FIRST_PREDICTION, INCOHERENT, IRRELEVANT, REDUND
 from annotation.selectors.datasets import (
     dataset_list,
     dataset_split_stats,
+    feedback_records_count,
     feedback_records_for,
     input_records_for,
+    iter_feedback_records,
 )
 from annotation.services.datasets import dataset_import
 
@@ -88,6 +90,45 @@ def test_it_leaves_out_examples_without_a_submitted_comparison(demo):
     records = feedback_records_for("demo", "dev")
     assert len(records) == len(demo) - 1
     assert demo[4] not in records
+
+
+def test_it_leaves_out_incomplete_examples_in_every_chunk_as_the_count_does(demo, make_user):
+    def at(position: int) -> Example:
+        return Example.objects.get(dataset__name="demo", position=position)
+
+    Response.objects.filter(example=at(1), number=3).delete()  # three answers
+    Response.objects.filter(example=at(3), number=1).delete()  # no answer 1, the one annotated
+    Response.objects.create(example=at(3), number=5, text="A fifth answer, never exported.")
+    FineGrainedFeedback.objects.filter(response__example=at(5)).update(status=FeedbackStatus.DRAFT)
+    Comparison.objects.filter(example=at(6)).update(status=FeedbackStatus.DRAFT)
+    ann = make_user("ann", role="annotator")
+    annotate(at(8), ann, preference=(1, 1, 1, 1, 1, 1))
+    kept = [0, 2, 4, 7, 8, 9, 10, 11]
+
+    expected = [demo[n] for n in kept]
+    for chunk_size in (1, 2, 5, 100):
+        records = list(iter_feedback_records("demo", "dev", chunk_size=chunk_size))
+        assert [r["question"] for r in records] == [r["question"] for r in expected], chunk_size
+        assert records[:4] == expected[:4] and records[5:] == expected[5:]
+        assert records[4]["preference"] == [1] * 6 and records[4]["feedback"]["corrected-prediction"] == "fixed"
+    assert feedback_records_count("demo", "dev") == len(kept)
+    # Only ann's work: the one example ann annotated, in whatever chunk it falls.
+    for chunk_size in (1, 3, 100):
+        [only] = iter_feedback_records("demo", "dev", chunk_size=chunk_size, annotator=ann.pk)
+        assert only["question"] == demo[8]["question"] and only["preference"] == [1] * 6
+    assert feedback_records_count("demo", "dev", annotator=ann.pk) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['["plain", "\\u00e9t\\u00e9", "\\ud83d\\ude00"]', '["\\ud800 alone"]', "[123456789012345678901234567890, 1.5]", "[]", ' [1] '],
+)
+def test_its_json_reader_gives_what_json_loads_gives(text):
+    from annotation.selectors.datasets import _loads
+
+    assert _loads(text) == json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        _loads(text + " x")
 
 
 def test_it_uses_the_first_answer_as_gold_for_examples_imported_as_inputs_only(make_user):

@@ -19,7 +19,7 @@ from annotation.models import (
     Passage,
     Response,
 )
-from annotation.qa.errors import BadRequest
+from annotation.qa.errors import BadRequest, NotFound
 from annotation.qa.format import FormatError
 from annotation.qa.vocab import FIRST_PREDICTION, IRRELEVANT
 from annotation.services import datasets as datasets_service
@@ -275,6 +275,33 @@ def test_it_explains_an_export_with_nothing_to_write(qa_feedback_dir, tmp_path):
 
 
 @pytest.mark.django_db
+def test_it_refuses_an_export_where_no_example_is_complete_and_writes_no_file(qa_feedback_dir, tmp_path):
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    Comparison.objects.update(status=FeedbackStatus.DRAFT)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(NotFound, match="qa/dev has no examples in the feedback format"):
+        dataset_export(dataset="qa", split="dev", fmt="feedback", out=folder / "out.json")
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_its_progress_ends_at_the_records_written_when_some_examples_are_left_out(qa_feedback_dir, tmp_path):
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    Comparison.objects.filter(example__position__in=[3, 250, 499]).update(status=FeedbackStatus.DRAFT)
+    calls = []
+    summary = dataset_export(
+        dataset="qa", split="dev", fmt="feedback", out=tmp_path / "out.json", progress=lambda *c: calls.append(c)
+    )
+    assert summary.examples == 497
+    assert all(done <= total for done, total in calls)
+    assert [done for done, _ in calls[:-1]] == list(range(1, 498))
+    assert calls[-1] == (497, 497)
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert len(written) == 497 and all(record["preference"] for record in written)
+
+
+@pytest.mark.django_db
 def test_it_draws_progress_bars_on_stderr(qa_feedback_dir, tmp_path):
     stdout, stderr = io.StringIO(), io.StringIO()
     call_command(
@@ -387,8 +414,31 @@ def test_it_streams_an_export_piece_by_piece_while_it_reads_the_database(qa_feed
 
     assert summary.examples == 500 and len(chunks_read) == 10
     assert len(out.pieces) == 501  # one per example, and the closing bracket
-    assert out.pieces[0][0] == 1  # the first example went out when one chunk of 50 had been read
+    # Each example goes out once its chunk of 50 has been read, before the next chunk is.
+    assert [chunks for chunks, _ in out.pieces[:500]] == [n // 50 + 1 for n in range(500)]
     assert "".join(piece for _, piece in out.pieces) == (qa_feedback_dir / "dev_feedback.json").read_text()
+
+
+@pytest.mark.django_db
+def test_a_read_that_fails_midway_leaves_no_file(qa_feedback_dir, tmp_path, monkeypatch):
+    from annotation.selectors import datasets as selectors
+
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    read_chunk, chunks_read = selectors._feedback_chunk, []
+
+    def failing_chunk(*args):
+        chunks_read.append(1)
+        if len(chunks_read) == 4:
+            raise RuntimeError("connection lost")
+        return read_chunk(*args)
+
+    monkeypatch.setattr(selectors, "FEEDBACK_CHUNK", 50)
+    monkeypatch.setattr(selectors, "_feedback_chunk", failing_chunk)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(RuntimeError, match="connection lost"):
+        dataset_export(dataset="qa", split="dev", fmt="feedback", out=folder / "dev.json")
+    assert list(folder.iterdir()) == []
 
 
 @pytest.mark.django_db

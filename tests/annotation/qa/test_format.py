@@ -290,6 +290,56 @@ def test_its_feedback_writer_matches_the_generic_one_on_odd_records(shared_feedb
     assert q.dumps(records, fmt=q.FEEDBACK) == json.dumps(records, indent=2)
 
 
+def test_its_feedback_writer_takes_every_shared_record_itself_with_json_dumps_bytes(shared_feedback):
+    # The fast writer itself, not its fallback: a record it gave up on would be slow, not wrong.
+    for record in json.loads(shared_feedback):
+        for step in ("  ", "    "):
+            text = q._feedback_text(record, step, step)
+            assert text == q._reindent(json.dumps(record, indent=len(step)), step)
+
+
+def test_its_feedback_writer_gives_json_dumps_bytes_for_odd_values_or_leaves_them_to_the_generic_one():
+    rng = random.Random(5)
+    strings = ["", "plain", 'a"b\\c/d', "é\u2028\U0001f600", "\x00\x1f\x7f", "line\nbreak\ttab"]
+    odd = [True, False, None, 1.5, -0.0, 10**30, "3", [], {}]
+
+    def string():
+        return rng.choice(odd) if rng.random() < 0.03 else rng.choice(strings)
+
+    def integer():
+        return rng.choice(odd) if rng.random() < 0.03 else rng.choice([0, 1, 7, 10**20, -3])
+
+    def ints(n):
+        return [integer() for _ in range(rng.randint(0, n))]
+
+    for _ in range(2000):
+        record = {
+            "question": string(),
+            "passages": [[string() for _ in range(rng.randint(0, 3))] for _ in range(rng.randint(0, 3))],
+            "gold": string(),
+            **{key: string() for key in q.PREDICTION_KEYS},
+            "feedback": {
+                "errors": [
+                    {"error type": string(), "explanation": string(), "start": integer(), "end": integer()}
+                    for _ in range(rng.randint(0, 3))
+                ],
+                "missing-info": [
+                    {"error type": string(), "passage_id": integer(), "sentence_id": ints(3)}
+                    for _ in range(rng.randint(0, 2))
+                ],
+                "corrected-prediction": string(),
+            },
+            "preference": ints(6),
+        }
+        expected = json.dumps([record], indent=2)
+        assert q.dumps([record], fmt=q.FEEDBACK) == expected, record
+        try:
+            fast = q._feedback_text(record, "  ", "  ")
+        except (KeyError, TypeError):
+            continue
+        assert f"[\n  {fast}\n]" == expected, record
+
+
 def test_it_reads_a_file_one_example_at_a_time(shared_feedback, tmp_path):
     path = tmp_path / "f.json"
     path.write_text(shared_feedback)
