@@ -11,12 +11,10 @@ machine) and the COMMIT's seconds:
 
 - all: the import as shipped;
 - checked FKs: PostgreSQL's per-row foreign key checks left on (queued, run at COMMIT);
-- one thread: the file read and checked in the same thread that writes;
 - text COPY: the text format instead of the binary one;
 - gc as before: without freezing the objects that existed before the import.
 
-Run on a quiet machine for wall times: the reading thread only pays when the
-database server has a core of its own. `--rounds` repeats the whole series.
+Run on a quiet machine for wall times. `--rounds` repeats the whole series.
 """
 
 import argparse
@@ -33,7 +31,7 @@ from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-VARIANTS = ("all", "checked FKs", "one thread", "text COPY", "gc as before")
+VARIANTS = ("all", "checked FKs", "text COPY", "gc as before")
 
 
 def child(variant: str, path: str, dataset: str, split: str) -> dict:
@@ -46,8 +44,6 @@ def child(variant: str, path: str, dataset: str, split: str) -> dict:
 
     if variant == "checked FKs":
         bulk.CopySink._trust = lambda self, locks: None
-    elif variant == "one thread":
-        datasets.ReadAhead = lambda items: nullcontext(items)
     elif variant == "text COPY":
         bulk.postgres = SimpleNamespace(types={})
     elif variant == "gc as before":

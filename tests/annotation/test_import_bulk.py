@@ -2,7 +2,6 @@
 binary COPY, and the collector's freeze undone afterwards."""
 
 import gc
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +13,6 @@ from annotation.qa.errors import Conflict
 from annotation.services import bulk
 from annotation.services import datasets as datasets_service
 from annotation.services.datasets import dataset_import
-from annotation.services.read_ahead import ReadAhead
 
 needs_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="COPY and session_replication_role are PostgreSQL's"
@@ -164,43 +162,6 @@ def test_the_collector_freeze_is_undone_after_an_import(qa_feedback_dir):
     frozen_before = gc.get_freeze_count()
     dataset_import(path_or_file=qa_feedback_dir / "dev.json", dataset_name="qa", split="dev")
     assert gc.get_freeze_count() == frozen_before
-
-
-def test_read_ahead_gives_every_item_in_order():
-    with ReadAhead(iter(range(1000)), depth=3) as ahead:
-        assert list(ahead) == list(range(1000))
-
-
-def test_read_ahead_raises_the_producers_error_where_it_happened():
-    def items():
-        yield from range(5)
-        raise ValueError("example 6: broken")
-
-    got = []
-    with pytest.raises(ValueError, match="example 6: broken"), ReadAhead(items()) as ahead:
-        for item in ahead:
-            got.append(item)
-    assert got == [0, 1, 2, 3, 4]
-
-
-def test_read_ahead_stops_its_thread_when_the_consumer_gives_up():
-    closed = threading.Event()
-
-    def endless():
-        try:
-            n = 0
-            while True:
-                yield n
-                n += 1
-        finally:
-            closed.set()
-
-    ahead = ReadAhead(endless(), depth=2)
-    with pytest.raises(RuntimeError), ahead:
-        for item in ahead:
-            if item == 10:
-                raise RuntimeError("the database refused the batch")
-    assert not ahead._thread.is_alive() and closed.is_set()
 
 
 def test_every_foreign_key_without_an_index_of_its_own_leads_a_unique_constraint():
