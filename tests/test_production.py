@@ -200,3 +200,14 @@ def test_postgresql_connections_prepare_repeated_statements_unless_switched_off(
     assert off.stdout.split() == ["None", "None"], off.stderr
     sqlite = manage("shell", "--no-imports", "-c", code, DEBUG="1", DATABASE_URL="sqlite:///:memory:")
     assert sqlite.stdout.split() == ["None", "None"], sqlite.stderr
+
+
+@pytest.mark.django_db
+def test_postgresql_sessions_plan_each_prepared_statement_for_its_values():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_custom_plan"
