@@ -90,6 +90,16 @@ def feedback_records_count(dataset: Dataset | str | int, split: str, *, annotato
     return feedback_complete_examples(dataset, split, annotator=annotator).count()
 
 
+def feedback_records_exist(dataset: Dataset | str | int, split: str) -> bool:
+    """Whether iter_feedback_records gives any record: stops at the first complete example."""
+    return feedback_complete_examples(dataset, split).order_by().exists()
+
+
+def split_examples_count(dataset: Dataset | str | int, split: str) -> int:
+    """Examples in the split, whatever their formats (an index-only count)."""
+    return Example.objects.filter(dataset=dataset_resolve(dataset), split=split).count()
+
+
 # Examples read per round by the record iterators: memory holds one chunk, whatever the split's size.
 FEEDBACK_CHUNK = 1000
 INPUTS_CHUNK = 2000

@@ -253,6 +253,31 @@ def test_an_export_is_queued_on_the_default_queue_and_offers_no_file_before_it_r
     assert researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk])).status_code == 404
 
 
+def test_a_feedback_export_starts_from_the_split_size_and_ends_with_the_exact_count(
+    researcher_client, demo, monkeypatch, django_capture_on_commit_callbacks
+):
+    # The request only checks that one complete example exists; the job's bar is made exact when it ends.
+    from annotation.models import Comparison
+
+    assert Comparison.objects.filter(example__dataset=demo, example__position=3).delete()[0] == 1
+    queued = []
+    monkeypatch.setattr("annotation.services.dataset_jobs._enqueue", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        researcher_client.post(reverse("annotation:dataset_export", args=["demo", "dev", "feedback"]))
+    job = DatasetJob.objects.get()
+    assert (job.status, job.progress_total, queued) == ("queued", 12, [job.pk])
+    job = dataset_job_run(job_id=job.pk)
+    assert (job.status, job.examples, job.progress_done, job.progress_total) == ("succeeded", 11, 11, 11), job.error
+
+
+def test_a_split_without_a_complete_feedback_record_queues_no_feedback_export(researcher_client, db):
+    dataset_import(path_or_file=DEMO_INPUTS, dataset_name="demo", split="inputs-only")
+    response = researcher_client.post(reverse("annotation:dataset_export", args=["demo", "inputs-only", "feedback"]))
+    assert response.status_code == 404
+    assert "no examples in the feedback format" in response.content.decode()
+    assert not DatasetJob.objects.exists()
+
+
 def test_it_answers_404_for_unknown_formats_splits_and_datasets(researcher_client, demo):
     def export(*args):
         return researcher_client.post(reverse("annotation:dataset_export", args=args)).status_code
