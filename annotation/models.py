@@ -383,6 +383,10 @@ class DatasetJob(models.Model):
     split = models.CharField(max_length=32)
     fmt = models.CharField(max_length=16, blank=True, help_text="Export: the format asked for; import: the file's.")
     filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name, or the download's.")
+    annotator = models.CharField(
+        max_length=150, blank=True, help_text="Whose work: an attributed import's annotator, or the one annotator exported."
+    )
+    rule = models.CharField(max_length=16, blank=True, help_text="Export: how several annotators' work became one record.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     # Import: bytes of the file read; export: examples written.
     progress_done = models.PositiveBigIntegerField(default=0)

@@ -298,6 +298,8 @@ class SplitStats:
     feedback_imported: int
     comparisons_submitted: int
     comparisons_imported: int
+    # Who has submitted fine-grained feedback in the split, by username: whose own work can be exported.
+    annotators: tuple[str, ...] = ()
 
     @property
     def feedback_by_annotators(self) -> int:
@@ -339,6 +341,14 @@ def dataset_split_stats(dataset: Dataset | str | int) -> list[SplitStats]:
         .annotate(n=Count("id"), imported=Count("id", filter=imported))
         .order_by()
     }
+    annotators: dict[str, list[str]] = {}
+    for split, username in (
+        FineGrainedFeedback.objects.filter(response__example__dataset=dataset, status=FeedbackStatus.SUBMITTED)
+        .values_list("response__example__split", "annotator__username")
+        .order_by("response__example__split", "annotator__username")
+        .distinct()
+    ):
+        annotators.setdefault(split, []).append(username)
     stats = []
     for split in sorted(examples):
         row = examples[split]
@@ -353,6 +363,7 @@ def dataset_split_stats(dataset: Dataset | str | int) -> list[SplitStats]:
                 feedback_imported=feedback.get(split, {}).get("imported", 0),
                 comparisons_submitted=comparisons.get(split, {}).get("n", 0),
                 comparisons_imported=comparisons.get(split, {}).get("imported", 0),
+                annotators=tuple(annotators.get(split, ())),
             )
         )
     return stats

@@ -21,25 +21,29 @@ import shutil
 import time
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Dataset, DatasetJob
 from annotation.qa.errors import BadRequest, NotFound, Refused
-from annotation.qa.format import FEEDBACK, FormatError
+from annotation.qa.agreement import LATEST
+from annotation.qa.format import FEEDBACK, FormatError, shown
 from annotation.selectors.dataset_jobs import PROGRESS_NAME, UPLOAD_NAME, dataset_job_dir
 from annotation.selectors.datasets import (
     dataset_resolve,
+    feedback_records_count,
     feedback_records_exist,
     input_records_count,
     split_examples_count,
 )
-from annotation.selectors.aggregate import annotated_examples_count
+from annotation.selectors.aggregate import annotated_examples_count, check_rule
 from annotation.services.datasets import (
     DISAGREEMENT,
     EXPORT_FORMATS,
     ImportProgress,
+    check_annotator_name,
     check_names,
     dataset_export,
     dataset_import,
@@ -54,12 +58,15 @@ JOB_QUEUE = "default"
 PROGRESS_EVERY_S = 0.5
 
 
-def export_filename(dataset_name: str, split: str, fmt: str) -> str:
+def export_filename(dataset_name: str, split: str, fmt: str, *, annotator: str = "", rule: str = "") -> str:
     """Named like the shared files: dev_feedback.json for feedback, dev.json for inputs; the disagreement
-    export is JSON lines."""
+    export is JSON lines. One annotator's feedback, or a rule other than the default, is named after the name."""
     if fmt == DISAGREEMENT:
         return f"{dataset_name}-{split}_disagreement.jsonl"
-    return f"{dataset_name}-{split}{'_feedback' if fmt == FEEDBACK else ''}.json"
+    if fmt != FEEDBACK:
+        return f"{dataset_name}-{split}.json"
+    whose = f"-{annotator}" if annotator else (f"-{rule}" if rule and rule != LATEST else "")
+    return f"{dataset_name}-{split}_feedback{whose}.json"
 
 
 def _enqueue(job_id: int) -> None:
@@ -70,14 +77,24 @@ def _enqueue(job_id: int) -> None:
 
 
 def dataset_import_request(
-    *, upload: Path, filename: str, dataset_name: str, split: str, user: AbstractBaseUser | None = None
+    *,
+    upload: Path,
+    filename: str,
+    dataset_name: str,
+    split: str,
+    user: AbstractBaseUser | None = None,
+    annotator: str = "",
 ) -> DatasetJob:
     """Store an import of an uploaded file (moved into the job's folder) and queue it once committed.
 
-    Raises BadRequest for names that cannot be a dataset or split; the upload is then deleted.
+    With `annotator` (a username) the file's feedback and preferences become
+    that annotator's submitted work (services.datasets.dataset_import).
+    Raises BadRequest for names that cannot be a dataset, split or annotator;
+    the upload is then deleted.
     """
     try:
         check_names(dataset_name, split)
+        annotator = check_annotator_name(annotator) if annotator.strip() else ""
     except Refused:
         upload.unlink(missing_ok=True)
         raise
@@ -87,6 +104,7 @@ def dataset_import_request(
             dataset_name=dataset_name,
             split=split,
             filename=filename[:255],
+            annotator=annotator,
             progress_total=upload.stat().st_size,
             created_by=user,
         )
@@ -98,11 +116,21 @@ def dataset_import_request(
 
 
 def dataset_export_request(
-    *, dataset: Dataset | str | int, split: str, fmt: str, user: AbstractBaseUser | None = None
+    *,
+    dataset: Dataset | str | int,
+    split: str,
+    fmt: str,
+    user: AbstractBaseUser | None = None,
+    annotator: str = "",
+    rule: str = "",
 ) -> DatasetJob:
     """Store an export of one split in one format and queue it once committed.
 
-    Raises BadRequest for an unknown format, NotFound when there is nothing to export.
+    The feedback format takes either an aggregation `rule` (qa.agreement.RULES;
+    default `latest`) or one `annotator`'s own work (a username), as
+    services.datasets.dataset_export does. Raises BadRequest for an unknown
+    format or rule or a rule beside an annotator, NotFound for an unknown
+    annotator or when there is nothing to export.
     """
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}", field="fmt")
@@ -110,7 +138,21 @@ def dataset_export_request(
         dataset = dataset_resolve(dataset)
     except Dataset.DoesNotExist:
         raise NotFound(f"no dataset {dataset!r}", field="dataset") from None
-    if fmt == DISAGREEMENT:
+    annotator = annotator.strip()
+    if rule:
+        check_rule(rule)
+    if (annotator or rule) and fmt != FEEDBACK:
+        raise BadRequest(f"the {fmt} format takes no annotator or aggregation rule", field="fmt")
+    if annotator and rule and rule != LATEST:
+        raise BadRequest("an annotator's export is that annotator's own work, with no aggregation rule", field="rule")
+    if annotator:
+        author = get_user_model().objects.filter(username=annotator).first()
+        if author is None:
+            raise NotFound(f"no annotator named {shown(annotator)}", field="annotator")
+        total = feedback_records_count(dataset, split, annotator=author.pk)
+        if not total:
+            raise NotFound(f"{dataset.name}/{split} has no examples in the feedback format by {annotator}")
+    elif fmt == DISAGREEMENT:
         total = annotated_examples_count(dataset, split)
     elif fmt == FEEDBACK:
         # Whether there is anything to export, not how much: counting the complete examples costs
@@ -127,7 +169,9 @@ def dataset_export_request(
             dataset_name=dataset.name,
             split=split,
             fmt=fmt,
-            filename=export_filename(dataset.name, split, fmt),
+            filename=export_filename(dataset.name, split, fmt, annotator=annotator, rule=rule),
+            annotator=annotator,
+            rule=rule,
             progress_total=total,
             created_by=user,
         )
@@ -185,7 +229,12 @@ def _run_import(job: DatasetJob) -> dict:
 
     user = job.created_by
     summary = dataset_import(
-        path_or_file=folder / UPLOAD_NAME, dataset_name=job.dataset_name, split=job.split, user=user, progress=progress
+        path_or_file=folder / UPLOAD_NAME,
+        dataset_name=job.dataset_name,
+        split=job.split,
+        user=user,
+        progress=progress,
+        annotator=job.annotator or None,
     )
     return {
         "fmt": summary.format,
@@ -208,7 +257,13 @@ def _run_export(job: DatasetJob, rows) -> dict:
             rows.update(progress_done=done, progress_total=total, examples=done)
 
     summary = dataset_export(
-        dataset=job.dataset_name, split=job.split, fmt=job.fmt, out=folder / job.filename, progress=progress
+        dataset=job.dataset_name,
+        split=job.split,
+        fmt=job.fmt,
+        out=folder / job.filename,
+        progress=progress,
+        annotator=job.annotator or None,
+        aggregate=job.rule or None,
     )
     return {
         "examples": summary.examples,

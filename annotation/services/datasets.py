@@ -177,8 +177,8 @@ def import_user_for(dataset_name: str) -> AbstractBaseUser:
     return user
 
 
-def annotator_user_for(username: str) -> AbstractBaseUser:
-    """The annotator account an attributed import writes for (created, without a usable password, if missing)."""
+def check_annotator_name(username: str) -> str:
+    """The name an attributed import would write for, stripped; BadRequest when no annotator account can have it."""
     User = get_user_model()
     username = username.strip()
     longest = User._meta.get_field("username").max_length
@@ -198,7 +198,12 @@ def annotator_user_for(username: str) -> AbstractBaseUser:
             f"annotator {shown(username)}: names starting {IMPORT_USER_PREFIX!r} belong to the import accounts",
             field="annotator",
         )
-    user, created = User.objects.get_or_create(username=username)
+    return username
+
+
+def annotator_user_for(username: str) -> AbstractBaseUser:
+    """The annotator account an attributed import writes for (created, without a usable password, if missing)."""
+    user, created = get_user_model().objects.get_or_create(username=check_annotator_name(username))
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])

@@ -11,6 +11,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotation.models import Dataset, DatasetJob
 from annotation.permissions import researcher_required
+from annotation.qa.agreement import RULE_LABELS
 from annotation.qa.errors import NotFound, Refused, TooLarge
 from annotation.selectors.dataset_jobs import dataset_job_file, dataset_job_progress, dataset_jobs_recent
 from annotation.selectors.datasets import (
@@ -28,6 +29,7 @@ from annotation.templatetags.long_text import CLIP_CHARS, showing_all
 from annotation.upload_handlers import DatasetUploadHandler, StoredUpload
 
 SHOWN_PROBLEMS = 20
+ANNOTATOR_CHOICE = "annotator:"
 EXAMPLES_PER_PAGE = 25
 
 
@@ -41,6 +43,14 @@ class DatasetUploadForm(forms.Form):
         initial="dev",
         # `pattern` is compiled with the `v` flag, where a "-" in a class must be escaped.
         widget=forms.TextInput(attrs={"pattern": r"[a-zA-Z0-9_\-]+", "title": "Letters, digits, hyphens and underscores"}),
+    )
+    annotator = forms.CharField(
+        max_length=150,
+        required=False,
+        help_text="Feedback files only, optional: the file's feedback and preferences become this annotator's "
+        "submitted work (the account is made, without a password, if it does not exist). Empty: they belong to "
+        "the dataset's import account.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "pattern": r"[\w.@+\-]+", "title": "Letters, digits and @ . + - _"}),
     )
 
 
@@ -84,6 +94,8 @@ def dataset_detail(request, name: str):
     if request.htmx and request.htmx.target == "examples":
         return render(request, "annotation/datasets/detail.html#examples", context)
     context["stats"] = dataset_split_stats(dataset)
+    context["rules"] = list(RULE_LABELS.items())
+    context["annotator_choice"] = ANNOTATOR_CHOICE
     context["jobs"] = dataset_jobs_recent(dataset_name=dataset.name)
     return render(request, "annotation/datasets/detail.html", context)
 
@@ -159,6 +171,7 @@ def _dataset_upload(request):
                     dataset_name=form.cleaned_data["dataset"],
                     split=form.cleaned_data["split"],
                     user=request.user,
+                    annotator=form.cleaned_data["annotator"],
                 )
             except Refused as exc:
                 form.add_error(None, str(exc))
@@ -177,7 +190,13 @@ def dataset_export_start(request, name: str, split: str, fmt: str):
     if fmt not in EXPORT_FORMATS:
         raise NotFound(f"unknown format {fmt!r}")
     dataset = get_object_or_404(Dataset, name=name)
-    job = dataset_export_request(dataset=dataset, split=split, fmt=fmt, user=request.user)  # NotFound, BadRequest
+    # The feedback form's "whose" choice: an aggregation rule, or "annotator:NAME" for one annotator's own work.
+    whose = request.POST.get("whose", "")
+    annotator = whose.removeprefix(ANNOTATOR_CHOICE) if whose.startswith(ANNOTATOR_CHOICE) else ""
+    rule = "" if annotator else whose
+    job = dataset_export_request(
+        dataset=dataset, split=split, fmt=fmt, user=request.user, annotator=annotator, rule=rule
+    )  # NotFound, BadRequest
     return redirect("annotation:dataset_job", pk=job.pk)
 
 

@@ -25,7 +25,7 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def upload(client, path_or_bytes, *, dataset="demo", split="dev", name="file.json"):
+def upload(client, path_or_bytes, *, dataset="demo", split="dev", name="file.json", annotator=""):
     content = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
     return client.post(
         reverse("annotation:dataset_upload"),
@@ -33,6 +33,7 @@ def upload(client, path_or_bytes, *, dataset="demo", split="dev", name="file.jso
             "file": SimpleUploadedFile(name, content, content_type="application/json"),
             "dataset": dataset,
             "split": split,
+            "annotator": annotator,
         },
     )
 
@@ -55,10 +56,11 @@ def run_jobs(eager_celery, django_capture_on_commit_callbacks):
     return _post
 
 
-def upload_run(client, run_jobs, content, *, dataset="demo", split="dev", name="file.json"):
+def upload_run(client, run_jobs, content, *, dataset="demo", split="dev", name="file.json", annotator=""):
     content = content.read_bytes() if isinstance(content, Path) else content
     file = SimpleUploadedFile(name, content, content_type="application/json")
-    return run_jobs(client, reverse("annotation:dataset_upload"), {"file": file, "dataset": dataset, "split": split})
+    data = {"file": file, "dataset": dataset, "split": split, "annotator": annotator}
+    return run_jobs(client, reverse("annotation:dataset_upload"), data)
 
 
 def job_page(client, job, *, htmx=False):
@@ -177,6 +179,63 @@ def test_it_refuses_a_second_upload_of_the_same_format(researcher_client, run_jo
     job = DatasetJob.objects.get()
     assert job.status == "failed"
     assert "demo/dev already holds the feedback format (12 examples)" in job_page(researcher_client, job).content.decode()
+
+
+def test_an_upload_can_make_the_file_one_annotators_work_and_export_it_back_byte_for_byte(
+    researcher_client, run_jobs, demo
+):
+    from annotation.models import Comparison, FineGrainedFeedback
+
+    upload_run(researcher_client, run_jobs, DEMO_FEEDBACK, annotator=" alice ")
+    job = DatasetJob.objects.get()
+    assert (job.status, job.annotator) == ("succeeded", "alice"), job.error
+    assert FineGrainedFeedback.objects.filter(annotator__username="alice", status="submitted").count() == 12
+    assert Comparison.objects.filter(annotator__username="alice", status="submitted").count() == 12
+    assert "as alice's work" in job_page(researcher_client, job).content.decode()
+
+    # The dataset page offers alice's own work beside the aggregation rules.
+    page = researcher_client.get(reverse("annotation:dataset_detail", args=["demo"])).content.decode()
+    assert '<option value="annotator:alice">alice</option>' in page
+    assert '<option value="majority">Majority of the annotators</option>' in page
+    run_jobs(researcher_client, reverse("annotation:dataset_export", args=["demo", "dev", "feedback"]), {"whose": "annotator:alice"})
+    job = DatasetJob.objects.filter(kind="export").get()
+    assert (job.status, job.annotator, job.filename, job.examples) == ("succeeded", "alice", "demo-dev_feedback-alice.json", 12)
+    download = researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk]))
+    assert b"".join(download.streaming_content) == DEMO_FEEDBACK.read_bytes()
+
+
+def test_an_export_can_aggregate_by_another_rule(researcher_client, run_jobs, demo):
+    run_jobs(researcher_client, reverse("annotation:dataset_export", args=["demo", "dev", "feedback"]), {"whose": "majority"})
+    job = DatasetJob.objects.get()
+    assert (job.status, job.rule, job.filename, job.examples) == ("succeeded", "majority", "demo-dev_feedback-majority.json", 12), job.error
+    # One annotator's work agrees with itself: the majority is the imported file.
+    download = researcher_client.get(reverse("annotation:dataset_job_download", args=[job.pk]))
+    assert b"".join(download.streaming_content) == DEMO_FEEDBACK.read_bytes()
+    assert "rule majority" in job_page(researcher_client, job).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "whose", "status", "message"),
+    [
+        ("feedback", "annotator:nobody", 404, "no annotator named"),
+        ("feedback", "loudest", 400, "unknown aggregation rule"),
+        ("inputs", "majority", 400, "the inputs format takes no annotator or aggregation rule"),
+    ],
+)
+def test_it_refuses_an_export_for_an_unknown_annotator_or_rule(researcher_client, demo, fmt, whose, status, message):
+    response = researcher_client.post(reverse("annotation:dataset_export", args=["demo", "dev", fmt]), {"whose": whose})
+    assert response.status_code == status
+    assert message in response.content.decode()
+    assert not DatasetJob.objects.exists()
+
+
+@pytest.mark.parametrize("annotator", ["import@demo", "two words"])
+def test_it_refuses_an_upload_for_an_annotator_no_account_can_be(researcher_client, settings, annotator):
+    response = upload(researcher_client, DEMO_FEEDBACK, annotator=annotator)
+    assert response.status_code == 400
+    assert f"annotator &#x27;{annotator}&#x27;" in response.content.decode()
+    assert not DatasetJob.objects.exists()
+    assert files_left(settings) == []
 
 
 def test_it_checks_the_upload_form_fields(researcher_client, settings):

@@ -23,6 +23,11 @@ def test_the_upload_form_checks_names_in_the_browser_without_console_errors(new_
         assert field.evaluate("input => input.validity.patternMismatch") is True
         field.fill("dev-2_b")
         assert field.evaluate("input => input.validity.patternMismatch") is False
+    annotator = page.get_by_label("Annotator", exact=True)
+    annotator.fill("two words")
+    assert annotator.evaluate("input => input.validity.patternMismatch") is True
+    annotator.fill("ann.b+1@lab-x_y")  # what Django's usernames allow
+    assert annotator.evaluate("input => input.validity.patternMismatch") is False
     page.get_by_label("Dataset", exact=True).fill("bad name")
     page.get_by_role("button", name="Import").click()
     assert page.get_by_label("Dataset", exact=True).evaluate("input => input.matches(':invalid')")
@@ -61,6 +66,10 @@ def test_the_example_list_pages_searches_and_filters_in_place_and_opens_an_examp
     count = page.locator(".examples-count")
     assert "42 examples · showing 1–25" in count.inner_text()
     screenshot(page, "dataset_examples", scroll_to="#examples-title")
+    whose = page.get_by_label("Whose feedback")
+    assert whose.input_value() == "latest"
+    assert "import@demo" in whose.locator("option").all_inner_texts()
+    screenshot(page, "dataset_splits")
 
     # Paging swaps the list only; the address follows, and Back goes back.
     page.evaluate("window.__same_page = true")
@@ -104,7 +113,7 @@ def test_the_example_list_pages_searches_and_filters_in_place_and_opens_an_examp
 
     phone = new_page(PHONE)
     log_in(phone, "rita")
-    for path, name in [("/annotation/datasets/demo/?error=Redundant", "dataset_examples_phone"), ("/annotation/datasets/demo/dev/examples/7/", "dataset_example_phone")]:
+    for path, name in [("/annotation/datasets/demo/", "dataset_splits_phone"), ("/annotation/datasets/demo/?error=Redundant", "dataset_examples_phone"), ("/annotation/datasets/demo/dev/examples/7/", "dataset_example_phone")]:
         phone.goto(path)
         assert phone.evaluate(NO_PAGE_SCROLL), f"{path} scrolls sideways at 390 px"
         screenshot(phone, name, scroll_to="#examples-title" if "error=" in path else None)
