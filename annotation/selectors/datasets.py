@@ -325,15 +325,19 @@ def dataset_split_stats(dataset: Dataset | str | int) -> list[SplitStats]:
         )
         .order_by()
     }
-    feedback = {
-        row["response__example__split"]: row
-        for row in FineGrainedFeedback.objects.filter(
-            response__example__dataset=dataset, status=FeedbackStatus.SUBMITTED
-        )
-        .values("response__example__split")
-        .annotate(n=Count("id"), imported=Count("id", filter=imported))
-        .order_by()
-    }
+    # Per split and annotator, in one pass: the split's totals, and whose own work can be exported.
+    feedback: dict[str, dict[str, int]] = {}
+    annotators: dict[str, list[str]] = {}
+    for split, username, n in (
+        FineGrainedFeedback.objects.filter(response__example__dataset=dataset, status=FeedbackStatus.SUBMITTED)
+        .values_list("response__example__split", "annotator__username")
+        .annotate(n=Count("id"))
+        .order_by("response__example__split", "annotator__username")
+    ):
+        totals = feedback.setdefault(split, {"n": 0, "imported": 0})
+        totals["n"] += n
+        totals["imported"] += n if username.startswith(IMPORT_USER_PREFIX) else 0
+        annotators.setdefault(split, []).append(username)
     comparisons = {
         row["example__split"]: row
         for row in Comparison.objects.filter(example__dataset=dataset, status=FeedbackStatus.SUBMITTED)
@@ -341,14 +345,6 @@ def dataset_split_stats(dataset: Dataset | str | int) -> list[SplitStats]:
         .annotate(n=Count("id"), imported=Count("id", filter=imported))
         .order_by()
     }
-    annotators: dict[str, list[str]] = {}
-    for split, username in (
-        FineGrainedFeedback.objects.filter(response__example__dataset=dataset, status=FeedbackStatus.SUBMITTED)
-        .values_list("response__example__split", "annotator__username")
-        .order_by("response__example__split", "annotator__username")
-        .distinct()
-    ):
-        annotators.setdefault(split, []).append(username)
     stats = []
     for split in sorted(examples):
         row = examples[split]

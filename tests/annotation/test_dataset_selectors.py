@@ -154,6 +154,7 @@ def test_it_counts_feedback_per_split_apart_from_imported_feedback(demo, make_us
     assert (stats.feedback_imported, stats.feedback_by_annotators) == (12, 1)
     assert (stats.comparisons_imported, stats.comparisons_by_annotators) == (12, 1)
     assert stats.exportable_feedback == 12
+    assert stats.annotators == ("ann", "import@demo")  # whose own work can be exported, by name
 
 
 def test_it_lists_datasets_with_their_splits(demo):
