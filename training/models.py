@@ -193,6 +193,7 @@ class RoundJob(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="round_jobs")
     dataset = models.ForeignKey("annotation.Dataset", on_delete=models.CASCADE, related_name="round_jobs")
@@ -210,6 +211,8 @@ class RoundJob(models.Model):
     examples = models.PositiveIntegerField(default=0)
     responses = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Asked for while the worker samples: it stops after the batch in hand and stores nothing.
+    cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

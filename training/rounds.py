@@ -14,6 +14,11 @@ The web request only queues a RoundJob; the `training.generate_round` task
 on the gpu queue runs `round_execute`, which samples (training/ml/rounds.py,
 in the worker's process) and writes. The command runs the same function
 inline.
+
+A round can be cancelled (`round_cancel`): a queued one at once; a running
+one stops after the batch of answers in hand (the worker looks at the job's
+row after each batch, and once more, under the row's lock, before it stores
+anything). A cancelled round stores nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from django.utils import timezone
 
 from annotation.models import CampaignTask, Dataset, Example, Passage, Response
 from annotation.qa import format as qa_format
-from annotation.qa.errors import BadRequest, Conflict
+from annotation.qa.errors import BadRequest, Conflict, NotFound
 from annotation.roles import ANNOTATOR
 from annotation.services.campaigns import campaign_create
 from config.celery import app as celery_app
@@ -114,6 +119,30 @@ def round_generate(*, run: TrainingRun, dataset: Dataset | None = None, split: s
     return round_execute(job_id=job.pk, progress=progress)
 
 
+def round_cancel(*, job_id: int) -> RoundJob:
+    """Cancel a round: a queued one is cancelled now, a running one is asked to stop (see the module's docstring).
+
+    Raises Conflict for a round that has already finished.
+    """
+    with transaction.atomic():
+        job = RoundJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            raise NotFound(f"no round job #{job_id}", field="job")
+        if job.status == RoundJob.Status.QUEUED:
+            job.status, job.finished_at = RoundJob.Status.CANCELLED, timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+        elif job.status == RoundJob.Status.RUNNING:
+            job.cancel_requested = True
+            job.save(update_fields=["cancel_requested"])
+        else:
+            raise Conflict(f"round job #{job_id} has already {job.status}; there is nothing to cancel", field="job")
+    return job
+
+
+class RoundCancelled(Exception):
+    """Raised in the worker when the round was cancelled while it sampled."""
+
+
 # ---------------------------------------------------------------- doing it (the worker)
 
 
@@ -160,6 +189,8 @@ def round_execute(*, job_id: int, progress=None) -> RoundJob:
 
         def report(done: int, total: int) -> None:
             RoundJob.objects.filter(pk=job_id).update(progress_done=done, progress_total=total, heartbeat_at=timezone.now())
+            if RoundJob.objects.filter(pk=job_id, cancel_requested=True).exists():
+                raise RoundCancelled
             if progress is not None:
                 progress(done, total)
 
@@ -173,6 +204,9 @@ def round_execute(*, job_id: int, progress=None) -> RoundJob:
             progress=report,
         )
         round_store(job=job, examples=examples, answers=answers)
+    except RoundCancelled:
+        logger.info("round %s cancelled", job_id)
+        RoundJob.objects.filter(pk=job_id).update(status=RoundJob.Status.CANCELLED, finished_at=timezone.now())
     except Exception as exc:
         logger.exception("round %s failed", job_id)
         RoundJob.objects.filter(pk=job_id).update(status=RoundJob.Status.FAILED, finished_at=timezone.now(),
@@ -202,6 +236,9 @@ def round_store(*, job: RoundJob, examples: Sequence[Example], answers: Sequence
     """Write the round: a new split with the sampled answers as responses, and a campaign over it."""
     run, dataset = job.run, job.dataset
     with transaction.atomic():
+        # A cancel that came after the last batch still wins: round_cancel takes the same lock.
+        if RoundJob.objects.select_for_update().filter(pk=job.pk, cancel_requested=True).exists():
+            raise RoundCancelled
         number = next_round(dataset)
         taken = Example.objects.filter(dataset=dataset).values_list("split", flat=True).distinct()
         split = round_split_name(job.source_split, number, taken)

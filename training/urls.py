@@ -13,6 +13,7 @@ urlpatterns = [
     path("runs/<int:run_id>/metrics.json", views.run_metrics, name="run_metrics"),
     path("runs/<int:run_id>/round/", views.run_round, name="run_round"),
     path("rounds/<int:job_id>/", views.round_status, name="round_status"),
+    path("rounds/<int:job_id>/cancel/", views.round_cancel, name="round_cancel"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/resume/", views.run_resume, name="run_resume"),
     path("runs/<int:run_id>/log.txt", views.run_log, name="run_log"),

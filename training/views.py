@@ -355,6 +355,16 @@ def run_round(request, run_id: int):
 
 
 @researcher_required
+@require_POST
+def round_cancel(request, job_id: int):
+    """Cancel a round (queued: at once; sampling: after the batch in hand); htmx gets the round's card back."""
+    job = rounds.round_cancel(job_id=job_id)  # NotFound, Conflict
+    if request.htmx:
+        return render(request, "training/_round_job.html", {"job": selectors.round_job_get(job_id=job.pk)})
+    return redirect(f"{reverse('training:run_detail', args=[job.run_id])}#round-{job.pk}")
+
+
+@researcher_required
 @require_GET
 def round_status(request, job_id: int):
     """One round's progress (htmx polls it while the worker samples), then its campaign."""

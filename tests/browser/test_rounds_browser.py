@@ -140,6 +140,14 @@ def test_the_new_round_shows_on_the_run_page_and_its_campaign_opens_for_an_annot
     card = page.locator("#new-round")
     card.get_by_text("7 / 20 answers").wait_for()
     screenshot(page, "run_new_round", scroll_to="#new-round")
+    # The sampling round can be cancelled in place, once confirmed; the worker stops after its batch in hand.
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name="Cancel round").click()
+    card.get_by_role("button", name="Stopping…").wait_for()
+    from training.models import RoundJob
+
+    assert RoundJob.objects.get(status=RoundJob.Status.RUNNING).cancel_requested
+    screenshot(page, "run_new_round_cancelling", scroll_to="#new-round")
     card.get_by_role("link", name=f"Open campaign “{job.campaign.name}”").click()
     page.locator("#campaign-source-run").wait_for()
     assert f"run #{policy.pk}" in page.locator("#campaign-source-run").inner_text()

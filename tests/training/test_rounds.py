@@ -260,3 +260,71 @@ def test_an_sft_policy_samples_a_round_with_no_reward_segments_since_it_names_no
     responses = Response.objects.filter(round=1, source_run=sft)
     assert responses.count() == 2 and all(r.reward_segments == [] for r in responses)
     assert Campaign.objects.get(pk=result["campaign"]).task == CampaignTask.FINE_GRAINED
+
+
+def _round_examples(run) -> int:
+    return Example.objects.filter(dataset=run.dataset, split__contains="-round").count()
+
+
+def test_a_queued_round_is_cancelled_at_once_and_never_sampled(ppo_run):
+    from training.rounds import round_cancel, round_execute, round_request
+
+    job = round_request(run=ppo_run, split="dev", samples=4)  # queued; the worker has not taken it yet
+    assert round_cancel(job_id=job.pk).status == RoundJob.Status.CANCELLED
+    job = round_execute(job_id=job.pk)  # the task arrives later: it finds nothing to do
+    assert (job.status, job.progress_total, job.started_at) == (RoundJob.Status.CANCELLED, 0, None)
+    assert _round_examples(ppo_run) == 0 and not Campaign.objects.exists()
+
+
+def test_a_running_round_stops_after_the_batch_in_hand_and_stores_nothing(ppo_run):
+    from training.rounds import round_cancel, round_execute
+
+    job = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev", samples=4)
+    reports = []
+
+    def cancel_once_sampling_began(done: int, total: int) -> None:
+        reports.append((done, total))
+        if len(reports) == 1:
+            assert round_cancel(job_id=job.pk).cancel_requested  # what the button does while the worker samples
+
+    job = round_execute(job_id=job.pk, progress=cancel_once_sampling_began)
+    assert job.status == RoundJob.Status.CANCELLED, job.error
+    assert reports == [(0, SOURCE_EXAMPLES * 4)]  # the next batch's report saw the request and stopped there
+    assert job.progress_done > 0 and job.finished_at is not None
+    assert _round_examples(ppo_run) == 0 and not Campaign.objects.exists()
+
+
+def test_a_cancel_that_comes_after_the_last_batch_still_stores_nothing(ppo_run):
+    from training.rounds import RoundCancelled, round_store, source_examples
+
+    job = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev", samples=1,
+                                  status=RoundJob.Status.RUNNING, cancel_requested=True)
+    examples = source_examples(dataset=ppo_run.dataset, split="dev")
+    with pytest.raises(RoundCancelled):
+        round_store(job=job, examples=examples, answers=[[{"text": "An answer.", "reward_segments": []}]] * len(examples))
+    assert _round_examples(ppo_run) == 0 and not Campaign.objects.exists()
+
+
+def test_the_round_card_cancels_with_htmx_and_refuses_a_finished_round(ppo_run, researcher, annotator):
+    queued = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev")
+    running = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev", status=RoundJob.Status.RUNNING,
+                                      progress_done=4, progress_total=12)
+    done = RoundJob.objects.create(run=ppo_run, dataset=ppo_run.dataset, source_split="dev", status=RoundJob.Status.SUCCEEDED,
+                                   round=1, split="dev-round1")
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(reverse("training:run_detail", args=[ppo_run.pk])).content.decode()
+    assert page.count("Cancel round") == 2  # the queued and the running one
+    cancel = lambda job, **headers: client.post(reverse("training:round_cancel", args=[job.pk]), **headers)  # noqa: E731
+
+    card = cancel(queued, HTTP_HX_REQUEST="true")
+    assert card.status_code == 200 and "Cancelled; nothing was stored." in card.content.decode()
+    card = cancel(running, HTTP_HX_REQUEST="true").content.decode()
+    assert "Stopping…" in card and "stops after the batch of answers in hand" in card and 'hx-trigger="every 2s"' in card
+    refused = cancel(done)
+    assert refused.status_code == 409 and "has already succeeded" in refused.content.decode()
+    assert [j.status for j in RoundJob.objects.order_by("pk")] == ["cancelled", "running", "succeeded"]
+
+    other = Client()
+    other.force_login(annotator)
+    assert other.post(reverse("training:round_cancel", args=[running.pk])).status_code == 403

@@ -46,6 +46,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         finally:
             bar.close()
+        if job.status == RoundJob.Status.CANCELLED:
+            raise CommandError(f"round job #{job.pk} was cancelled (from the run page); nothing was stored")
         if job.status != RoundJob.Status.SUCCEEDED:
             raise CommandError(f"the round failed: {job.error}")
         result = {"round": job.round, "examples": job.examples, "responses": job.responses, "campaign": job.campaign_id}
