@@ -3,7 +3,10 @@
 The gold-version form works without scripts: checkboxes take spans and
 missing-info entries from any annotator (each span's type can be changed),
 the correction is a text box and the six answers are radio buttons.
-static/js/review.js adds keyboard shortcuts and "use this correction".
+static/js/review.js adds keyboard shortcuts, "use this correction", moving a
+span's bounds a word at a time and drawing a span no annotator marked (the
+reviewer's own, keyed `own:N`); each row sends its bounds as `start-KEY` and
+`end-KEY`, and the same span rules as for annotations check them on save.
 """
 
 from django.contrib import messages
@@ -17,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.models import AssignmentKind, Campaign, Example, ItemNote
 from annotation.permissions import reviewer_required
 from annotation.qa.errors import BadRequest
+from annotation.qa.spans import word_spans
 from annotation.qa.vocab import ERROR_LABELS, MISSING_LABELS, PREFERENCE_PAIRS
 from annotation.selectors.agreement import campaign_agreement
 from annotation.selectors.reviews import ReviewItem, open_flags, review_item, review_queue
@@ -59,25 +63,41 @@ def queue(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "annotation/review/queue.html", {"campaign": campaign, "rows": rows, "flags": open_flags(campaign)})
 
 
-def _span_rows(item: ReviewItem, taken: dict[str, str | None]) -> list[dict]:
-    """The annotators' spans for the gold builder; `taken` maps a taken span to the type it has in the gold (None: its own)."""
+# The key prefix of a span the reviewer drew or re-bounded, which no annotator marked as it stands ("own:3").
+OWN = "own"
+
+
+def _span_rows(
+    item: ReviewItem, taken: dict[str, str | None], bounds: dict[str, tuple[int, int]], own: list[dict]
+) -> list[dict]:
+    """The gold builder's spans: each annotator's, and the reviewer's own (`own`: key, type, start, end).
+
+    `taken` maps a taken span to the type it has in the gold (None: its own);
+    `bounds` gives the (start, end) a span was moved to on the page.
+    """
     rows = []
     for version in item.versions:
         for index, error in enumerate(version.feedback["errors"] if version.feedback else []):
             key = f"{version.key}:{index}"
+            start, end = bounds.get(key, (error["start"], error["end"]))
             rows.append({
-                "key": key, "version": version, "index": index, "error": error,
+                "key": key, "version": version, "index": index, "error": error, "start": start, "end": end,
+                "moved": (start, end) != (error["start"], error["end"]),
                 "error_type": taken.get(key) or error["error type"],
-                "type": ERROR_TYPE_BY_VALUE.get(error["error type"]), "snippet": item.text[error["start"] : error["end"]],
+                "type": ERROR_TYPE_BY_VALUE.get(error["error type"]), "snippet": item.text[start:end],
                 "taken": key in taken,
             })
-    return sorted(rows, key=lambda r: (r["error"]["start"], r["version"].colour))
+    for span in own:
+        rows.append({**span, "own": True, "taken": True, "error_type": span["type"],
+                     "type": ERROR_TYPE_BY_VALUE.get(span["type"]), "snippet": item.text[span["start"] : span["end"]]})
+    return sorted(rows, key=lambda r: (r["start"], 0 if r.get("own") else r["version"].colour))
 
 
-def _gold_keys(item: ReviewItem) -> tuple[dict[str, str], set[str]]:
-    """The annotators' spans (with the type the gold gives them) and entries that the stored gold version holds."""
+def _gold_keys(item: ReviewItem) -> tuple[dict[str, str], set[str], list[dict]]:
+    """What the stored gold version holds: the annotators' spans it took (with the types it gives them), their
+    missing-info entries it took, and its own spans (drawn or re-bounded by a reviewer: no annotator's as they stand)."""
     if item.gold is None or item.kind != AssignmentKind.FINE_GRAINED:
-        return {}, set()
+        return {}, set(), []
     gold_types = {(g["start"], g["end"]): g["error type"] for g in item.gold.errors}
     spans, missing, used = {}, set(), set()
     for version in item.versions:
@@ -91,7 +111,46 @@ def _gold_keys(item: ReviewItem) -> tuple[dict[str, str], set[str]]:
             if entry in item.gold.missing_info and f"m{entry}" not in used:
                 missing.add(f"{version.key}:{index}")
                 used.add(f"m{entry}")
-    return spans, missing
+    own = [
+        {"key": f"{OWN}:{number}", "type": g["error type"], "start": g["start"], "end": g["end"], "explanation": g["explanation"]}
+        for number, g in enumerate(g for g in item.gold.errors if (g["start"], g["end"]) not in used)
+    ]
+    return spans, missing, own
+
+
+def _posted_bounds(post, key: str) -> tuple[int, int] | None:
+    """The (start, end) the page moved span `key` to, or None when it sent none."""
+    start, end = post.get(f"start-{key}"), post.get(f"end-{key}")
+    if start is None and end is None:
+        return None
+    return _int(start, f"the start of span {key}"), _int(end, f"the end of span {key}")
+
+
+def _posted_spans(post) -> tuple[dict[str, str | None], dict[str, tuple[int, int]], list[dict]]:
+    """The page's spans as posted: taken annotators' spans with their types, moved bounds, the reviewer's own
+    (with the explanation a stored one carries, so saving the page again keeps it)."""
+    taken, bounds, own = {}, {}, []
+    for key in post.getlist("span"):
+        moved = _posted_bounds(post, key)
+        if key.startswith(f"{OWN}:"):
+            if moved is None:
+                raise BadRequest(f"span {key!r} has no bounds", field="span")
+            own.append({"key": key, "type": post.get(f"type-{key}", ""), "start": moved[0], "end": moved[1],
+                        "explanation": post.get(f"explanation-{key}", "")})
+            continue
+        taken[key] = post.get(f"type-{key}")
+        if moved is not None:
+            bounds[key] = moved
+    return taken, bounds, own
+
+
+def _answer_words(text: str) -> list[dict]:
+    """Each word of the answer with its offsets and the spaces after it, for the page to draw spans on."""
+    words = word_spans(text)
+    return [
+        {"start": start, "end": end, "text": text[start:end], "space": text[end : words[i + 1][0] if i + 1 < len(words) else len(text)]}
+        for i, (start, end) in enumerate(words)
+    ]
 
 
 def _decorate_lanes(item: ReviewItem) -> None:
@@ -107,9 +166,10 @@ def _decorate_lanes(item: ReviewItem) -> None:
 
 
 def _page(request, item: ReviewItem, *, status: int = 200, problems=None, posted=None) -> HttpResponse:
-    taken, taken_missing = _gold_keys(item)
+    taken, taken_missing, own = _gold_keys(item)
+    bounds: dict[str, tuple[int, int]] = {}
     if posted is not None:
-        taken = {key: posted.get(f"type-{key}") for key in posted.getlist("span")}
+        taken, bounds, own = _posted_spans(posted)
         taken_missing = set(posted.getlist("missing"))
     correction = item.text
     if posted is not None:
@@ -140,7 +200,10 @@ def _page(request, item: ReviewItem, *, status: int = 200, problems=None, posted
     context = {
         "corrections": [v.feedback["corrected-prediction"] for v in item.versions if v.feedback],
         "item": item, "campaign": item.campaign, "example": item.example, "is_fine_grained": item.kind == AssignmentKind.FINE_GRAINED,
-        "span_rows": _span_rows(item, taken), "missing_rows": missing_rows, "correction": correction, "pairs": pairs,
+        "span_rows": _span_rows(item, taken, bounds, own), "missing_rows": missing_rows,
+        # The answer word by word (code-point offsets, as spans count them): the page draws and moves spans on these.
+        "answer_words": _answer_words(item.text) if item.kind == AssignmentKind.FINE_GRAINED else [],
+        "own_prefix": OWN, "correction": correction, "pairs": pairs,
         "error_types": ERROR_TYPE_CHOICES, "error_labels": ERROR_LABELS, "problems": problems or [],
         "gold_base_version": item.gold.version if item.gold else 0,
         "open_notes": [n for n in item.notes if n.resolved_at is None],
@@ -187,14 +250,18 @@ def _gold_feedback(item: ReviewItem, post) -> dict:
         return version, entries[int(index)]
 
     errors = []
-    for key in post.getlist("span"):
+    taken, bounds, own = _posted_spans(post)
+    for key, chosen in taken.items():
         version, error = part(key, "errors")
         error = dict(error)
-        chosen = post.get(f"type-{key}", error["error type"])
+        chosen = chosen or error["error type"]
         if chosen != error["error type"]:
             error["error type"] = chosen
             error["explanation"] = ""
+        # New bounds keep the annotator's explanation: the same fault, marked more exactly.
+        error["start"], error["end"] = bounds.get(key, (error["start"], error["end"]))
         errors.append(error)
+    errors += [{"error type": s["type"], "explanation": s["explanation"], "start": s["start"], "end": s["end"]} for s in own]
     missing = [dict(part(key, "missing-info")[1]) for key in post.getlist("missing")]
     return {
         "errors": sorted(errors, key=lambda e: e["start"]),

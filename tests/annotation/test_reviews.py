@@ -74,6 +74,70 @@ def test_the_review_page_builds_a_gold_version_from_parts_of_each_annotator(pair
     assert f'<option value="{IRRELEVANT}" selected>' in retyped
 
 
+def test_a_gold_span_can_be_moved_or_drawn_and_comes_back_as_the_reviewers_own(pair, researcher_client):
+    from tests.annotation.annotate_data import offsets_of
+
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    moved = f"{anna.pk}:0"  # anna's repeated sentence, with her explanation
+    repeated = offsets_of(TEXT, REPEATED, 2)
+    narrowed = offsets_of(TEXT, "31 August 2018.", 2)
+    drawn = offsets_of(TEXT, "the second studio album")
+    response = researcher_client.post(url("review_save", campaign), {
+        "version": 0, "span": [moved, "own:0"],
+        f"start-{moved}": narrowed[0], f"end-{moved}": narrowed[1],
+        "start-own:0": drawn[0], "end-own:0": drawn[1], "type-own:0": IRRELEVANT,
+        "corrected-prediction": TEXT,
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    gold = Adjudication.objects.get()
+    assert gold.errors == [
+        {"error type": IRRELEVANT, "explanation": "", "start": drawn[0], "end": drawn[1]},
+        {**ANNA["errors"][0], "start": narrowed[0], "end": narrowed[1]},  # her type and explanation kept
+    ]
+
+    # Neither gold span is an annotator's as it stands: the page shows both as the reviewer's own, taken.
+    page = researcher_client.get(url("review_item", campaign)).content.decode()
+    assert ANNA["errors"][0]["explanation"] and f'value="{moved}" checked' not in page
+    assert 'value="own:0" checked' in page and 'value="own:1" checked' in page and "Yours" in page
+    assert f'name="start-own:1" value="{narrowed[0]}"' in page
+    assert f'name="start-{moved}" value="{repeated[0]}"' in page and f'name="end-{moved}" value="{repeated[1]}"' in page
+    assert '<span class="rv-aw" data-start="0" data-end="5">Bloom</span> ' in page  # the words to draw on
+
+    # Saved again as it stands, the gold version is the same (explanations included).
+    again = researcher_client.post(url("review_save", campaign), {
+        "version": 1, "span": ["own:0", "own:1"],
+        "start-own:0": drawn[0], "end-own:0": drawn[1], "type-own:0": IRRELEVANT,
+        "start-own:1": narrowed[0], "end-own:1": narrowed[1], "type-own:1": ANNA["errors"][0]["error type"],
+        "explanation-own:1": ANNA["errors"][0]["explanation"], "corrected-prediction": TEXT,
+    })
+    assert again.status_code == 302
+    regold = Adjudication.objects.get()
+    assert (regold.version, regold.errors) == (2, gold.errors)
+
+
+@pytest.mark.parametrize(
+    ("shift", "status", "message"),
+    [(1, 422, "is not at the start of a word"), ("x", 400, "the start of span")],
+)
+def test_moved_bounds_are_checked_and_a_refused_page_keeps_them(pair, researcher_client, shift, status, message):
+    from tests.annotation.annotate_data import offsets_of
+
+    anna, bob = pair
+    campaign = disagreeing_item(anna, bob)
+    key = f"{bob.pk}:1"
+    start, end = offsets_of(TEXT, BORN)
+    bad_start = start + shift if isinstance(shift, int) else shift
+    response = researcher_client.post(url("review_save", campaign), {
+        "version": 0, "span": [key], f"start-{key}": bad_start, f"end-{key}": end, "corrected-prediction": TEXT,
+    })
+    assert response.status_code == status
+    assert message in response.content.decode()
+    if status == 422:  # the page comes back with the bounds as they were sent, to fix
+        assert f'name="start-{key}" value="{bad_start}"' in response.content.decode()
+    assert not Adjudication.objects.exists()
+
+
 def test_a_gold_version_with_overlapping_spans_is_refused_and_nothing_is_stored(pair, researcher_client):
     anna, bob = pair
     campaign = disagreeing_item(anna, bob)

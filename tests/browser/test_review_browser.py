@@ -67,6 +67,54 @@ def test_a_reviewer_takes_a_span_from_each_annotator_edits_the_correction_and_sa
     screenshot(phone, "review-item-phone-gold", scroll_to="#gold-form")
 
 
+def test_a_reviewer_moves_span_bounds_a_word_at_a_time_and_draws_a_span_nobody_marked(new_page, team, screenshot):
+    from tests.annotation.annotate_data import offsets_of
+    from tests.annotation.review_data import BORN, SOLD_SHORT, TEXT
+
+    anna, bob, campaign = team
+    page = new_page()
+    log_in(page, "rita")
+    page.goto(f"/annotation/campaigns/{campaign.pk}/review/fine_grained/1/")
+    sold = page.locator(f'li[data-key="{bob.pk}:0"]')
+    sold.get_by_role("button", name="Start one word earlier").click()  # "sold ten ..." -> "album sold ten ..."
+    assert sold.locator(".rv-snippet").inner_text() == "album " + SOLD_SHORT
+    assert sold.locator("input[name=span]").is_checked()  # a moved span is taken
+    born = page.locator(f'input[name=span][value="{bob.pk}:1"]')
+    born.focus()
+    page.keyboard.press("x")  # take it, then narrow it from the right by two words with the keyboard
+    page.keyboard.press("Shift+L")
+    page.keyboard.press("Shift+L")
+    assert page.locator(f'li[data-key="{bob.pk}:1"] .rv-snippet').inner_text() == "Sivan was born in"
+
+    # A span nobody marked: select words of response 1, pick its type, add it.
+    page.evaluate("""() => {
+        const words = [...document.querySelectorAll('#rv-answer .rv-aw')];
+        const at = words.findIndex((w) => w.textContent === 'second');
+        const range = document.createRange();
+        range.setStart(words[at].firstChild, 2);  // part of a word counts as the whole word
+        range.setEnd(words[at + 2].firstChild, 3);
+        const selection = getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+    }""")
+    page.locator("#rv-new-type").select_option(index=0)
+    chosen = page.locator("#rv-new-type").input_value()
+    page.get_by_role("button", name="Add span").click()
+    own = page.locator('li[data-key="own:0"]')
+    assert own.locator(".rv-snippet").inner_text() == "second studio album" and "Yours" in own.inner_text()
+    screenshot(page, "review-item-bounds", scroll_to="#gold-form")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#rv-gold-summary")
+
+    drawn, album, born_start = offsets_of(TEXT, "second studio album"), offsets_of(TEXT, "album " + SOLD_SHORT), offsets_of(TEXT, BORN)[0]
+    assert Adjudication.objects.get().errors == [
+        {"error type": chosen, "explanation": "", "start": drawn[0], "end": drawn[1]},
+        {**BOB["errors"][0], "start": album[0], "end": album[1]},
+        {**BOB["errors"][1], "end": born_start + len("Sivan was born in")},
+    ]
+    assert page.locator('li[data-key="own:0"] input[name=span]').is_checked()  # back as the reviewer's own
+
+
 def test_the_agreement_page_and_the_queue_look_finished(new_page, team, screenshot):
     _anna, _bob, campaign = team
     page = new_page()
