@@ -708,13 +708,16 @@ def preference_pairs(records: Sequence[dict]) -> FileResult:
             result.skipped[str(reason)] += 1
             continue
         ties = 0
+        # Each line is json.dumps({"prompt": ..., "chosen": ..., "rejected": ...}) put together from its
+        # values encoded once per record: the prompt (all passages) is most of a line and of the time.
+        head = '{"prompt": ' + json.dumps(prompt) + ', "chosen": '
+        encoded = [json.dumps(prediction) for prediction in predictions]
         for (a, b), choice in zip(PREFERENCE_INDEX_PAIRS, preference):
             if choice == NO_PREFERENCE:
                 ties += 1
                 continue
             chosen, rejected = (a, b) if choice == FIRST_PREFERRED else (b, a)
-            line = {"prompt": prompt, "chosen": predictions[chosen], "rejected": predictions[rejected]}
-            lines.append(json.dumps(line) + "\n")
+            lines.append(head + encoded[chosen] + ', "rejected": ' + encoded[rejected] + "}\n")
             result.written += 1
         result.skipped["tied pairs"] += ties
         if ties == len(PREFERENCE_INDEX_PAIRS):

@@ -340,6 +340,20 @@ def test_it_writes_one_pair_per_non_tied_preference(dev_records):
     assert all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
 
 
+def test_each_pair_line_is_json_dumps_of_the_pair(dev_records):
+    # The lines are put together from values encoded once per record: byte for byte json.dumps of the dict.
+    expected = []
+    for r in dev_records[:60]:
+        predictions = [r[f"prediction {k}"] for k in range(1, 5)]
+        for (a, b), choice in zip(rm_files.PREFERENCE_INDEX_PAIRS, r["preference"]):
+            if choice:
+                chosen, rejected = (a, b) if choice == 1 else (b, a)
+                prompt = rm_files.preference_prompt(r)
+                line = {"prompt": prompt, "chosen": predictions[chosen], "rejected": predictions[rejected]}
+                expected.append(json.dumps(line) + "\n")
+    assert preference_pairs(dev_records[:60]).content == "".join(expected)
+
+
 def test_it_orders_chosen_and_rejected_by_the_preference():
     r = record(preference=[1, 2, 0, 0, 0, 0])
     pairs = lines_of(preference_pairs([r]).content)
