@@ -459,17 +459,34 @@ class WindowScorer:
         best = int(np.argmax(scores))
         return best, float(scores[best])
 
-    def _earlier_could_be_exact(self, needs: tuple, sub: str, hit: int) -> bool:
-        """Whether a candidate before `hit` could hold a window with exactly `sub`'s characters (a 1.0)."""
-        n, rows, wanted, space_matches = needs
-        if len(rows) + (" " in sub) < len(set(sub)) or space_matches != sub.count(" ") or sub.count(" ") != n - 1:
-            return False
-        wanted = np.array(wanted, dtype=np.int64)[:, None]
-        totals = self._totals[rows, :hit].copy()
+    @staticmethod
+    def _could_be_exact(needs: tuple, sub: str) -> bool:
+        """Whether any window could hold exactly `sub`'s characters: all of them in the alphabet, and as many
+        spaces as a window of its size has."""
+        n, rows, _, space_matches = needs
+        spaces = sub.count(" ")
+        return len(rows) + (spaces > 0) >= len(set(sub)) and space_matches == spaces == n - 1
+
+    def _earlier_exact(self, items: Sequence[tuple[int, str, int, tuple]]) -> list[bool]:
+        """For each (k, sub, hit, needs), whether a candidate before `hit` could hold a window with exactly
+        `sub`'s characters (a 1.0): its whole counts (and pad words) reach every count `sub` wants.
+        All items in one set of array operations."""
+        rows: list[int] = []
+        wanted: list[int] = []
+        offsets: list[int] = []
+        for *_, (_, found, counts, _) in items:
+            offsets.append(len(rows))
+            rows += found
+            wanted += counts
+        totals = self._totals.take(rows, axis=0)
         pad_row = self._row[PAD_WORD]
         if pad_row in rows:
-            totals[rows.index(pad_row)] += np.maximum(n + 1 - self._count[:hit], 0)
-        return bool((totals >= wanted).all(axis=0).any())
+            for offset, (*_, (n, found, _, _)) in zip(offsets, items):
+                if pad_row in found:
+                    totals[offset + found.index(pad_row)] += np.maximum(n + 1 - self._count, 0)
+        reach = np.logical_and.reduceat(totals >= np.array(wanted, dtype=np.int64)[:, None], offsets, axis=0)
+        earlier = np.arange(len(self.texts))[None, :] < np.array([hit for _, _, hit, _ in items])[:, None]
+        return (reach & earlier).any(axis=1).tolist()
 
     def best_matches(self, subs: Sequence[str], threshold: float) -> list[int | None]:
         """For each sub-sentence, `match`'s index when its similarity is >= threshold (<= 1.0), else None."""
@@ -477,6 +494,7 @@ class WindowScorer:
         if not self.texts:
             return out
         todo = []
+        substrings = []
         for k, sub in enumerate(subs):
             hit = self._first_containing(sub)
             # A substring scores 1.0; only an earlier candidate with a window of exactly
@@ -485,10 +503,16 @@ class WindowScorer:
                 out[k] = 0
                 continue
             needs = self._needs(sub)
-            if hit > 0 and not self._earlier_could_be_exact(needs, sub, hit):
+            if hit > 0 and not self._could_be_exact(needs, sub):
                 out[k] = hit
                 continue
-            todo.append((k, sub, hit, needs))
+            (substrings if hit > 0 else todo).append((k, sub, hit, needs))
+        if substrings:
+            for item, could_tie in zip(substrings, self._earlier_exact(substrings)):
+                if could_tie:
+                    todo.append(item)
+                else:
+                    out[item[0]] = item[2]
         groups: dict[int, list[tuple[int, str, int, tuple]]] = {}
         for item in todo:
             groups.setdefault(item[3][0], []).append(item)

@@ -188,6 +188,15 @@ def test_an_earlier_exact_anagram_window_beats_a_later_substring():
     assert WindowScorer(texts).best_matches(["ab cd"], 0.85) == [0]
 
 
+def test_substrings_checked_together_for_earlier_exact_windows_match_difflib():
+    # Several substrings of later candidates in one call: some have an earlier window of exactly their
+    # characters (which wins the tie), some do not; "#" words count the pad words.
+    texts = ["ba dc zz", "# #", "xx ab cd yy", "q # r", "ef gh ij"]
+    subs = ["ab cd", "gh ij", "# r", "cd yy", "# #", "ef"]
+    assert WindowScorer(texts).best_matches(subs, 0.85) == DifflibMatcher(texts).best_matches(subs, 0.85)
+    assert WindowScorer(texts).best_matches(subs, 0.85)[0] == 0
+
+
 def test_a_scorer_without_candidates_matches_nothing():
     assert WindowScorer([]).match("anything") == (-1, 0.0)
     assert WindowScorer([]).best_matches(["anything"], 0.5) == [None]
