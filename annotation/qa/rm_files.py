@@ -344,17 +344,16 @@ class WindowScorer:
         np.cumsum(word_chars, out=self._chars_before[1:])
         alphabet = sorted(set(joined) | {PAD_WORD})
         self._row = {ch: k for k, ch in enumerate(alphabet)}
-        rows = np.searchsorted(
-            np.array([ord(ch) for ch in alphabet], dtype=np.uint32),
-            np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32),
-        )
+        # Each character's row from a table indexed by code point: a gather, not a binary search.
+        row_of_code = np.empty(ord(alphabet[-1]) + 1, dtype=np.intp)
+        row_of_code[[ord(ch) for ch in alphabet]] = np.arange(len(alphabet))
+        rows = row_of_code[np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)]
         # prefix[c, k]: occurrences of character c in the first k words. Rows are characters,
         # so one sub-sentence reads a few contiguous rows.
         positions = len(flat) + 1
         word_of_char = np.repeat(np.arange(1, positions), word_chars)
-        self._prefix = np.bincount(rows * positions + word_of_char, minlength=len(alphabet) * positions).reshape(
-            len(alphabet), positions
-        )
+        counts = np.bincount(rows * positions + word_of_char, minlength=len(alphabet) * positions)
+        self._prefix = counts.reshape(len(alphabet), positions)
         np.cumsum(self._prefix, axis=1, out=self._prefix)
         ends = self._base + self._count
         self._totals = self._prefix[:, ends] - self._prefix[:, self._base]
