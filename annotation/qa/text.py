@@ -447,11 +447,23 @@ def load_splitter_cached(name: str | None, cache_dir: str | Path | None) -> tupl
     (building reward-model files); others need spaCy's own pipeline.
     """
     name = (name or "").strip() or default_splitter_name()
+    if name == AUTO and not _model_loadable(PREFERRED_MODEL):
+        name = SENTENCIZER  # what `auto` falls back to, known without importing spaCy
     if name == SENTENCIZER and cache_dir is not None:
         splitter = _load_rule_sentencizer(str(cache_dir))
         if splitter is not None:
             return splitter, SENTENCIZER
     return load_splitter(name)
+
+
+def _model_loadable(name: str) -> bool:
+    """Whether `spacy.load(name)` could find the model: spacy.util.load_model's own tests, an installed
+    distribution of that name or a folder of that name."""
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return Path(name).exists()
+    return True
 
 
 @lru_cache(maxsize=4)

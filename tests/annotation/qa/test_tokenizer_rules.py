@@ -153,3 +153,15 @@ def test_only_the_sentencizer_with_a_cache_folder_loads_from_rules(tmp_path):
     pipeline, name = load_splitter_cached("sentencizer", None)
     assert pipeline is load_splitter("sentencizer")[0] and name == "sentencizer"
     assert splitting._plain_sentencizer(pipeline) is not None
+
+
+def test_auto_loads_from_rules_when_it_would_fall_back_to_the_sentencizer(tmp_path):
+    splitter, name = load_splitter_cached("auto", tmp_path)
+    assert name == load_splitter("auto")[1]
+    assert isinstance(splitter, RuleSentencizer) == (name == "sentencizer")
+
+
+def test_auto_leaves_it_to_spacy_when_the_model_may_be_there(tmp_path, monkeypatch):
+    monkeypatch.setattr(splitting, "_model_loadable", lambda name: True)
+    splitter, _ = load_splitter_cached("auto", tmp_path)
+    assert not isinstance(splitter, RuleSentencizer)
