@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from typing import Any
 
 RULES_FORMAT = 1
+# Tokens of pieces already cut, by piece (spaCy keeps such a cache too): most pieces recur.
+MAX_CACHED_PIECES = 100_000
 _NON_SPACE = re.compile(r"\S+")
 
 
@@ -168,6 +170,8 @@ class RuleTokenizer:
         if tokens is None:
             tokens = self._piece_tokens(piece, specials)
             if specials:
+                if len(self._pieces) >= MAX_CACHED_PIECES:
+                    self._pieces.clear()  # a long-lived worker's cache stays bounded
                 self._pieces[piece] = tokens
         for token in tokens:
             out.append((start, token))

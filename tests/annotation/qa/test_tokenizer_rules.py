@@ -165,3 +165,13 @@ def test_auto_leaves_it_to_spacy_when_the_model_may_be_there(tmp_path, monkeypat
     monkeypatch.setattr(splitting, "_model_loadable", lambda name: True)
     splitter, _ = load_splitter_cached("auto", tmp_path)
     assert not isinstance(splitter, RuleSentencizer)
+
+
+def test_the_piece_cache_stays_bounded(rules, monkeypatch):
+    from annotation.qa import tokenizer_rules
+
+    monkeypatch.setattr(tokenizer_rules, "MAX_CACHED_PIECES", 3)
+    tokenizer = RuleTokenizer(rules)
+    for text in ["a.", "b.", "c.", "d.", "e.", "(f)"]:
+        assert [t for _, t in tokenizer.tokens(text)] == [t for _, t in RuleTokenizer(rules).tokens(text)]
+        assert len(tokenizer._pieces) <= 3
