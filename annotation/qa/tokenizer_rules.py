@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from typing import Any
 
 RULES_FORMAT = 1
@@ -76,7 +75,7 @@ def export_rules(nlp: Any, spacy_version: str) -> dict[str, Any] | None:
     }
     functions = (tokenizer.prefix_search, tokenizer.suffix_search, tokenizer.infix_finditer, tokenizer.url_match)
     names = ("search", "search", "finditer", "match")
-    for (key, value), function, name in zip(patterns.items(), functions, names):
+    for value, function, name in zip(patterns.values(), functions, names):
         if function is not None and (value is None or function.__name__ != name):
             return None
     rules = {
