@@ -8,7 +8,7 @@ punctuation, and spaCy's tokenizer is a short algorithm over data: prefix,
 suffix and infix regular expressions, a URL pattern and the exceptions
 ("special cases"). `export_rules` reads that data from a loaded pipeline once;
 `RuleTokenizer` runs the same algorithm on it in Python (ported from
-spacy/tokenizer.pyx, 3.x: `_tokenize_affixes`, `_split_affixes`,
+spacy/tokenizer.pyx, 3.8: `_tokenize_affixes`, `_split_affixes`,
 `_attach_tokens`). annotation.qa.text keeps the exported rules in a file per
 spaCy version, so later processes skip spaCy.
 
@@ -16,8 +16,8 @@ After tokenising, spaCy re-applies the exceptions that themselves contain an
 affix (`Dr.`, `a.m.`, `:)`) wherever their tokens appear in a row (a
 PhraseMatcher over the doc): `RuleTokenizer.rematch` does the same, and
 `rematch_changes` says cheaply whether it would change anything.
-The exported rules name the spaCy version they came from, and rules from a
-spaCy other than 3.x (whose algorithm this is) are never exported.
+The exported rules name the spaCy version they came from, and only versions in
+VERIFIED_SPACY_VERSIONS (whose algorithm this is) are exported.
 
 No spaCy import here and no Django: pure functions over strings.
 """
@@ -29,6 +29,9 @@ import unicodedata
 from typing import Any
 
 RULES_FORMAT = 1
+# The spaCy versions whose tokenizer this port was checked against (tests/annotation/qa/test_tokenizer_rules.py
+# compares it with the installed spaCy). Another version keeps spaCy's own pipeline until checked and added here.
+VERIFIED_SPACY_VERSIONS = ("3.8.",)
 # Tokens of pieces already cut, by piece (spaCy keeps such a cache too): most pieces recur.
 MAX_CACHED_PIECES = 100_000
 _NON_SPACE = re.compile(r"\S+")
@@ -49,12 +52,13 @@ def export_rules(nlp: Any, spacy_version: str) -> dict[str, Any] | None:
     tokenizer = nlp.tokenizer
     pipeline = getattr(nlp, "pipeline", None)
     if (
-        not spacy_version.startswith("3.")
+        not spacy_version.startswith(VERIFIED_SPACY_VERSIONS)
         or not isinstance(pipeline, list)
         or len(pipeline) != 1
         or type(pipeline[0][1]) is not Sentencizer
         or type(tokenizer).__module__ != "spacy.tokenizer"
-        or tokenizer.token_match is not None
+        or getattr(tokenizer, "token_match", None) is not None
+        or not hasattr(tokenizer, "faster_heuristics")
         or nlp.vocab.lex_attr_getters.get(IS_PUNCT) is not lex_attrs.is_punct
     ):
         return None
