@@ -8,7 +8,7 @@ punctuation, and spaCy's tokenizer is a short algorithm over data: prefix,
 suffix and infix regular expressions, a URL pattern and the exceptions
 ("special cases"). `export_rules` reads that data from a loaded pipeline once;
 `RuleTokenizer` runs the same algorithm on it, written anew in Python after
-spacy/tokenizer.pyx, 3.8: `_tokenize_affixes`, `_split_affixes`,
+spacy/tokenizer.pyx 3.8 (`_tokenize_affixes`, `_split_affixes`,
 `_attach_tokens`). annotation.qa.text keeps the exported rules in a file per
 spaCy version, so later processes skip spaCy.
 
