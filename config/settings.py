@@ -201,6 +201,9 @@ if MAX_UPLOAD_MB < 1:
 MODEL_ROOT = env_path("MODEL_ROOT", VAR_DIR / "models")
 # Sentence splitter for reward-model files and fine-grained rewards: auto, sentencizer or a spaCy model.
 SENTENCE_SPLITTER = env_str("SENTENCE_SPLITTER", "auto")
+# spaCy's tokenizer rules, exported once per spaCy version, so that building reward-model files with the
+# sentencizer need not import spaCy (annotation/qa/tokenizer_rules.py).
+SPLITTER_CACHE_DIR = env_path("SPLITTER_CACHE_DIR", VAR_DIR / "cache")
 
 # Celery: progress lives in the database, so no result backend is needed.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -344,17 +344,16 @@ class WindowScorer:
         np.cumsum(word_chars, out=self._chars_before[1:])
         alphabet = sorted(set(joined) | {PAD_WORD})
         self._row = {ch: k for k, ch in enumerate(alphabet)}
-        rows = np.searchsorted(
-            np.array([ord(ch) for ch in alphabet], dtype=np.uint32),
-            np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32),
-        )
+        # Each character's row from a table indexed by code point: a gather, not a binary search.
+        row_of_code = np.empty(ord(alphabet[-1]) + 1, dtype=np.intp)
+        row_of_code[[ord(ch) for ch in alphabet]] = np.arange(len(alphabet))
+        rows = row_of_code[np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)]
         # prefix[c, k]: occurrences of character c in the first k words. Rows are characters,
         # so one sub-sentence reads a few contiguous rows.
         positions = len(flat) + 1
         word_of_char = np.repeat(np.arange(1, positions), word_chars)
-        self._prefix = np.bincount(rows * positions + word_of_char, minlength=len(alphabet) * positions).reshape(
-            len(alphabet), positions
-        )
+        counts = np.bincount(rows * positions + word_of_char, minlength=len(alphabet) * positions)
+        self._prefix = counts.reshape(len(alphabet), positions)
         np.cumsum(self._prefix, axis=1, out=self._prefix)
         ends = self._base + self._count
         self._totals = self._prefix[:, ends] - self._prefix[:, self._base]
@@ -459,17 +458,34 @@ class WindowScorer:
         best = int(np.argmax(scores))
         return best, float(scores[best])
 
-    def _earlier_could_be_exact(self, needs: tuple, sub: str, hit: int) -> bool:
-        """Whether a candidate before `hit` could hold a window with exactly `sub`'s characters (a 1.0)."""
-        n, rows, wanted, space_matches = needs
-        if len(rows) + (" " in sub) < len(set(sub)) or space_matches != sub.count(" ") or sub.count(" ") != n - 1:
-            return False
-        wanted = np.array(wanted, dtype=np.int64)[:, None]
-        totals = self._totals[rows, :hit].copy()
+    @staticmethod
+    def _could_be_exact(needs: tuple, sub: str) -> bool:
+        """Whether any window could hold exactly `sub`'s characters: all of them in the alphabet, and as many
+        spaces as a window of its size has."""
+        n, rows, _, space_matches = needs
+        spaces = sub.count(" ")
+        return len(rows) + (spaces > 0) >= len(set(sub)) and space_matches == spaces == n - 1
+
+    def _earlier_exact(self, items: Sequence[tuple[int, str, int, tuple]]) -> list[bool]:
+        """For each (k, sub, hit, needs), whether a candidate before `hit` could hold a window with exactly
+        `sub`'s characters (a 1.0): its whole counts (and pad words) reach every count `sub` wants.
+        All items in one set of array operations."""
+        rows: list[int] = []
+        wanted: list[int] = []
+        offsets: list[int] = []
+        for *_, (_, found, counts, _) in items:
+            offsets.append(len(rows))
+            rows += found
+            wanted += counts
+        totals = self._totals.take(rows, axis=0)
         pad_row = self._row[PAD_WORD]
         if pad_row in rows:
-            totals[rows.index(pad_row)] += np.maximum(n + 1 - self._count[:hit], 0)
-        return bool((totals >= wanted).all(axis=0).any())
+            for offset, (*_, (n, found, _, _)) in zip(offsets, items):
+                if pad_row in found:
+                    totals[offset + found.index(pad_row)] += np.maximum(n + 1 - self._count, 0)
+        reach = np.logical_and.reduceat(totals >= np.array(wanted, dtype=np.int64)[:, None], offsets, axis=0)
+        earlier = np.arange(len(self.texts))[None, :] < np.array([hit for _, _, hit, _ in items])[:, None]
+        return (reach & earlier).any(axis=1).tolist()
 
     def best_matches(self, subs: Sequence[str], threshold: float) -> list[int | None]:
         """For each sub-sentence, `match`'s index when its similarity is >= threshold (<= 1.0), else None."""
@@ -477,6 +493,7 @@ class WindowScorer:
         if not self.texts:
             return out
         todo = []
+        substrings = []
         for k, sub in enumerate(subs):
             hit = self._first_containing(sub)
             # A substring scores 1.0; only an earlier candidate with a window of exactly
@@ -485,10 +502,16 @@ class WindowScorer:
                 out[k] = 0
                 continue
             needs = self._needs(sub)
-            if hit > 0 and not self._earlier_could_be_exact(needs, sub, hit):
+            if hit > 0 and not self._could_be_exact(needs, sub):
                 out[k] = hit
                 continue
-            todo.append((k, sub, hit, needs))
+            (substrings if hit > 0 else todo).append((k, sub, hit, needs))
+        if substrings:
+            for item, could_tie in zip(substrings, self._earlier_exact(substrings)):
+                if could_tie:
+                    todo.append(item)
+                else:
+                    out[item[0]] = item[2]
         groups: dict[int, list[tuple[int, str, int, tuple]]] = {}
         for item in todo:
             groups.setdefault(item[3][0], []).append(item)
@@ -708,13 +731,16 @@ def preference_pairs(records: Sequence[dict]) -> FileResult:
             result.skipped[str(reason)] += 1
             continue
         ties = 0
+        # Each line is json.dumps({"prompt": ..., "chosen": ..., "rejected": ...}) put together from its
+        # values encoded once per record: the prompt (all passages) is most of a line and of the time.
+        head = '{"prompt": ' + json.dumps(prompt) + ', "chosen": '
+        encoded = [json.dumps(prediction) for prediction in predictions]
         for (a, b), choice in zip(PREFERENCE_INDEX_PAIRS, preference):
             if choice == NO_PREFERENCE:
                 ties += 1
                 continue
             chosen, rejected = (a, b) if choice == FIRST_PREFERRED else (b, a)
-            line = {"prompt": prompt, "chosen": predictions[chosen], "rejected": predictions[rejected]}
-            lines.append(json.dumps(line) + "\n")
+            lines.append(head + encoded[chosen] + ', "rejected": ' + encoded[rejected] + "}\n")
             result.written += 1
         result.skipped["tied pairs"] += ties
         if ties == len(PREFERENCE_INDEX_PAIRS):

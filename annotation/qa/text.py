@@ -21,19 +21,24 @@ No Django here: this runs under `accelerate launch`, in scripts and in tests.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import string
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
 from annotation.qa.errors import BadRequest
+from annotation.qa.tokenizer_rules import RULES_FORMAT, RuleTokenizer, export_rules, is_punct
 from annotation.qa.vocab import SENTENCE, SUBSENTENCE
 
 AUTO = "auto"
@@ -300,13 +305,29 @@ def _sentencized_many(nlp: Any, sentencizer: Any, texts: list[str]) -> list[list
     run, placeholder = _plain_run(frozenset(sentencizer.punct_chars))
     shortened = [_shortened(text, run, placeholder) for text in texts]
     docs = [nlp.make_doc(short) for short, _, _ in shortened]
-    tables = [doc.to_array([ORTH, IS_PUNCT, IDX, LENGTH]) for doc in docs]
+    tables = [doc.to_array([ORTH, IS_PUNCT, IDX, LENGTH]).astype(np.int64) for doc in docs]
+    strings = nlp.vocab.strings
+    punct_ids = np.array([strings[c] for c in sentencizer.punct_chars], dtype=np.uint64).astype(np.int64)
+    for table in tables:
+        # Column 0 becomes "is one of punct_chars" (ORTH ids are uint64 hashes, compared as int64 bits).
+        table[:, 0] = np.isin(table[:, 0], punct_ids)
+    return _place_sentences(texts, shortened, tables)
+
+
+def _place_sentences(
+    texts: list[str], shortened: list[tuple[str, np.ndarray, np.ndarray]], tables: list[np.ndarray]
+) -> list[list[Sentence]]:
+    """The sentencizer's walk (see `_sentencized_many`) over token tables of the shortened texts.
+
+    Each table has a row per token: whether it is one of punct_chars, whether
+    it is punctuation (IS_PUNCT), its offset and its length in the shortened
+    text; offsets are mapped back to the original text.
+    """
     sizes = np.fromiter(map(len, tables), dtype=np.int64, count=len(tables))
     if not sizes.sum():
         return [[] for _ in texts]
     table = np.concatenate(tables)
-    strings = nlp.vocab.strings
-    punct = np.isin(table[:, 0], np.array([strings[c] for c in sentencizer.punct_chars], dtype=table.dtype))
+    punct = table[:, 0] != 0
     plain = (table[:, 1] == 0) & ~punct
     doc_first = np.zeros(len(table), dtype=bool)
     firsts_at = np.cumsum(sizes) - sizes
@@ -336,10 +357,126 @@ def _sentencized_many(nlp: Any, sentencizer: Any, texts: list[str]) -> list[list
     return out
 
 
+class RuleSentencizer:
+    """spaCy's `blank("en")` + sentencizer pipeline, for `sentences` and `sentences_many`, without spaCy.
+
+    It tokenises with spaCy's own tokenizer rules, exported once per spaCy
+    version (annotation.qa.tokenizer_rules), so a process that only splits
+    sentences does not import spaCy (about a third of a second) nor build the
+    pipeline. The same plain-word runs as `_sentencized_many` stand in for
+    their words; a text where spaCy's re-applied exceptions could change a
+    token of the rest is tokenised whole.
+    """
+
+    def __init__(self, rules: dict[str, Any]) -> None:
+        self.tokenizer = RuleTokenizer(rules)
+        self.punct_chars = self.tokenizer.punct_chars
+        self._run, self._placeholder = _plain_run(self.punct_chars)
+        self._is_punct: dict[str, bool] = {}
+
+    def sentences_many(self, texts: list[str]) -> list[list[Sentence]]:
+        """`sentences_many` for non-blank texts."""
+        shortened, tables = [], []
+        for text in texts:
+            short = _shortened(text, self._run, self._placeholder)
+            tokens = self.tokenizer.tokens(short[0])
+            if self.tokenizer.rematch_changes(tokens):
+                short = (text, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+                tokens = self.tokenizer.rematch(text, self.tokenizer.tokens(text))
+            shortened.append(short)
+            tables.append(self._table(tokens))
+        return _place_sentences(texts, shortened, tables)
+
+    def _table(self, tokens: list[tuple[int, str]]) -> np.ndarray:
+        is_punct_of = self._is_punct
+        rows = []
+        for start, token in tokens:
+            punct = is_punct_of.get(token)
+            if punct is None:
+                punct = is_punct_of[token] = is_punct(token)
+            rows.append((token in self.punct_chars, punct, start, len(token)))
+        return np.array(rows, dtype=np.int64).reshape(len(rows), 4)
+
+
+def rules_cache_path(cache_dir: str | Path, spacy_version: str) -> Path:
+    return Path(cache_dir) / f"sentencizer-rules-spacy-{spacy_version}.json"
+
+
+def load_rule_sentencizer(cache_dir: str | Path) -> RuleSentencizer | None:
+    """The sentencizer from rules cached in `cache_dir` for the installed spaCy, exporting them first if needed.
+
+    None when spaCy is not installed or its pipeline does something the port
+    does not reproduce (then the caller loads spaCy's own pipeline). The file
+    is named by spaCy's version, so an upgrade exports afresh.
+    """
+    try:
+        version = metadata.version("spacy")
+    except metadata.PackageNotFoundError:
+        return None
+    path = rules_cache_path(cache_dir, version)
+    try:
+        rules = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rules = None
+    if not isinstance(rules, dict) or rules.get("format") != RULES_FORMAT or rules.get("spacy_version") != version:
+        nlp, _ = load_splitter(SENTENCIZER)
+        rules = export_rules(nlp, _import_spacy(without_torch=True).__version__)
+        if rules is None or rules["spacy_version"] != version:
+            return None
+        _write_rules(path, rules)
+    return RuleSentencizer(rules)
+
+
+def _write_rules(path: Path, rules: dict[str, Any]) -> None:
+    # Beside the target and renamed over it, so a process reading it never sees half a file;
+    # a cache that cannot be written only costs the next process the export again.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(rules, stream)
+        os.replace(temp_name, path)
+    except OSError:
+        return
+
+
+def load_splitter_cached(name: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:
+    """`load_splitter`, except that the sentencizer is a `RuleSentencizer` when its rules can be cached.
+
+    For code that only calls `sentences` and `sentences_many` on the result
+    (building reward-model files); others need spaCy's own pipeline.
+    """
+    name = (name or "").strip() or default_splitter_name()
+    if name == AUTO and not _model_loadable(PREFERRED_MODEL):
+        name = SENTENCIZER  # what `auto` falls back to, known without importing spaCy
+    if name == SENTENCIZER and cache_dir is not None:
+        splitter = _load_rule_sentencizer(str(cache_dir))
+        if splitter is not None:
+            return splitter, SENTENCIZER
+    return load_splitter(name)
+
+
+def _model_loadable(name: str) -> bool:
+    """Whether `spacy.load(name)` could find the model: spacy.util.load_model's own tests, an installed
+    distribution of that name or a folder of that name."""
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return Path(name).exists()
+    return True
+
+
+@lru_cache(maxsize=4)
+def _load_rule_sentencizer(cache_dir: str) -> RuleSentencizer | None:
+    return load_rule_sentencizer(cache_dir)
+
+
 def sentences(nlp: Any, text: str) -> list[Sentence]:
     """The non-blank spaCy sentences of `text`."""
     if not text or text.isspace():
         return []
+    if isinstance(nlp, RuleSentencizer):
+        return nlp.sentences_many([text])[0]
     return _doc_sentences(nlp(text))
 
 
@@ -348,6 +485,10 @@ def sentences_many(nlp: Any, texts: Iterable[str], batch_size: int = 256) -> lis
     texts = list(texts)
     out: list[list[Sentence]] = [[] for _ in texts]
     todo = [i for i, text in enumerate(texts) if text and not text.isspace()]
+    if isinstance(nlp, RuleSentencizer):
+        for i, found in zip(todo, nlp.sentences_many([texts[i] for i in todo])):
+            out[i] = found
+        return out
     sentencizer = _plain_sentencizer(nlp)
     if sentencizer is not None:
         # Tokenise only, and place sentence starts as the sentencizer would, without a Python

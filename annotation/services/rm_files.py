@@ -36,7 +36,7 @@ from annotation.models import Adjudication, Dataset, RmDataBuild
 from annotation.qa.rm_files import PREFERENCE_PAIRS_FILE, SUMMARY, build_rm_files, output_paths, preference_pairs
 from annotation.qa.agreement import ADJUDICATED, LATEST, RULE_DESCRIPTIONS
 from annotation.qa.errors import BadRequest, NotFound, Refused
-from annotation.qa.text import AUTO, SENTENCIZER, load_splitter
+from annotation.qa.text import AUTO, SENTENCIZER, load_splitter_cached
 from annotation.selectors.aggregate import NOT_ANNOTATED, check_rule, iter_rule_records
 from annotation.selectors.datasets import dataset_resolve, feedback_complete_examples, feedback_records_for
 from annotation.selectors.rm_files import rm_data_split_counts
@@ -117,7 +117,9 @@ def rm_data_build(
     began = time.perf_counter()
     dataset = _dataset(dataset)
     check_rule(aggregate)
-    nlp, resolved = load_splitter(splitter or settings.SENTENCE_SPLITTER)  # SplitterNotAvailable is a BadRequest
+    # SplitterNotAvailable is a BadRequest. The sentencizer splits from spaCy's tokenizer rules cached in
+    # SPLITTER_CACHE_DIR (text.RuleSentencizer): the same sentences, without importing spaCy.
+    nlp, resolved = load_splitter_cached(splitter or settings.SENTENCE_SPLITTER, settings.SPLITTER_CACHE_DIR)
     left_out: Counter = Counter()
     if aggregate == LATEST:
         records = feedback_records_for(dataset, split)

@@ -188,6 +188,15 @@ def test_an_earlier_exact_anagram_window_beats_a_later_substring():
     assert WindowScorer(texts).best_matches(["ab cd"], 0.85) == [0]
 
 
+def test_substrings_checked_together_for_earlier_exact_windows_match_difflib():
+    # Several substrings of later candidates in one call: some have an earlier window of exactly their
+    # characters (which wins the tie), some do not; "#" words count the pad words.
+    texts = ["ba dc zz", "# #", "xx ab cd yy", "q # r", "ef gh ij"]
+    subs = ["ab cd", "gh ij", "# r", "cd yy", "# #", "ef"]
+    assert WindowScorer(texts).best_matches(subs, 0.85) == DifflibMatcher(texts).best_matches(subs, 0.85)
+    assert WindowScorer(texts).best_matches(subs, 0.85)[0] == 0
+
+
 def test_a_scorer_without_candidates_matches_nothing():
     assert WindowScorer([]).match("anything") == (-1, 0.0)
     assert WindowScorer([]).best_matches(["anything"], 0.5) == [None]
@@ -338,6 +347,20 @@ def test_it_writes_one_pair_per_non_tied_preference(dev_records):
     assert len(pairs) == result.written == expected
     assert result.skipped["tied pairs"] == sum(r["preference"].count(0) for r in dev_records[:40])
     assert all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
+
+
+def test_each_pair_line_is_json_dumps_of_the_pair(dev_records):
+    # The lines are put together from values encoded once per record: byte for byte json.dumps of the dict.
+    expected = []
+    for r in dev_records[:60]:
+        predictions = [r[f"prediction {k}"] for k in range(1, 5)]
+        for (a, b), choice in zip(rm_files.PREFERENCE_INDEX_PAIRS, r["preference"]):
+            if choice:
+                chosen, rejected = (a, b) if choice == 1 else (b, a)
+                prompt = rm_files.preference_prompt(r)
+                line = {"prompt": prompt, "chosen": predictions[chosen], "rejected": predictions[rejected]}
+                expected.append(json.dumps(line) + "\n")
+    assert preference_pairs(dev_records[:60]).content == "".join(expected)
 
 
 def test_it_orders_chosen_and_rejected_by_the_preference():

@@ -82,6 +82,30 @@ def test_the_build_rm_data_command_imports_neither_torch_nor_what_else_it_does_n
     assert (tmp_path / "rm" / "NF-ERR_subsentence" / "dev.json").is_file()
 
 
+def test_once_the_tokenizer_rules_are_cached_the_command_does_not_import_spacy(demo_database, tmp_path):
+    # The first build exports spaCy's tokenizer rules into SPLITTER_CACHE_DIR; later ones split from them.
+    env = {**demo_database, "SPLITTER_CACHE_DIR": str(tmp_path / "cache")}
+    build = (
+        "import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; "
+        "from django.core.management import execute_from_command_line; "
+        f"execute_from_command_line(['manage.py', 'build_rm_data', '--dataset', 'demo', '--split', 'dev', "
+        f"'--out', sys.argv[1], '--splitter', 'sentencizer', '-v0']); "
+        "print('spacy' in sys.modules)"
+    )
+    printed = []
+    for run in ("first", "second"):
+        result = subprocess.run(
+            [sys.executable, "-c", build, str(tmp_path / run)], cwd=REPO_ROOT, capture_output=True, text=True,
+            timeout=300, env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        printed.append(result.stdout.strip())
+    assert printed == ["True", "False"]
+    for name in ("NF-ERR_subsentence", "F-ERR_sentence", "COMP_sequence"):
+        first = (tmp_path / "first" / name / "dev.json").read_bytes()
+        assert first and first == (tmp_path / "second" / name / "dev.json").read_bytes()
+
+
 def test_a_fresh_process_that_requests_a_build_runs_it_in_eager_mode(demo_database):
     # Tasks are no longer imported at start-up: enqueueing must load them, or eager mode would send the
     # build to the broker by name and leave it queued.
