@@ -11,7 +11,7 @@ from annotation.qa.vocab import RESPONSES
 FINE_GRAINED_RESPONSE_NUMBER = RESPONSES[0]
 
 
-# What assignment_for_page keeps on the example it loads (see there).
+# Kept on an example instance once read: its passages (example_passages) and responses (assignment_for_page).
 _PASSAGES = "_granary_passages"
 _RESPONSES = "_granary_responses"
 
