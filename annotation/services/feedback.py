@@ -35,7 +35,7 @@ from annotation.qa.drafts import completeness_problems
 from annotation.qa.errors import Conflict, Refused
 from annotation.qa.format import validate_feedback_block, validate_preference
 from annotation.qa.vocab import RESPONSES
-from annotation.selectors.annotate import example_passages
+from annotation.selectors.annotate import example_passages, example_responses
 from annotation.services.reviews import send_backs_resolve_on_submit
 
 
@@ -305,8 +305,8 @@ def _submit(model, *, owner: dict, store, submit_token: str, base_version: int,
 
 
 def _has_all_responses(example: Example) -> bool:
-    """Responses 1-4 are there (read from the page's prefetched responses when it has them)."""
-    numbers = {response.number for response in example.responses.all()}
+    """Responses 1-4 are there (read from the responses the page loaded when it has them)."""
+    numbers = {response.number for response in example_responses(example)}
     return numbers >= set(RESPONSES)
 
 

@@ -293,7 +293,8 @@ def _sync_comparison(draft: dict, post) -> None:
             drafts.set_preference(draft, index=index, value=preferences.ANSWER_VALUES[answer])
 
 
-def _comparison_context(request, assignment, *, responses, stored, draft, **extra) -> dict:
+def _comparison_context(request, assignment, *, responses, stored, draft, passages: bool = True, **extra) -> dict:
+    """`passages=False` for the autosave's partials, which show none (the passages are then never read)."""
     preference = draft["preference"]
     questions = [
         {
@@ -314,7 +315,7 @@ def _comparison_context(request, assignment, *, responses, stored, draft, **extr
         "campaign": assignment.campaign,
         "example": assignment.example,
         "responses": responses,
-        "passages": _passage_rows(example_passages(assignment.example)),
+        "passages": _passage_rows(example_passages(assignment.example)) if passages else [],
         "questions": questions,
         "answered": sum(value is not None for value in preference),
         "cycles": preferences.intransitive_cycles(preference),
@@ -537,7 +538,9 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             names += ["fg_missing_message", "fg_missing"]
         template = "annotation/annotate/fine_grained.html"
     else:
-        context = _comparison_context(request, assignment, responses=responses, stored=stored, draft=state, oob=True)
+        context = _comparison_context(
+            request, assignment, responses=responses, stored=stored, draft=state, passages=False, oob=True
+        )
         names = ["draft_state", "cmp_status"]
         template = "annotation/annotate/comparison.html"
     # The partials need nothing from the request, so context processors (a query each) are skipped.

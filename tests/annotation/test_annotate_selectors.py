@@ -1,0 +1,62 @@
+"""The annotation page's reads: the item with its example's responses, and passages read once, when asked for."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from annotation.models import Response
+from annotation.selectors.annotate import (
+    assignment_for_page,
+    example_passages,
+    example_responses,
+    response_of,
+)
+from annotation.services.campaigns import assignment_next
+from tests.annotation.annotate_data import PASSAGES, RESPONSES, make_campaign, make_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+def _item(annotator):
+    campaign = make_campaign(make_dataset(examples=1), [annotator])
+    return assignment_next(campaign=campaign, annotator=annotator)
+
+
+def test_the_item_comes_with_its_responses_in_number_order_and_reads_nothing_more(annotator):
+    item = _item(annotator)
+    Response.objects.filter(example=item.example, number=2).update(reward_segments=[{"source": "x", "segments": []}])
+    with CaptureQueriesContext(connection) as captured:
+        page = assignment_for_page(assignment_id=item.pk)
+    assert len(captured) == 2  # the item with its campaign, example and dataset; the responses
+
+    with CaptureQueriesContext(connection) as captured:
+        responses = example_responses(page.example)
+        assert [r.number for r in responses] == sorted(RESPONSES)
+        assert [r.text for r in responses] == [RESPONSES[n] for n in sorted(RESPONSES)]
+        assert response_of(page.example, 3).text == RESPONSES[3]
+        assert response_of(page.example, 9) is None
+        assert all(r.example is page.example for r in responses)
+        # JSON columns come back decoded, as through the ORM.
+        assert responses[1].reward_segments == [{"source": "x", "segments": []}]
+        assert page.campaign.pk == item.campaign_id and page.example.dataset.name == "bloom"
+    assert len(captured) == 0
+
+
+def test_passages_are_read_once_when_first_asked_for(annotator):
+    item = _item(annotator)
+    page = assignment_for_page(assignment_id=item.pk)
+    with CaptureQueriesContext(connection) as captured:
+        assert example_passages(page.example) == PASSAGES
+        assert example_passages(page.example) == PASSAGES
+    assert len(captured) == 1
+
+
+def test_an_unknown_item_is_none(annotator):
+    assert assignment_for_page(assignment_id=987654) is None
+
+
+def test_examples_not_loaded_by_the_page_read_their_own(annotator):
+    item = _item(annotator)
+    example = type(item.example).objects.get(pk=item.example_id)
+    assert example_passages(example) == PASSAGES
+    assert [r.number for r in example_responses(example)] == sorted(RESPONSES)
