@@ -168,7 +168,9 @@ class CopySink(RowSink):
         quote = self.db.ops.quote_name
         binary = table.types is not None
         sql = f"COPY {quote(into)} ({', '.join(map(quote, columns))}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
-        with self.db.cursor() as cursor:
+        # The driver's own cursor, so its errors are put in Django's terms here (a unique violation is an
+        # IntegrityError, which the import turns into a Conflict), as Django's cursor would.
+        with self.db.cursor() as cursor, self.db.wrap_database_errors:
             raw = cursor.cursor
             if binary:
                 set_json_dumps(_json_bytes, context=raw)  # this cursor's JSON values only

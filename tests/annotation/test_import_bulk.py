@@ -180,3 +180,16 @@ def test_every_foreign_key_without_an_index_of_its_own_leads_a_unique_constraint
             c.fields[0] for c in model._meta.constraints if isinstance(c, models.UniqueConstraint) and c.fields
         ]
         assert field.name in leading, f"{model.__name__}.{field.name} lookups would scan the table"
+
+
+@pytest.mark.django_db
+def test_a_position_taken_under_the_import_is_a_conflict_and_stores_nothing(qa_feedback_dir, monkeypatch):
+    # Another import filled the split after this one found it empty: example 300's position is taken. COPY's
+    # unique violation must come out in Django's terms (IntegrityError), which the import turns into a Conflict.
+    dataset = Dataset.objects.create(name="qa")
+    Example.objects.create(dataset=dataset, split="dev", position=300, question="q", gold="g")
+    monkeypatch.setattr(datasets_service, "_existing_split", lambda *args: None)
+    with pytest.raises(Conflict, match="qa/dev changed during the import"):
+        dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    assert list(Example.objects.values_list("position", flat=True)) == [300]
+    assert not Passage.objects.exists() and not FineGrainedFeedback.objects.exists()
