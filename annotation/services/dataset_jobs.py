@@ -21,7 +21,6 @@ import shutil
 import time
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -29,7 +28,7 @@ from django.utils import timezone
 from annotation.models import Dataset, DatasetJob
 from annotation.qa.errors import BadRequest, NotFound, Refused
 from annotation.qa.agreement import LATEST
-from annotation.qa.format import FEEDBACK, FormatError, shown
+from annotation.qa.format import FEEDBACK, FormatError
 from annotation.selectors.dataset_jobs import PROGRESS_NAME, UPLOAD_NAME, dataset_job_dir
 from annotation.selectors.datasets import (
     dataset_resolve,
@@ -47,6 +46,7 @@ from annotation.services.datasets import (
     check_names,
     dataset_export,
     dataset_import,
+    export_annotator,
 )
 from config.celery import app as celery_app
 
@@ -138,17 +138,14 @@ def dataset_export_request(
         dataset = dataset_resolve(dataset)
     except Dataset.DoesNotExist:
         raise NotFound(f"no dataset {dataset!r}", field="dataset") from None
-    annotator = annotator.strip()
     if rule:
         check_rule(rule)
-    if (annotator or rule) and fmt != FEEDBACK:
-        raise BadRequest(f"the {fmt} format takes no annotator or aggregation rule", field="fmt")
-    if annotator and rule and rule != LATEST:
-        raise BadRequest("an annotator's export is that annotator's own work, with no aggregation rule", field="rule")
-    if annotator:
-        author = get_user_model().objects.filter(username=annotator).first()
-        if author is None:
-            raise NotFound(f"no annotator named {shown(annotator)}", field="annotator")
+        if fmt != FEEDBACK:
+            raise BadRequest(f"the {fmt} format takes no annotator or aggregation rule", field="fmt")
+    # The same checks and lookup as the export itself makes (an annotator's export takes no other rule).
+    author = export_annotator(annotator.strip() or None, fmt, rule or LATEST)
+    annotator = author.get_username() if author is not None else ""
+    if author is not None:
         total = feedback_records_count(dataset, split, annotator=author.pk)
         if not total:
             raise NotFound(f"{dataset.name}/{split} has no examples in the feedback format by {annotator}")

@@ -521,7 +521,7 @@ def dataset_export(
         raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}", field="fmt")
     check_rule(aggregate)
     dataset = dataset_resolve(dataset)
-    author = _export_annotator(annotator, fmt, aggregate)
+    author = export_annotator(annotator, fmt, aggregate)
     if fmt == INPUTS:
         total = input_records_count(dataset, split)
     elif author is not None:
@@ -602,7 +602,8 @@ def dataset_export(
     )
 
 
-def _export_annotator(annotator: str | None, fmt: str, aggregate: str) -> AbstractBaseUser | None:
+def export_annotator(annotator: str | None, fmt: str, aggregate: str) -> AbstractBaseUser | None:
+    """The account whose own work an export writes (None: no annotator asked for); BadRequest or NotFound."""
     if annotator is None:
         return None
     if fmt != FEEDBACK or aggregate != LATEST:
