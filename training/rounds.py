@@ -236,8 +236,9 @@ def round_store(*, job: RoundJob, examples: Sequence[Example], answers: Sequence
     """Write the round: a new split with the sampled answers as responses, and a campaign over it."""
     run, dataset = job.run, job.dataset
     with transaction.atomic():
-        # A cancel that came after the last batch still wins: round_cancel takes the same lock.
-        if RoundJob.objects.select_for_update().filter(pk=job.pk, cancel_requested=True).exists():
+        # The job's row stays locked until the round is stored, and round_cancel takes the same lock: a cancel
+        # that came after the last batch wins here, one that comes later finds the round succeeded.
+        if RoundJob.objects.select_for_update().filter(pk=job.pk).values_list("cancel_requested", flat=True).get():
             raise RoundCancelled
         number = next_round(dataset)
         taken = Example.objects.filter(dataset=dataset).values_list("split", flat=True).distinct()
