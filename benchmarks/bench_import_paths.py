@@ -10,6 +10,7 @@ PostgreSQL backend's CPU seconds (from /proc; the database must run on this
 machine) and the COMMIT's seconds:
 
 - all: the import as shipped;
+- one thread: COPYs sent by the reading thread, each waited for (no writer thread);
 - checked FKs: PostgreSQL's per-row foreign key checks left on (queued, run at COMMIT);
 - text COPY: the text format instead of the binary one;
 - gc as before: without freezing the objects that existed before the import.
@@ -31,7 +32,7 @@ from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-VARIANTS = ("all", "checked FKs", "text COPY", "gc as before")
+VARIANTS = ("all", "one thread", "checked FKs", "text COPY", "gc as before")
 
 
 def child(variant: str, path: str, dataset: str, split: str) -> dict:
@@ -42,7 +43,9 @@ def child(variant: str, path: str, dataset: str, split: str) -> dict:
 
     from annotation.services import bulk, datasets
 
-    if variant == "checked FKs":
+    if variant == "one thread":
+        bulk.CopySink.pipelined = bulk.RowSink.pipelined
+    elif variant == "checked FKs":
         bulk.CopySink._trust = lambda self, locks: None
     elif variant == "text COPY":
         bulk.postgres = SimpleNamespace(types={})

@@ -261,8 +261,9 @@ def dataset_import(
                 rows = InputRows(sink, dataset=dataset, split=split)
             try:
                 if join is None:
-                    # A new split: checked foreign keys are not needed (see CopySink.trusted_references).
-                    with sink.trusted_references(references), _older_objects_frozen():
+                    # A new split: checked foreign keys are not needed (see CopySink.trusted_references),
+                    # and its rows are stored while the next batch is read (CopySink.pipelined).
+                    with sink.trusted_references(references), _older_objects_frozen(), sink.pipelined():
                         for batch, done in _progressing(reader):
                             rows.write(batch)
                             progress(done)

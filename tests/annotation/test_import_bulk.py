@@ -1,7 +1,11 @@
-"""The bulk path of an import: foreign key checks skipped only where safe, the file read ahead in a thread,
-binary COPY, and the collector's freeze undone afterwards."""
+"""The bulk path of an import: foreign key checks skipped only where safe, binary COPY sent by a writer thread
+while the file is read on, and the collector's freeze undone afterwards."""
 
 import gc
+import json
+import sys
+import threading
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +14,7 @@ from django.db import connection, transaction
 
 from annotation.models import Comparison, Dataset, ErrorSpan, Example, FineGrainedFeedback, MissingInfo, Passage, Response
 from annotation.qa.errors import Conflict
+from annotation.qa.format import FormatError
 from annotation.services import bulk
 from annotation.services import datasets as datasets_service
 from annotation.services.datasets import dataset_import
@@ -27,21 +32,45 @@ def replication_role() -> str:
 
 def stored_split(dataset: str, split: str) -> list[tuple]:
     """Everything an import stores for a split, by example position, without ids or timestamps."""
-    examples = Example.objects.filter(dataset__name=dataset, split=split).order_by("position")
+    of_split = {"example__dataset__name": dataset, "example__split": split}
+    of_feedback = {"feedback__response__example__dataset__name": dataset, "feedback__response__example__split": split}
+
+    def grouped(queryset, key: str, *fields: str) -> dict:
+        rows: dict = {}
+        for row in queryset.values_list(key, *fields):
+            rows.setdefault(row[0], []).append(row[1:])
+        return rows
+
+    passages = grouped(Passage.objects.filter(**of_split).order_by("number"), "example_id", "number", "title", "sentences")
+    responses = grouped(
+        Response.objects.filter(**of_split).order_by("number"),
+        "example_id", "number", "text", "source_run", "reward_segments", "round",
+    )
+    feedback = grouped(
+        FineGrainedFeedback.objects.filter(response__example__dataset__name=dataset, response__example__split=split)
+        .order_by("id"),
+        "response__example_id", "id", "response__number", "annotator__username", "corrected_prediction", "status",
+    )
+    errors = grouped(
+        ErrorSpan.objects.filter(**of_feedback).order_by("position"),
+        "feedback_id", "position", "error_type", "explanation", "start", "end",
+    )
+    missing = grouped(
+        MissingInfo.objects.filter(**of_feedback).order_by("position"),
+        "feedback_id", "position", "error_type", "passage_id", "sentence_ids",
+    )
+    comparisons = grouped(
+        Comparison.objects.filter(**of_split).order_by("id"), "example_id", "annotator__username", "preference", "status"
+    )
     rows = []
-    for example in examples:
-        rows.append((example.position, example.question, example.gold, example.has_feedback_format))
-        rows += Passage.objects.filter(example=example).order_by("number").values_list("number", "title", "sentences")
-        rows += Response.objects.filter(example=example).order_by("number").values_list(
-            "number", "text", "source_run", "reward_segments", "round"
-        )
-        for feedback in FineGrainedFeedback.objects.filter(response__example=example).order_by("id"):
-            rows.append(
-                (feedback.response.number, feedback.annotator.username, feedback.corrected_prediction, feedback.status)
-            )
-            rows += feedback.errors.order_by("position").values_list("position", "error_type", "explanation", "start", "end")
-            rows += feedback.missing_info.order_by("position").values_list("position", "error_type", "passage_id", "sentence_ids")
-        rows += Comparison.objects.filter(example=example).values_list("annotator__username", "preference", "status")
+    examples = Example.objects.filter(dataset__name=dataset, split=split).order_by("position")
+    for example_id, *example in examples.values_list("id", "position", "question", "gold", "has_feedback_format"):
+        rows.append(tuple(example))
+        rows += passages.get(example_id, []) + responses.get(example_id, [])
+        for feedback_id, *fields in feedback.get(example_id, []):
+            rows.append(tuple(fields))
+            rows += errors.get(feedback_id, []) + missing.get(feedback_id, [])
+        rows += comparisons.get(example_id, [])
     return rows
 
 
@@ -193,3 +222,114 @@ def test_a_position_taken_under_the_import_is_a_conflict_and_stores_nothing(qa_f
         dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
     assert list(Example.objects.values_list("position", flat=True)) == [300]
     assert not Passage.objects.exists() and not FineGrainedFeedback.objects.exists()
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "copy-writer"]
+
+
+@pytest.fixture
+def copies_sent(monkeypatch) -> list[str]:
+    """The COPY statements the writer thread sent, in order (each import's batches are small: 40 examples)."""
+    monkeypatch.setattr(datasets_service, "BATCH", 40)
+    sent: list[str] = []
+    send = bulk.CopySink._send
+
+    def spy(self, sql, data):
+        assert threading.current_thread().name == "copy-writer"
+        sent.append(sql)
+        return send(self, sql, data)
+
+    monkeypatch.setattr(bulk.CopySink, "_send", spy)
+    return sent
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_the_writer_thread_stores_what_one_thread_does(qa_feedback_dir, copies_sent, monkeypatch):
+    switch = sys.getswitchinterval()
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="piped")
+    assert len(copies_sent) == 13 * 8  # 500 examples in 13 batches of 8 COPYs (response 1, then the others)
+    assert sys.getswitchinterval() == switch and not writer_threads()
+
+    @contextmanager
+    def inline(self):
+        yield
+
+    monkeypatch.setattr(bulk.CopySink, "pipelined", inline)
+    dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="inline")
+    assert len(copies_sent) == 13 * 8  # nothing more went through the thread
+    piped, inline_rows = stored_split("qa", "piped"), stored_split("qa", "inline")
+    assert len(piped) > 500 * 7 and piped == inline_rows
+    # Ids were reserved ahead in a few trips, each row's its own: no id twice, children under their parents.
+    ids = list(Response.objects.filter(example__split="piped").values_list("id", flat=True))
+    assert len(ids) == len(set(ids)) == 2000
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_a_bad_example_after_some_batches_stores_nothing_and_ends_the_writer(qa_feedback_dir, copies_sent, tmp_path):
+    records = json.loads((qa_feedback_dir / "dev_feedback.json").read_text())
+    records[300]["passages"] = 5
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(records))
+    switch = sys.getswitchinterval()
+    with pytest.raises(FormatError, match="example 301"):
+        dataset_import(path_or_file=path, dataset_name="qa", split="dev")
+    assert copies_sent  # batches before the bad example had gone out
+    assert not Example.objects.exists() and not Passage.objects.exists() and not Comparison.objects.exists()
+    assert sys.getswitchinterval() == switch and not writer_threads()
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_a_copy_that_fails_in_the_writer_is_a_conflict_and_what_was_queued_after_it_is_not_sent(
+    qa_feedback_dir, copies_sent, monkeypatch
+):
+    dataset = Dataset.objects.create(name="qa")
+    Example.objects.create(dataset=dataset, split="dev", position=300, question="q", gold="g")
+    monkeypatch.setattr(datasets_service, "_existing_split", lambda *args: None)
+    with pytest.raises(Conflict, match="qa/dev changed during the import"):
+        dataset_import(path_or_file=qa_feedback_dir / "dev_feedback.json", dataset_name="qa", split="dev")
+    # Example 300 is in the 8th batch: its examples' COPY failed, and nothing after it was sent.
+    assert len(copies_sent) == 7 * 8 + 1 and '"annotation_example"' in copies_sent[-1]
+    assert list(Example.objects.values_list("position", flat=True)) == [300]
+    assert not Passage.objects.exists() and not FineGrainedFeedback.objects.exists()
+    assert not writer_threads()
+
+
+def test_the_writer_raises_its_first_error_in_the_caller_and_runs_nothing_after_it():
+    ran: list[int] = []
+    writer = bulk._Writer()
+
+    def fail():
+        raise ValueError("the second write failed")
+
+    writer.put(lambda: ran.append(1))
+    writer.put(fail)
+    writer.put(lambda: ran.append(3))
+    with pytest.raises(ValueError, match="second write"):
+        writer.wait()
+    with pytest.raises(ValueError, match="second write"):
+        writer.put(lambda: ran.append(4))
+    writer.close()
+    assert ran == [1]
+
+
+def test_a_closing_writer_finishes_the_write_in_hand_and_drops_the_rest():
+    started, release, ran = threading.Event(), threading.Event(), []
+    writer = bulk._Writer()
+
+    def slow():
+        started.set()
+        release.wait(timeout=60)
+        ran.append("slow")
+
+    writer.put(slow)
+    writer.put(lambda: ran.append("queued"))
+    assert started.wait(timeout=60)
+    closing = threading.Thread(target=writer.close)
+    closing.start()
+    release.set()
+    closing.join(timeout=60)
+    assert not closing.is_alive() and ran == ["slow"] and not writer_threads()
