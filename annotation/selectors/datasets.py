@@ -25,6 +25,7 @@ from annotation.qa.drafts import parse_grounding, response_segments
 from annotation.qa.preferences import VALUE_ANSWERS
 from annotation.qa.vocab import PREFERENCE_PAIRS, REDUNDANT, RESPONSES, WRONG_GROUNDING
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
+from annotation.selectors.read_ahead import read_ahead
 
 # Imported feedback belongs to the inactive account `import@<dataset>` (see services/datasets.py).
 IMPORT_USER_PREFIX = "import@"
@@ -121,19 +122,26 @@ def iter_feedback_records(
     """
     dataset = dataset_resolve(dataset)
     chunk_size = chunk_size or FEEDBACK_CHUNK
-    after = -1
-    while True:
-        examples = list(
-            Example.objects.filter(dataset=dataset, split=split, position__gt=after)
-            .order_by("position")
-            .values_list("id", "position", "question", "gold", "has_feedback_format", _json_text("answers"))[
-                :chunk_size
-            ]
-        )
-        if not examples:
-            return
-        after = examples[-1][1]
-        yield from _feedback_chunk(examples, {} if annotator is None else {"annotator_id": annotator})
+    by = {} if annotator is None else {"annotator_id": annotator}
+
+    def chunks() -> Iterator[_FeedbackChunk]:
+        after = -1
+        while True:
+            examples = list(
+                Example.objects.filter(dataset=dataset, split=split, position__gt=after)
+                .order_by("position")
+                .values_list("id", "position", "question", "gold", "has_feedback_format", _json_text("answers"))[
+                    :chunk_size
+                ]
+            )
+            if not examples:
+                return
+            after = examples[-1][1]
+            yield _read_feedback_chunk(examples, by)
+
+    # The next chunk's queries run while this one's records are written (see selectors.read_ahead).
+    for chunk in read_ahead(chunks()):
+        yield from chunk.records()
 
 
 def _first_of_each(rows) -> dict:
@@ -197,9 +205,43 @@ def _loads(text: str):
     return value if end == len(text) else json.loads(text)
 
 
-def _feedback_chunk(examples: list[tuple], by: dict) -> Iterator[dict]:
-    """Records of one chunk of examples (rows of id, position, question, gold, has_feedback_format and the
-    answers as JSON text).
+@dataclass
+class _FeedbackChunk:
+    """The rows of one chunk of examples that its records are made of (see _read_feedback_chunk)."""
+
+    examples: list[tuple]
+    responses: dict
+    chosen: dict
+    comparisons: dict
+    passages: dict
+    errors: dict
+    missing: dict
+
+    def records(self) -> Iterator[dict]:
+        """The chunk's complete examples as feedback-format records, in order."""
+        no_rows: list = []
+        for example_id, _, question, gold, has_feedback_format, answers in self.examples:
+            if example_id not in self.chosen:
+                continue
+            feedback_id, corrected = self.chosen[example_id]
+            if not has_feedback_format:
+                answers = _loads(answers)
+                gold = answers[0] if answers else gold
+            yield qa_format.feedback_record_of_rows(
+                question=question,
+                passages=[[title, *_loads(sentences)] for title, sentences in self.passages.get(example_id, no_rows)],
+                gold=gold,
+                predictions=[text for _, text in self.responses[example_id]],
+                errors=self.errors.get(feedback_id, no_rows),
+                missing_info=[(t, p, _loads(s)) for t, p, s in self.missing.get(feedback_id, no_rows)],
+                corrected_prediction=corrected,
+                preference=_loads(self.comparisons[example_id][0]),
+            )
+
+
+def _read_feedback_chunk(examples: list[tuple], by: dict) -> _FeedbackChunk:
+    """The rows behind the records of one chunk of examples (rows of id, position, question, gold,
+    has_feedback_format and the answers as JSON text).
 
     Children are selected by the ids of their parents (the chunk's examples,
     then its answers and chosen feedback), so each query is a scan of the
@@ -243,24 +285,7 @@ def _feedback_chunk(examples: list[tuple], by: dict) -> Iterator[dict]:
         .order_by("feedback_id", "position")
         .values_list("feedback_id", "error_type", "passage_id", _json_text("sentence_ids"))
     )
-    no_rows: list = []
-    for example_id, _, question, gold, has_feedback_format, answers in examples:
-        if example_id not in chosen:
-            continue
-        feedback_id, corrected = chosen[example_id]
-        if not has_feedback_format:
-            answers = _loads(answers)
-            gold = answers[0] if answers else gold
-        yield qa_format.feedback_record_of_rows(
-            question=question,
-            passages=[[title, *_loads(sentences)] for title, sentences in passages.get(example_id, no_rows)],
-            gold=gold,
-            predictions=[text for _, text in responses[example_id]],
-            errors=errors.get(feedback_id, no_rows),
-            missing_info=[(t, p, _loads(s)) for t, p, s in missing.get(feedback_id, no_rows)],
-            corrected_prediction=corrected,
-            preference=_loads(comparisons[example_id][0]),
-        )
+    return _FeedbackChunk(examples, responses, chosen, comparisons, passages, errors, missing)
 
 
 def input_records_for(dataset: Dataset | str | int, split: str) -> list[dict]:

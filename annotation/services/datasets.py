@@ -318,6 +318,27 @@ def _older_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic garbage collection inside the block (an export's); what is left is collected after it.
+
+    An export makes millions of rows, lists and dicts and frees each chunk's
+    as it goes, with no reference cycles among them: the collector's passes
+    find nothing, yet they cost a fifth of an export's CPU (50,000 examples:
+    12.3 s with them, 9.9 s without). Cycles made meanwhile (Django's own,
+    a few per query) wait until the block ends, when collection resumes
+    where it was. The objects from before are frozen as for an import.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with _older_objects_frozen():
+            yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _progressing(reader: qa_format.RecordReader) -> Iterator[tuple[list[tuple[int, dict]], ImportProgress]]:
     """Batches of BATCH examples, each with the progress of the reading once it was read."""
     batch: list[tuple[int, dict]] = []
@@ -572,7 +593,8 @@ def dataset_export(
         items = itertools.chain([first], items)
 
     def write(stream: IO[str]) -> None:
-        stream.writelines(_json_lines(items) if fmt == DISAGREEMENT else qa_format.iter_dump(items, fmt=fmt))
+        with _collector_paused():
+            stream.writelines(_json_lines(items) if fmt == DISAGREEMENT else qa_format.iter_dump(items, fmt=fmt))
 
     if isinstance(out, (str, Path)):
         target = Path(out)
