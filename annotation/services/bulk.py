@@ -217,7 +217,7 @@ class CopySink(RowSink):
 
     def _nextvals(self, model: type[models.Model], count: int) -> list[int]:
         table = model._meta.db_table
-        with self.db.cursor() as cursor:
+        with self._behind_writer(), self.db.cursor() as cursor:
             if table not in self._sequences:
                 cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, model._meta.pk.column])
                 self._sequences[table] = cursor.fetchone()[0]
@@ -238,6 +238,23 @@ class CopySink(RowSink):
         with self.db.cursor() as cursor, self.db.wrap_database_errors:
             with cursor.cursor.copy(sql) as copy:
                 _write_rows(copy, cursor.cursor, table, columns, lines)
+
+    @contextmanager
+    def _behind_writer(self):
+        """A query of the caller's, which while pipelined may come after a COPY of the writer's that failed.
+
+        That COPY aborted the transaction, so the query fails with "current
+        transaction is aborted"; the COPY's own error (a unique violation, say,
+        which the import turns into a Conflict) is the one to raise. A query
+        that fails for its own reason raises its own error.
+        """
+        try:
+            yield
+        except DatabaseError:
+            failed = self._writer.failed() if self._writer is not None else None
+            if failed is not None:
+                raise failed  # noqa: B904 - the query's error is its consequence, kept as the context
+            raise
 
     def _formatted(self, table: _Table, columns: Sequence[str], lines) -> bytes:
         """The COPY data of `lines` as the server reads it, formatted by psycopg into memory (psycopg's FileWriter)."""
@@ -367,7 +384,8 @@ class CopySink(RowSink):
         The connection is the caller's, in the caller's transaction. Inside
         the block nothing but `insert` and `update` may use it. The block ends
         by waiting for every queued COPY; one that failed raises its error in
-        the caller (at the next insert, or at the end), and nothing queued
+        the caller (at the next insert, or at the end; an insert's own query
+        that fails because of it raises it too), and nothing queued
         after it is sent. When the caller raises, whatever is still queued is
         dropped and the thread finished before the error goes on (to the
         transaction's rollback).
@@ -429,6 +447,7 @@ class _Writer:
     def __init__(self) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(self.DEPTH)
         self._error: BaseException | None = None
+        self._running = threading.Lock()  # held while a write runs and its error is recorded
         self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
         self._thread.start()
 
@@ -438,10 +457,12 @@ class _Writer:
             try:
                 if write is None:
                     return
-                if self._error is None:  # after a failure (or once closing), what is queued is taken off, not run
-                    write()
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-                self._error = exc
+                with self._running:
+                    if self._error is None:  # after a failure (or once closing), what is queued is taken off, not run
+                        try:
+                            write()
+                        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                            self._error = exc
             finally:
                 self._queue.task_done()
 
@@ -452,6 +473,11 @@ class _Writer:
     def put(self, write: Callable[[], None]) -> None:
         self._raise()
         self._queue.put(write)
+
+    def failed(self) -> BaseException | None:
+        """The first write's error, once the write in hand (if any) is done; later queued writes are not waited for."""
+        with self._running:
+            return None if isinstance(self._error, _Closing) else self._error
 
     def wait(self) -> None:
         """Until every queued write is done; raises the first one's error."""

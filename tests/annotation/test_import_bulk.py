@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from annotation.models import Comparison, Dataset, ErrorSpan, Example, FineGrainedFeedback, MissingInfo, Passage, Response
 from annotation.qa.errors import Conflict
@@ -296,6 +296,40 @@ def test_a_copy_that_fails_in_the_writer_is_a_conflict_and_what_was_queued_after
     assert list(Example.objects.values_list("position", flat=True)) == [300]
     assert not Passage.objects.exists() and not FineGrainedFeedback.objects.exists()
     assert not writer_threads()
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_a_query_of_the_callers_after_a_copy_failed_in_the_writer_raises_the_copys_error():
+    # The caller reserves ids while the writer sends COPYs. When a COPY fails, the transaction is aborted, and
+    # the caller's next query fails with "current transaction is aborted": the COPY's error must come out.
+    dataset = Dataset.objects.create(name="qa")
+    Example.objects.create(dataset=dataset, split="dev", position=0, question="q", gold="g")
+    columns = ["dataset_id", "split", "position", "question", "gold"]
+    with pytest.raises(IntegrityError, match="duplicate key") as raised:
+        with transaction.atomic():
+            sink = bulk.row_sink()
+            with sink.pipelined():
+                sink.insert(Example, columns, [(dataset.pk, "dev", 0, "taken", "g")])
+                writer = sink._writer
+                for _ in range(6000):  # until the writer has run the COPY (it is not asked to)
+                    if not writer._queue.unfinished_tasks:
+                        break
+                    threading.Event().wait(0.01)
+                assert writer._queue.unfinished_tasks == 0 and writer.failed() is not None
+                sink._reserve_ids(Response, 5)
+    assert "current transaction is aborted" in str(raised.value.__context__)
+    assert list(Example.objects.values_list("question", flat=True)) == ["q"]
+    assert not writer_threads()
+
+
+def test_a_writer_that_did_not_fail_leaves_the_callers_error_as_it_is():
+    writer = bulk._Writer()
+    writer.put(lambda: None)
+    writer.wait()
+    assert writer.failed() is None
+    writer.close()
+    assert writer.failed() is None  # closing is not a failure
 
 
 def test_the_writer_raises_its_first_error_in_the_caller_and_runs_nothing_after_it():
