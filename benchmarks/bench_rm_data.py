@@ -9,6 +9,9 @@ then all three together, and prints examples per second and seconds (best of
 --repeat runs, on one core; spaCy's model load is not counted). Each output is
 compared byte for byte with the shared reference files.
 
+With more than one CPU, all three are also built by as many processes
+(forked; `build_rm_files(workers=...)`), against the reference files too.
+
 Then the whole command, `manage.py build_rm_data` for those 500 examples
 (imported first into a throwaway SQLite database), start-up included: its
 wall and CPU seconds (best of --repeat runs), split into a bare Django start,
@@ -79,6 +82,18 @@ def main() -> None:
         )
     fast, cpu, built = best_of(args.repeat, lambda: build_rm_files(records, nlp=nlp))
     print(f"{'all three':20s} {len(records) / fast:8.0f} examples/s  {fast:6.3f} s (CPU {cpu:.3f} s)")
+    workers = os.cpu_count() or 1
+    if workers > 1:
+        both, _, built = best_of(args.repeat, lambda: build_rm_files(records, nlp=nlp, workers=workers))
+        same = all(
+            built.files[n].content == (DATA / "reference" / n / "dev.json").read_text(encoding="utf-8")
+            for n in RM_FILE_NAMES
+        )
+        print(
+            f"{f'all three, {workers} procs':20s} {len(records) / both:8.0f} examples/s  {both:6.3f} s "
+            f"({fast / both:.2f}x faster; forked children's CPU not counted)  identical to reference: "
+            f"{'yes' if same else 'NO'}"
+        )
 
     whole_command(args.repeat, args.baseline_repo)
 
@@ -145,12 +160,15 @@ def whole_command(repeat: int, baseline: Path | None = None) -> None:
             env=env, cwd=REPO, check=True, capture_output=True,
         )
         checkouts = {"this checkout": REPO, **({"baseline": baseline.resolve()} if baseline else {})}
-        timed: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
+        # This checkout's command in one process too (--jobs 1): what the default --jobs (the CPUs) buys.
+        runs = {**checkouts, "one process": REPO}
+        timed: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for _ in range(repeat):
-            # Alternating, so both see the same load from other work on the machine.
-            for name, repo in checkouts.items():
+            # Alternating, so all see the same load from other work on the machine.
+            for name, repo in runs.items():
                 build = [sys.executable, str(repo / "manage.py"), "build_rm_data", "--dataset", "bench", "--split",
                          "dev", "--out", f"{folder}/out-{name}", "--splitter", "sentencizer", "-v0"]
+                build += ["--jobs", "1"] if name == "one process" else []
                 wall, cpu, _ = _timed(build, {**env, "GRANARY_SHARED_DIR": str(DATA.parents[1])}, 1, cwd=repo)
                 timed[name].append((wall, cpu))
         start_wall, start_cpu, _ = _timed([sys.executable, "-c", "import django; django.setup()"], env, repeat)
@@ -162,7 +180,7 @@ def whole_command(repeat: int, baseline: Path | None = None) -> None:
                 == (DATA / "reference" / rm / "dev.json").read_bytes()
                 for rm in RM_FILE_NAMES
             )
-            for name in checkouts
+            for name in runs
         }
     wall, cpu = (min(values) for values in zip(*timed["this checkout"]))
     print(
@@ -171,6 +189,12 @@ def whole_command(repeat: int, baseline: Path | None = None) -> None:
         f"loading the sentence splitter as the command does {float(spacy_cpu):.3f} s CPU (spaCy imported: "
         f"{spacy}); torch imported: {torch}; "
         f"files identical to reference: {'yes' if same['this checkout'] else 'NO'}"
+    )
+    one_wall, one_cpu = (min(values) for values in zip(*timed["one process"]))
+    print(
+        f"{'  with --jobs 1':20s} {one_wall:6.3f} s wall, CPU {one_cpu:.3f} s (the default --jobs is the CPUs, at "
+        f"most 4: here {min(4, os.cpu_count() or 1)}); files identical to reference: "
+        f"{'yes' if same['one process'] else 'NO'}"
     )
     first_wall, first_cpu = timed["this checkout"][0]
     print(f"{'  its first run':20s} {first_wall:6.3f} s wall, CPU {first_cpu:.3f} s (exports the tokenizer rules)")

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from annotation.qa.forked import Forked, WorkerFailed, can_fork
 from annotation.qa.text import Sentence, Word, cut_subsentences, sentences, sentences_many, words_with_offsets
 from annotation.qa.vocab import (
     COMP_SEQUENCE,
@@ -645,51 +646,119 @@ def build_rm_files(
     progress: Progress | None = None,
     matcher: Matcher = WindowScorer,
     batch_size: int = 64,
+    workers: int = 1,
 ) -> RmFiles:
     """Build NF-ERR_subsentence, F-ERR_sentence and COMP_sequence (or the named subset) from records.
 
     Each example is tried for each file on its own; one that cannot go into a
     file is left out of that file and its reason counted in the summary.
-    `progress(done, total)` is called after every example.
+    `progress(done, total)` is called after every example this process builds.
+
+    With `workers` above 1 (and os.fork available, see qa.forked), the records
+    are cut into that many runs of whole batches; forked child processes build
+    all runs but the first while this process builds the first, and the parts
+    are joined in order: the same bytes as one process makes. Progress then
+    counts this process's examples as they go and each child's run when it
+    is taken back. The caller must have no other threads that building needs.
     """
     unknown = set(files) - set(RM_FILE_NAMES)
     if unknown:
         raise ValueError(f"unknown reward-model files {sorted(unknown)}: choose from {list(RM_FILE_NAMES)}")
-    results = {name: FileResult(name) for name in RM_FILE_NAMES if name in files}
-    tagged = [(name, build, []) for name, build in ((NF_ERR_SUBSENTENCE, _nf_err_line), (F_ERR_SENTENCE, _f_err_line))]
-    tagged = [(name, build, lines) for name, build, lines in tagged if name in results]
-    kept: list[dict] = []
-    splits = _Splits(nlp)
+    names = [name for name in RM_FILE_NAMES if name in files]
     total = len(records)
-    for position, record in enumerate(records):
-        if position % batch_size == 0:
+    bounds = _runs(total, workers if can_fork() else 1, batch_size)
+
+    def build(lo: int, hi: int, report: Progress | None = None) -> _Part:
+        return _build_part(records, lo, hi, names=names, matcher=matcher, nlp=nlp, batch_size=batch_size, report=report)
+
+    children = [Forked(lambda lo=lo, hi=hi: build(lo, hi)) for lo, hi in bounds[1:]]
+    try:
+        parts = [build(*bounds[0], report=None if progress is None else lambda done: progress(done, total))]
+    finally:
+        # Every child is waited for, also when this process's own run failed.
+        taken = [_taken(child) for child in children]
+    for (lo, hi), part in zip(bounds[1:], taken):
+        if isinstance(part, BaseException):
+            raise part
+        parts.append(part)
+        if progress is not None:
+            progress(hi, total)
+    return _joined(parts, names, total, splitter)
+
+
+def _runs(total: int, workers: int, batch_size: int) -> list[tuple[int, int]]:
+    """[lo, hi) runs of whole batches, one per worker at most, as even as batches allow; at least one run."""
+    batches = -(-total // batch_size) if total else 1
+    count = max(1, min(workers, batches))
+    cuts = [round(k * batches / count) * batch_size for k in range(count + 1)]
+    return [(min(lo, total), min(hi, total)) for lo, hi in zip(cuts, cuts[1:])]
+
+
+def _taken(child: Forked) -> Any:
+    try:
+        return child.result()
+    except WorkerFailed as exc:
+        return exc
+
+
+@dataclass
+class _Part:
+    """What one run of records contributed to each file: lines (R1, R2), kept records (COMP) and counts."""
+
+    lines: dict[str, list[str]]
+    kept: list[dict]
+    written: Counter
+    skipped: dict[str, Counter]
+
+
+def _build_part(
+    records: Sequence[Any], lo: int, hi: int, *, names: list[str], matcher: Matcher, nlp: Any, batch_size: int,
+    report: Callable[[int], None] | None,
+) -> _Part:
+    part = _Part(lines={}, kept=[], written=Counter(), skipped={name: Counter() for name in names})
+    tagged = [(name, build) for name, build in ((NF_ERR_SUBSENTENCE, _nf_err_line), (F_ERR_SENTENCE, _f_err_line))]
+    tagged = [(name, build) for name, build in tagged if name in names]
+    part.lines = {name: [] for name, _ in tagged}
+    splits = _Splits(nlp)
+    for position in range(lo, hi):
+        record = records[position]
+        if (position - lo) % batch_size == 0:
             splits.clear()
-            batch = records[position : position + batch_size]
-            splits.prefetch(text for r in batch for text in _texts_to_split(r, results))
+            batch = records[position : min(position + batch_size, hi)]
+            splits.prefetch(text for r in batch for text in _texts_to_split(r, names))
         if not isinstance(record, dict):
-            for result in results.values():
-                result.skipped["record is not an object"] += 1
+            for name in names:
+                part.skipped[name]["record is not an object"] += 1
         else:
-            for name, build, lines in tagged:
+            for name, build in tagged:
                 try:
-                    lines.append(build(record, position, splits))
-                    results[name].written += 1
+                    part.lines[name].append(build(record, position, splits))
+                    part.written[name] += 1
                 except SkipExample as reason:
-                    results[name].skipped[str(reason)] += 1
-            if COMP_SEQUENCE in results:
+                    part.skipped[name][str(reason)] += 1
+            if COMP_SEQUENCE in names:
                 try:
                     preference = _completeness_preference(record, splits, matcher)
                     # A new dict with the key replaced keeps the record's key order.
-                    kept.append({**record, "preference": preference})
-                    results[COMP_SEQUENCE].written += 1
+                    part.kept.append({**record, "preference": preference})
+                    part.written[COMP_SEQUENCE] += 1
                 except SkipExample as reason:
-                    results[COMP_SEQUENCE].skipped[str(reason)] += 1
-        if progress is not None:
-            progress(position + 1, total)
-    for name, _, lines in tagged:
-        results[name].content = "".join(lines)
-    if COMP_SEQUENCE in results:
-        results[COMP_SEQUENCE].content = json.dumps(kept, indent=2)
+                    part.skipped[COMP_SEQUENCE][str(reason)] += 1
+        if report is not None:
+            report(position + 1)
+    return part
+
+
+def _joined(parts: list[_Part], names: list[str], total: int, splitter: str) -> RmFiles:
+    results = {name: FileResult(name) for name in names}
+    for name, result in results.items():
+        for part in parts:
+            result.written += part.written[name]
+            result.skipped.update(part.skipped[name])
+        if name == COMP_SEQUENCE:
+            result.content = json.dumps([record for part in parts for record in part.kept], indent=2)
+        else:
+            result.content = "".join(line for part in parts for line in part.lines[name])
     return RmFiles(files=results, examples=total, splitter=splitter)
 
 

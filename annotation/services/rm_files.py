@@ -105,11 +105,15 @@ def rm_data_build(
     splitter: str | None = None,
     progress: Progress | None = None,
     aggregate: str = LATEST,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Build the reward-model files of one split from the database into `out_dir`; return the summary.
 
     `splitter` defaults to the SENTENCE_SPLITTER setting; `aggregate` is the
-    rule that picks each example's version (qa.agreement.RULES). Raises
+    rule that picks each example's version (qa.agreement.RULES); `workers`
+    above 1 builds in that many processes, forked from this one (see
+    qa.rm_files.build_rm_files: only where nothing else runs in threads, as in
+    the command; a Celery worker builds in one). Raises
     NotFound when the dataset does not exist, BadRequest when the rule is
     unknown, when the split has no example the rule keeps or the splitter is
     not available.
@@ -132,7 +136,7 @@ def rm_data_build(
                 f"{dataset.name}/{split}: the {aggregate} rule keeps no example ({counted})", field="aggregate"
             )
         raise _nothing_to_build(dataset, split)
-    built = build_rm_files(records, nlp=nlp, splitter=resolved, progress=progress)
+    built = build_rm_files(records, nlp=nlp, splitter=resolved, progress=progress, workers=workers)
     pairs = preference_pairs(records)
     paths = output_paths(out_dir, split)
     counts = rm_data_split_counts(dataset=dataset, split=split)

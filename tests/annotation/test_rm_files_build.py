@@ -17,9 +17,9 @@ from annotation.services.datasets import dataset_import
 from annotation.services.rm_files import rm_data_build, rm_data_build_request, rm_data_build_run
 
 
-def build_command(**options) -> str:
+def build_command(*args, **options) -> str:
     stdout = io.StringIO()
-    call_command("build_rm_data", stdout=stdout, stderr=io.StringIO(), **options)
+    call_command("build_rm_data", *args, stdout=stdout, stderr=io.StringIO(), **options)
     return stdout.getvalue()
 
 
@@ -49,9 +49,10 @@ def not_sent(sent: list | None = None):
     return apply_async
 
 
-def test_it_builds_the_three_files_byte_identical_after_import(dev_dataset, qa_feedback_dir, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_it_builds_the_three_files_byte_identical_after_import(dev_dataset, qa_feedback_dir, tmp_path, jobs):
     out = tmp_path / "rm"
-    printed = build_command(dataset="qa", split="dev", out=str(out), splitter="sentencizer")
+    printed = build_command(dataset="qa", split="dev", out=str(out), splitter="sentencizer", jobs=jobs)
     for name in RM_FILE_NAMES:
         built = (out / name / "dev.json").read_bytes()
         assert built == (qa_feedback_dir / "reference" / name / "dev.json").read_bytes(), name
@@ -61,6 +62,12 @@ def test_it_builds_the_three_files_byte_identical_after_import(dev_dataset, qa_f
     assert summary["examples"] == 500 and summary["splitter"] == "sentencizer"
     pairs = (out / "preference_pairs" / "dev.jsonl").read_text().splitlines()
     assert len(pairs) == summary["files"]["preference_pairs"]["written"] > 0
+
+
+def test_it_refuses_a_number_of_jobs_below_one(small_dataset, tmp_path):
+    with pytest.raises(CommandError, match="--jobs: must be a whole number of at least 1, not '0'"):
+        build_command("--jobs", "0", dataset="small", split="dev", out=str(tmp_path / "rm"))
+    assert not (tmp_path / "rm").exists()
 
 
 def test_it_prints_the_splitter_the_setting_chose(small_dataset, settings, tmp_path):

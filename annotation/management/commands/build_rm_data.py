@@ -1,4 +1,6 @@
+import argparse
 import json
+import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -8,6 +10,20 @@ from annotation.management.commands._progress import raw_stream
 from annotation.qa.agreement import LATEST, RULE_DESCRIPTIONS, RULES
 from annotation.qa.errors import Refused
 from annotation.services.rm_files import rm_data_build
+
+# More processes than this by default would hold more copies of the records than a build gains from.
+MAX_DEFAULT_JOBS = 4
+DEFAULT_JOBS = max(1, min(MAX_DEFAULT_JOBS, os.cpu_count() or 1))
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return number
 
 
 class Command(BaseCommand):
@@ -37,9 +53,17 @@ class Command(BaseCommand):
             help="which version of several annotators' work each example contributes: "
             + "; ".join(RULE_DESCRIPTIONS[rule] for rule in RULES),
         )
+        parser.add_argument(
+            "--jobs",
+            type=_positive,
+            default=DEFAULT_JOBS,
+            help="processes that build at once, each a run of the examples; the files are the same whatever the "
+            f"number (default: the CPUs, at most {MAX_DEFAULT_JOBS}; now {DEFAULT_JOBS})",
+        )
 
     def handle(self, *args, dataset: str, split: str, out: str, splitter: str | None, verbosity: int = 1, **options):
         aggregate = options.get("aggregate") or LATEST
+        jobs = options.get("jobs") or DEFAULT_JOBS
         bar = tqdm(desc="building", unit="ex", file=raw_stream(self.stderr), disable=verbosity == 0)
 
         def progress(done: int, total: int) -> None:
@@ -49,7 +73,13 @@ class Command(BaseCommand):
         try:
             with bar:
                 summary = rm_data_build(
-                    dataset=dataset, split=split, out_dir=out, splitter=splitter, progress=progress, aggregate=aggregate
+                    dataset=dataset,
+                    split=split,
+                    out_dir=out,
+                    splitter=splitter,
+                    progress=progress,
+                    aggregate=aggregate,
+                    workers=jobs,
                 )
         except Refused as exc:
             raise CommandError(str(exc)) from None

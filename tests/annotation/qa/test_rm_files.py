@@ -2,12 +2,14 @@
 
 import copy
 import json
+import os
 import random
 from difflib import SequenceMatcher
 
 import pytest
 
 from annotation.qa import rm_files
+from annotation.qa.forked import WorkerFailed
 from annotation.qa.rm_files import (
     DifflibMatcher,
     WindowScorer,
@@ -126,6 +128,78 @@ def test_it_reports_progress_after_every_example(dev_records, nlp):
     calls = []
     build_rm_files(dev_records[:5], nlp=nlp, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 5) for i in range(1, 6)]
+
+
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_several_processes_build_the_same_files_and_counts_as_one(dev_records, nlp, workers):
+    # Broken records in each process's run, so every run's left-out reasons are counted and added up.
+    records = copy.deepcopy(dev_records[:300])
+    records[5] = "not an object"
+    records[130]["feedback"]["corrected-prediction"] = 7
+    del records[290]["passages"]
+    one = build_rm_files(records, nlp=nlp, batch_size=32)
+    calls = []
+    several = build_rm_files(
+        records, nlp=nlp, batch_size=32, workers=workers, progress=lambda done, total: calls.append((done, total))
+    )
+    assert one.summary() == several.summary()
+    for name in RM_FILE_NAMES:
+        assert several.files[name].content == one.files[name].content, name
+        assert sum(several.files[name].skipped.values()) >= 1
+    # This process's run example by example, then each child's run as it is taken back.
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == 300 and {t for _, t in calls} == {300}
+    assert done[:32] == list(range(1, 33))
+
+
+def test_the_runs_are_whole_batches_covering_every_record_once():
+    for total in (0, 1, 31, 32, 33, 500, 1000):
+        for workers in (1, 2, 3, 7, 40):
+            runs = rm_files._runs(total, workers, 32)
+            assert runs[0][0] == 0 and runs[-1][1] == total
+            assert all(lo < hi for lo, hi in runs) or total == 0
+            assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+            assert all(lo % 32 == 0 for lo, _ in runs)
+            assert len(runs) == max(1, min(workers, -(-total // 32)))
+
+
+def test_a_failure_in_a_child_is_raised_in_the_caller(dev_records, nlp):
+    class FailsOnMarker(WindowScorer):
+        def __init__(self, candidates):
+            if any("Zyzzyva" in text for text in candidates):
+                raise ValueError("no scorer for this one")
+            super().__init__(candidates)
+
+    records = copy.deepcopy(dev_records[:128])
+    records[100]["passages"][0][1] += " Zyzzyva"  # in the second run: the child's
+    assert build_rm_files(records[:64], nlp=nlp, matcher=FailsOnMarker).files[COMP_SEQUENCE].written > 0
+    with pytest.raises(WorkerFailed, match="ValueError: no scorer for this one"):
+        build_rm_files(records, nlp=nlp, batch_size=64, workers=2, matcher=FailsOnMarker)
+
+
+def test_a_failure_in_the_callers_own_run_is_raised_once_the_children_are_reaped(dev_records, nlp, monkeypatch):
+    class FailsOnMarker(WindowScorer):
+        def __init__(self, candidates):
+            if any("Zyzzyva" in text for text in candidates):
+                raise ValueError("no scorer for this one")
+            super().__init__(candidates)
+
+    started = []
+
+    class Recorded(rm_files.Forked):
+        def __init__(self, func):
+            super().__init__(func)
+            started.append(self)
+
+    monkeypatch.setattr(rm_files, "Forked", Recorded)
+    records = copy.deepcopy(dev_records[:192])
+    records[10]["passages"][0][1] += " Zyzzyva"  # in the first run: this process's own
+    with pytest.raises(ValueError, match="no scorer for this one"):
+        build_rm_files(records, nlp=nlp, batch_size=64, workers=3, matcher=FailsOnMarker)
+    assert len(started) == 2
+    for child in started:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(child._pid, os.WNOHANG)  # waited for: no zombie left behind
 
 
 def test_the_fast_matcher_gives_the_same_files_as_difflib(dev_records, nlp):
