@@ -163,13 +163,16 @@ def test_the_runs_are_whole_batches_covering_every_record_once():
             assert len(runs) == max(1, min(workers, -(-total // 32)))
 
 
-def test_a_failure_in_a_child_is_raised_in_the_caller(dev_records, nlp):
-    class FailsOnMarker(WindowScorer):
-        def __init__(self, candidates):
-            if any("Zyzzyva" in text for text in candidates):
-                raise ValueError("no scorer for this one")
-            super().__init__(candidates)
+class FailsOnMarker(WindowScorer):
+    """A matcher that fails for an example whose passages hold the word Zyzzyva."""
 
+    def __init__(self, candidates):
+        if any("Zyzzyva" in text for text in candidates):
+            raise ValueError("no scorer for this one")
+        super().__init__(candidates)
+
+
+def test_a_failure_in_a_child_is_raised_in_the_caller(dev_records, nlp):
     records = copy.deepcopy(dev_records[:128])
     records[100]["passages"][0][1] += " Zyzzyva"  # in the second run: the child's
     assert build_rm_files(records[:64], nlp=nlp, matcher=FailsOnMarker).files[COMP_SEQUENCE].written > 0
@@ -178,12 +181,6 @@ def test_a_failure_in_a_child_is_raised_in_the_caller(dev_records, nlp):
 
 
 def test_a_failure_in_the_callers_own_run_is_raised_once_the_children_are_reaped(dev_records, nlp, monkeypatch):
-    class FailsOnMarker(WindowScorer):
-        def __init__(self, candidates):
-            if any("Zyzzyva" in text for text in candidates):
-                raise ValueError("no scorer for this one")
-            super().__init__(candidates)
-
     started = []
 
     class Recorded(rm_files.Forked):
