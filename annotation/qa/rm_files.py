@@ -668,16 +668,18 @@ def build_rm_files(
     total = len(records)
     bounds = _runs(total, workers if can_fork() else 1, batch_size)
 
-    def build(lo: int, hi: int, report: Progress | None = None) -> _Part:
+    def build(lo: int, hi: int, report: Callable[[int], None] | None = None) -> _Part:
         return _build_part(records, lo, hi, names=names, matcher=matcher, nlp=nlp, batch_size=batch_size, report=report)
 
-    children = [Forked(lambda lo=lo, hi=hi: build(lo, hi)) for lo, hi in bounds[1:]]
+    children: list[Forked] = []
     try:
+        for lo, hi in bounds[1:]:
+            children.append(Forked(lambda lo=lo, hi=hi: build(lo, hi)))
         parts = [build(*bounds[0], report=None if progress is None else lambda done: progress(done, total))]
     finally:
-        # Every child is waited for, also when this process's own run failed.
+        # Every child started is waited for, also when this process's own run (or a later fork) failed.
         taken = [_taken(child) for child in children]
-    for (lo, hi), part in zip(bounds[1:], taken):
+    for (_, hi), part in zip(bounds[1:], taken):
         if isinstance(part, BaseException):
             raise part
         parts.append(part)
