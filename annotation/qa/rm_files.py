@@ -668,14 +668,16 @@ def build_rm_files(
     total = len(records)
     bounds = _runs(total, workers if can_fork() else 1, batch_size)
 
-    def build(lo: int, hi: int, report: Callable[[int], None] | None = None) -> _Part:
-        return _build_part(records, lo, hi, names=names, matcher=matcher, nlp=nlp, batch_size=batch_size, report=report)
+    def build(lo: int, hi: int, progress: Progress | None = None) -> _Part:
+        return _build_part(
+            records, lo, hi, names=names, matcher=matcher, nlp=nlp, batch_size=batch_size, progress=progress
+        )
 
     children: list[Forked] = []
     try:
         for lo, hi in bounds[1:]:
             children.append(Forked(lambda lo=lo, hi=hi: build(lo, hi)))
-        parts = [build(*bounds[0], report=None if progress is None else lambda done: progress(done, total))]
+        parts = [build(*bounds[0], progress)]
     finally:
         # Every child started is waited for, also when this process's own run (or a later fork) failed.
         taken = [_taken(child) for child in children]
@@ -705,22 +707,22 @@ def _taken(child: Forked) -> Any:
 
 @dataclass
 class _Part:
-    """What one run of records contributed to each file: lines (R1, R2), kept records (COMP) and counts."""
+    """What one run of records contributed: each file's counts (content not yet joined), the R1 and R2
+    lines and the records kept for COMP."""
 
+    files: dict[str, FileResult]
     lines: dict[str, list[str]]
     kept: list[dict]
-    written: Counter
-    skipped: dict[str, Counter]
 
 
 def _build_part(
     records: Sequence[Any], lo: int, hi: int, *, names: list[str], matcher: Matcher, nlp: Any, batch_size: int,
-    report: Callable[[int], None] | None,
+    progress: Progress | None,
 ) -> _Part:
-    part = _Part(lines={}, kept=[], written=Counter(), skipped={name: Counter() for name in names})
-    tagged = [(name, build) for name, build in ((NF_ERR_SUBSENTENCE, _nf_err_line), (F_ERR_SENTENCE, _f_err_line))]
-    tagged = [(name, build) for name, build in tagged if name in names]
-    part.lines = {name: [] for name, _ in tagged}
+    """Records [lo, hi) into a _Part; `progress(done, len(records))` after each."""
+    lines_of = ((NF_ERR_SUBSENTENCE, _nf_err_line), (F_ERR_SENTENCE, _f_err_line))
+    tagged = [(name, build) for name, build in lines_of if name in names]
+    part = _Part(files={name: FileResult(name) for name in names}, lines={name: [] for name, _ in tagged}, kept=[])
     splits = _Splits(nlp)
     for position in range(lo, hi):
         record = records[position]
@@ -729,25 +731,25 @@ def _build_part(
             batch = records[position : min(position + batch_size, hi)]
             splits.prefetch(text for r in batch for text in _texts_to_split(r, names))
         if not isinstance(record, dict):
-            for name in names:
-                part.skipped[name]["record is not an object"] += 1
+            for result in part.files.values():
+                result.skipped["record is not an object"] += 1
         else:
             for name, build in tagged:
                 try:
                     part.lines[name].append(build(record, position, splits))
-                    part.written[name] += 1
+                    part.files[name].written += 1
                 except SkipExample as reason:
-                    part.skipped[name][str(reason)] += 1
+                    part.files[name].skipped[str(reason)] += 1
             if COMP_SEQUENCE in names:
                 try:
                     preference = _completeness_preference(record, splits, matcher)
                     # A new dict with the key replaced keeps the record's key order.
                     part.kept.append({**record, "preference": preference})
-                    part.written[COMP_SEQUENCE] += 1
+                    part.files[COMP_SEQUENCE].written += 1
                 except SkipExample as reason:
-                    part.skipped[COMP_SEQUENCE][str(reason)] += 1
-        if report is not None:
-            report(position + 1)
+                    part.files[COMP_SEQUENCE].skipped[str(reason)] += 1
+        if progress is not None:
+            progress(position + 1, len(records))
     return part
 
 
@@ -755,8 +757,8 @@ def _joined(parts: list[_Part], names: list[str], total: int, splitter: str) -> 
     results = {name: FileResult(name) for name in names}
     for name, result in results.items():
         for part in parts:
-            result.written += part.written[name]
-            result.skipped.update(part.skipped[name])
+            result.written += part.files[name].written
+            result.skipped.update(part.files[name].skipped)
         if name == COMP_SEQUENCE:
             result.content = json.dumps([record for part in parts for record in part.kept], indent=2)
         else:
