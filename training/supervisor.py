@@ -222,11 +222,27 @@ def run_resume_checkpoint(*, run: TrainingRun) -> Path | None:
 
 
 def _artifact_size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return 0
+    """Bytes in a file, or in the files of a folder, as found while the trainer may still be writing.
+
+    The trainer swaps `checkpoints/last` for a newer folder as it saves
+    (ml.checkpoints.replace_dir), so the folder measured here can vanish
+    mid-walk: what is gone is not counted (the next save's event measures
+    again), and the run goes on instead of its supervisor failing.
+    """
+    if not path.is_dir():
+        try:
+            return path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
+            return 0
+    total = 0
+    for folder, _, names in os.walk(path):  # a subfolder that vanished is skipped (os.walk ignores its error)
+        for name in names:
+            try:
+                file = os.path.join(folder, name)
+                total += os.path.getsize(file) if os.path.isfile(file) else 0
+            except FileNotFoundError:
+                continue
+    return total
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -212,3 +212,44 @@ def test_a_run_sent_in_eager_mode_runs_at_commit(token_rm_file, fake_trainer, dj
         app.conf.task_always_eager = was
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_swapped_for_a_newer_one_while_it_is_measured_is_recorded_and_the_run_goes_on(
+    token_rm_file, monkeypatch
+):
+    # The trainer saves `checkpoints/last` by renaming it away and a complete new folder in (checkpoints.
+    # replace_dir) while the worker measures the folder an event named. Between the two renames `last` does not
+    # exist: a walk that reaches it then failed, and with it the worker's run task (seen in CI).
+    import shutil
+
+    run = _create(token_rm_file)
+    last = supervisor.run_output_path(run) / "checkpoints" / "last"
+    for folder, size in ((last, 1000), (last.with_name("last.tmp"), 3000)):
+        (folder / "model").mkdir(parents=True)
+        (folder / "model" / "weights.bin").write_bytes(b"w" * size)
+        (folder / "state.json").write_text("{}")
+    real_scandir, swapped = os.scandir, []
+
+    def scandir_mid_swap(path="."):
+        if isinstance(path, int) or Path(path) != last or swapped:
+            return real_scandir(path)
+        swapped.append(True)
+        last.rename(last.with_name("last.old"))  # the save's first rename has happened, its second not yet
+        try:
+            return real_scandir(path)
+        finally:
+            last.with_name("last.tmp").rename(last)
+            shutil.rmtree(last.with_name("last.old"))
+
+    event = {"event": "artifact", "kind": "checkpoint", "name": "last", "path": "checkpoints/last"}
+    monkeypatch.setattr(os, "scandir", scandir_mid_swap)
+    supervisor.run_record_events(run=run, events=[event])
+    monkeypatch.undo()
+
+    assert swapped
+    artifact = Artifact.objects.get(run=run, name="last")
+    assert artifact.path.endswith("checkpoints/last") and artifact.size_bytes == 0  # nothing found mid-swap
+    # The next save's event measures the folder as it now is.
+    supervisor.run_record_events(run=run, events=[event])
+    assert Artifact.objects.get(run=run, name="last").size_bytes == 3002
