@@ -14,6 +14,11 @@ RESEARCHER = "researcher"
 REVIEWER = "reviewer"
 
 
+def remember_group_names(user, names) -> None:
+    """Keep group names read along with the user (annotation/auth_backend.py), so no request reads them again."""
+    user._granary_group_names = frozenset(names)
+
+
 def _group_names(user) -> frozenset[str]:
     names = getattr(user, "_granary_group_names", None)
     if names is None:

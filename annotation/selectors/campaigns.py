@@ -31,6 +31,7 @@ from annotation.models import (
 from annotation.qa.vocab import RESPONSES
 from annotation.roles import ANNOTATOR
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
+from annotation.selectors.model_rows import first_where
 from annotation.selectors.queue_order import queue_order_sql
 
 # Served in this order for the same example: read the passages once, do both.
@@ -170,11 +171,22 @@ def held_assignment(*, campaign: Campaign, annotator) -> Assignment | None:
     A held lease that ran out is still theirs until someone else takes the
     slot (taking it marks this row expired), so it is resumed rather than lost.
     """
-    return (
-        Assignment.objects.filter(campaign=campaign, annotator=annotator, status=AssignmentStatus.LEASED)
-        .order_by("created_at", "pk")
-        .first()
+    # Written out (model_rows.py): asked on every submit, and the queryset's compiling cost more than its run.
+    return first_where(
+        Assignment, campaign_id=campaign.pk, annotator_id=annotator.pk, status=AssignmentStatus.LEASED, order_by=("created_at", "id")
     )
+
+
+def locked_assignment(*, assignment_id: int) -> Assignment:
+    """The assignment's row, locked until the caller's transaction ends (call inside one).
+
+    Every autosave and submit locks its item first; written out (model_rows.py) for the same reason as
+    held_assignment. Raises Assignment.DoesNotExist, as `get()` would, when the row is gone.
+    """
+    locked = first_where(Assignment, lock=True, id=assignment_id)
+    if locked is None:
+        raise Assignment.DoesNotExist(f"Assignment {assignment_id} does not exist.")
+    return locked
 
 
 def next_assignment_for(*, campaign: Campaign, annotator, now: datetime) -> NextItem | None:

@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Campaign, CampaignTask, Dataset, Example
-from annotation.selectors.campaigns import item_capacity, next_assignment_for
+from annotation.selectors.campaigns import item_capacity, locked_assignment, next_assignment_for
 
 # Leasing retries when another annotator took the chosen slot between our read and our insert.
 _LEASE_ATTEMPTS = 5
@@ -162,7 +162,7 @@ def assignment_open(*, assignment: Assignment, now: datetime | None = None) -> A
 def assignment_skip(*, assignment: Assignment) -> Assignment:
     """Give the item back so that someone else can take the slot; the annotator is not offered it again."""
     with transaction.atomic():
-        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        locked = locked_assignment(assignment_id=assignment.pk)
         if locked.status == AssignmentStatus.LEASED:
             locked.status = AssignmentStatus.SKIPPED
             locked.lease_expires_at = None

@@ -36,6 +36,8 @@ from annotation.qa.errors import Conflict, Refused
 from annotation.qa.format import validate_feedback_block, validate_preference
 from annotation.qa.vocab import RESPONSES
 from annotation.selectors.annotate import example_passages, example_responses
+from annotation.selectors.campaigns import locked_assignment
+from annotation.selectors.model_rows import first_where
 from annotation.services.reviews import send_backs_resolve_on_submit
 
 
@@ -152,10 +154,10 @@ def _open_submission(
     `_after_integrity_error` sorts out. Raises StaleSubmit when the stored row
     moved on since `base_version`, LeaseLost when the item was given away.
     """
-    locked = Assignment.objects.select_for_update().get(pk=assignment.pk) if assignment is not None else None
-    # At most one row (unique per owner). order_by(): Meta.ordering would join the response, example and
-    # dataset, and FOR UPDATE would then lock those rows too, holding up every other submit on the dataset.
-    existing = model.objects.select_for_update().filter(**owner).order_by().first()
+    locked = locked_assignment(assignment_id=assignment.pk) if assignment is not None else None
+    # At most one row (unique per owner), read from its own table alone: Meta.ordering would join the response,
+    # example and dataset, and FOR UPDATE would then lock those rows too, holding up every other submit on the dataset.
+    existing = first_where(model, lock=True, **{f"{name}_id": value for name, value in owner.items()})
     if existing is not None and existing.submit_token == submit_token:
         return _Opened(Submitted(existing, replayed=True))
     _check_assignment(locked, base_draft_version)
@@ -317,7 +319,7 @@ def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_ver
     """
     now = timezone.now()
     with transaction.atomic():
-        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        locked = locked_assignment(assignment_id=assignment.pk)
         if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):
             raise LeaseLost(_lost_message(locked))
         if locked.draft_version != base_draft_version:

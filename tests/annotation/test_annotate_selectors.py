@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotation.models import Response
+from annotation.models import Assignment, Response
 from annotation.selectors.annotate import (
     assignment_for_page,
     example_passages,
@@ -27,7 +27,7 @@ def test_the_item_comes_with_its_responses_in_number_order_and_reads_nothing_mor
     Response.objects.filter(example=item.example, number=2).update(reward_segments=[{"source": "x", "segments": []}])
     with CaptureQueriesContext(connection) as captured:
         page = assignment_for_page(assignment_id=item.pk)
-    assert len(captured) == 2  # the item with its campaign, example and dataset; the responses
+    assert len(captured) == 1  # the item with its campaign, example, dataset and responses
 
     with CaptureQueriesContext(connection) as captured:
         responses = example_responses(page.example)
@@ -40,6 +40,33 @@ def test_the_item_comes_with_its_responses_in_number_order_and_reads_nothing_mor
         assert responses[1].reward_segments == [{"source": "x", "segments": []}]
         assert page.campaign.pk == item.campaign_id and page.example.dataset.name == "bloom"
     assert len(captured) == 0
+
+
+def _values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def test_every_instance_holds_what_the_orm_would_have_given(annotator):
+    item = _item(annotator)
+    Assignment.objects.filter(pk=item.pk).update(draft={"errors": [], "corrected-prediction": "é ✓"}, draft_version=7)
+    page = assignment_for_page(assignment_id=item.pk)
+    orm = Assignment.objects.select_related("campaign", "example__dataset").get(pk=item.pk)
+    # Dates aware and JSON decoded on both databases: the converters of the ORM ran.
+    assert _values(page) == _values(orm) and page.draft == {"errors": [], "corrected-prediction": "é ✓"}
+    assert page.lease_expires_at.tzinfo is not None and not page._state.adding and page._state.db == "default"
+    assert _values(page.campaign) == _values(orm.campaign)
+    assert _values(page.example) == _values(orm.example)
+    assert _values(page.example.dataset) == _values(orm.example.dataset)
+    assert [_values(r) for r in example_responses(page.example)] == [
+        _values(r) for r in Response.objects.filter(example=orm.example).order_by("number")
+    ]
+
+
+def test_an_example_without_responses_comes_with_none(annotator):
+    item = _item(annotator)
+    Response.objects.filter(example=item.example).delete()
+    page = assignment_for_page(assignment_id=item.pk)
+    assert page.pk == item.pk and example_responses(page.example) == [] and response_of(page.example, 1) is None
 
 
 def test_passages_are_read_once_when_first_asked_for(annotator):

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus, Campaign, CampaignTask, Response
-from annotation.selectors.campaigns import campaign_progress, campaigns_for_annotator
+from annotation.selectors.campaigns import campaign_progress, campaigns_for_annotator, held_assignment
 from annotation.services.campaigns import assignment_next, assignment_skip, campaign_create
 from annotation.qa import drafts
 from annotation.services.feedback import LeaseLost, assignment_draft_save, comparison_submit, fine_grained_feedback_submit
@@ -50,6 +50,28 @@ def test_it_resumes_the_item_an_annotator_already_holds(team):
     first = assignment_next(campaign=campaign, annotator=anna)
     assert assignment_next(campaign=campaign, annotator=anna).pk == first.pk
     assert Assignment.objects.count() == 1
+
+
+def test_the_held_item_is_the_annotators_oldest_lease_in_that_campaign_as_the_orm_reads_it(team):
+    anna, bob, _carl = team
+    dataset = make_dataset(examples=3)
+    campaign, other = make_campaign(dataset, team), make_campaign(dataset, team)
+    assert held_assignment(campaign=campaign, annotator=anna) is None
+    assignment_next(campaign=other, annotator=anna)  # another campaign's lease
+    first = assignment_next(campaign=campaign, annotator=anna)
+    assignment_next(campaign=campaign, annotator=bob)  # another annotator's lease
+    # A second lease of anna's, newer (created later); her oldest is the one she is working on.
+    newer = Assignment.objects.create(campaign=campaign, example=first.example, kind=AssignmentKind.COMPARISON, annotator=anna,
+                                      lease_expires_at=first.lease_expires_at)
+    Assignment.objects.filter(pk=newer.pk).update(created_at=first.created_at + timedelta(seconds=1))
+    held = held_assignment(campaign=campaign, annotator=anna)
+    orm = Assignment.objects.get(pk=first.pk)
+    assert held.pk == first.pk
+    assert {f.attname: getattr(held, f.attname) for f in Assignment._meta.concrete_fields} == {
+        f.attname: getattr(orm, f.attname) for f in Assignment._meta.concrete_fields
+    }
+    Assignment.objects.filter(pk=first.pk).update(status=AssignmentStatus.SUBMITTED)
+    assert held_assignment(campaign=campaign, annotator=anna).pk == newer.pk
 
 
 def test_it_reassigns_a_slot_whose_lease_expired(team, settings):
