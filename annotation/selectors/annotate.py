@@ -7,7 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from annotation.models import Assignment, Campaign, Comparison, Dataset, Example, FineGrainedFeedback, Passage, Response
 from annotation.qa.vocab import RESPONSES
-from annotation.selectors.model_rows import ModelColumns, starts
+from annotation.selectors.model_rows import ModelColumns, first_where, starts
 
 # The qa-feedback format puts fine-grained feedback on `prediction 1`; campaign items use that response.
 FINE_GRAINED_RESPONSE_NUMBER = RESPONSES[0]
@@ -119,24 +119,19 @@ class StoredFineGrained:
 
 def stored_fine_grained(*, response: Response, annotator) -> StoredFineGrained | None:
     """An annotator's own submitted feedback on a response, as a qa-feedback block."""
-    # One row at most (unique per response and annotator); order_by() drops Meta.ordering, whose sort joins
-    # the response, its example and the dataset.
-    record = (
-        FineGrainedFeedback.objects.filter(response=response, annotator=annotator)
-        .order_by()
-        .prefetch_related("errors", "missing_info")
-        .first()
-    )
+    # One row at most (unique per response and annotator), read from its own table: Meta.ordering's sort would
+    # join the response, its example and the dataset. Written out (model_rows.py): every page open asks.
+    record = first_where(FineGrainedFeedback, response_id=response.pk, annotator_id=annotator.pk)
     if record is None:
         return None
     feedback = {
         "errors": [
             {"error type": e.error_type, "explanation": e.explanation, "start": e.start, "end": e.end}
-            for e in sorted(record.errors.all(), key=lambda e: e.position)
+            for e in record.errors.order_by("position")
         ],
         "missing-info": [
             {"error type": m.error_type, "passage_id": m.passage_id, "sentence_id": list(m.sentence_ids)}
-            for m in sorted(record.missing_info.all(), key=lambda m: m.position)
+            for m in record.missing_info.order_by("position")
         ],
         "corrected-prediction": record.corrected_prediction,
     }
@@ -144,4 +139,4 @@ def stored_fine_grained(*, response: Response, annotator) -> StoredFineGrained |
 
 
 def stored_comparison(*, example: Example, annotator) -> Comparison | None:
-    return Comparison.objects.filter(example=example, annotator=annotator).order_by().first()  # unique; see above
+    return first_where(Comparison, example_id=example.pk, annotator_id=annotator.pk)  # unique; see above

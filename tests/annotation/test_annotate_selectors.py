@@ -10,9 +10,12 @@ from annotation.selectors.annotate import (
     example_passages,
     example_responses,
     response_of,
+    stored_comparison,
+    stored_fine_grained,
 )
 from annotation.services.campaigns import assignment_next
-from tests.annotation.annotate_data import PASSAGES, RESPONSES, make_campaign, make_dataset
+from annotation.services.feedback import comparison_submit, fine_grained_feedback_submit
+from tests.annotation.annotate_data import PASSAGES, RESPONSES, make_campaign, make_dataset, offsets_of
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +90,28 @@ def test_examples_not_loaded_by_the_page_read_their_own(annotator):
     example = type(item.example).objects.get(pk=item.example_id)
     assert example_passages(example) == PASSAGES
     assert [r.number for r in example_responses(example)] == sorted(RESPONSES)
+
+
+def test_an_annotators_stored_work_reads_back_in_list_order_and_nobody_elses(annotator, make_user):
+    item = _item(annotator)
+    response = response_of(item.example, 1)
+    text = response.text
+    errors = [
+        {"error type": "Redundant", "explanation": "It was released on 31 August 2018.", **dict(zip(("start", "end"), offsets_of(text, "It was released on 31 August 2018.", 2)))},
+        {"error type": "Unverifiable", "explanation": "", **dict(zip(("start", "end"), offsets_of(text, "The album sold ten million copies in its first week.")))},
+    ]
+    errors.sort(key=lambda e: -e["start"])  # stored in the order given, which is not the text's
+    feedback = {"errors": errors, "missing-info": [
+        {"error type": "Missing-Minor-Auxiliary", "passage_id": 2, "sentence_id": [2]},
+        {"error type": "Missing-Major-Auxiliary", "passage_id": 1, "sentence_id": [1, 2]},
+    ], "corrected-prediction": "Bloom is the second studio album by Troye Sivan, released on 31 August 2018."}
+    fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback, submit_token="tok-1", base_version=0)
+    other = make_user("olga", role="annotator")
+    assert stored_fine_grained(response=response, annotator=other) is None
+
+    stored = stored_fine_grained(response=response, annotator=annotator)
+    assert stored.feedback == feedback and stored.record.version == 1 and stored.record.submit_token == "tok-1"
+
+    comparison_submit(example=item.example, annotator=annotator, preference=[1, 2, 0, 1, 1, 2], submit_token="tok-2", base_version=0)
+    assert stored_comparison(example=item.example, annotator=other) is None
+    assert stored_comparison(example=item.example, annotator=annotator).preference == [1, 2, 0, 1, 1, 2]
