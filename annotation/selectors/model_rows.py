@@ -12,6 +12,7 @@ import functools
 import weakref
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.transaction import TransactionManagementError
 from django.db.models import Model
 
 
@@ -76,9 +77,11 @@ def first_where(model: type[Model], *, lock: bool = False, order_by: tuple[str, 
     `response`): what `filter(...).order_by(...).first()` gives, without composing and compiling a queryset.
 
     `lock`: FOR UPDATE where the database has row locks (PostgreSQL; SQLite takes its write lock when the
-    transaction begins). Call it inside a transaction then.
+    transaction begins); inside a transaction only, as with the ORM's select_for_update.
     """
     database = connections[DEFAULT_DB_ALIAS]
+    if lock and database.get_autocommit():
+        raise TransactionManagementError("first_where(lock=True) locks until the transaction ends: call it inside one.")
     names = tuple(sorted(equal))
     sql = _first_where_sql(model, names, order_by, lock and database.features.has_select_for_update, database.vendor)
     with database.cursor() as cursor:

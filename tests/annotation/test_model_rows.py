@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus
@@ -51,8 +52,15 @@ def test_a_locking_read_locks_where_the_database_has_row_locks(leases):
     with transaction.atomic(), CaptureQueriesContext(connection) as captured:
         assert locked_assignment(assignment_id=first.pk).pk == first.pk
     assert captured[0]["sql"].endswith("FOR UPDATE") == connection.features.has_select_for_update
-    with pytest.raises(Assignment.DoesNotExist):
+    with transaction.atomic(), pytest.raises(Assignment.DoesNotExist):
         locked_assignment(assignment_id=987654)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_read_outside_a_transaction_is_refused(leases):
+    with pytest.raises(TransactionManagementError, match="inside one"):
+        first_where(Assignment, lock=True, id=leases[1].pk)
+    assert first_where(Assignment, id=leases[1].pk).pk == leases[1].pk
 
 
 def test_an_outer_joined_row_of_nulls_builds_nothing():
