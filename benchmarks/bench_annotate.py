@@ -1,6 +1,7 @@
 """Server time per request on the annotation pages: open an item, edit it, submit it.
 
-    .venv/bin/python benchmarks/bench_annotate.py [--examples 40] [--database-url URL]
+    .venv/bin/python benchmarks/bench_annotate.py [--examples 40] [--database-url URL] [--count-calls]
+        [--baseline-repo PATH]   # another checkout (with its node_modules), measured in the same run
 
 An annotator works through a campaign (fine-grained feedback and comparison)
 over the first N examples of the shared dev_feedback.json, replaying each
@@ -17,14 +18,22 @@ with --database-url the given (scratch) database is migrated and used, and
 the benchmark's rows are deleted afterwards. Prints the median, 90th
 percentile and maximum milliseconds and the median SQL queries per request
 kind, and checks that what was stored equals the shared file's feedback.
+
+--count-calls also counts the Python function calls of each request (under
+cProfile, so its times are then inflated): a figure that, unlike time, does
+not move with the machine's load. --baseline-repo runs the same benchmark
+on another checkout's code in a child process and prints both side by side.
 """
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import re
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +51,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=40, help="examples of dev_feedback.json to annotate (default 40)")
     parser.add_argument("--database-url", help="scratch database to use instead of a temporary SQLite file")
+    parser.add_argument("--count-calls", action="store_true", help="count each request's Python function calls (times inflate)")
+    parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose code is measured (default this one)")
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout, measured the same way in the same run")
+    parser.add_argument("--summary-json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline_repo:
+        _side_by_side(args)
+        return
+    summary = _measure(args)
+    if args.summary_json:
+        args.summary_json.write_text(json.dumps(summary))
+
+
+def _side_by_side(args) -> None:
+    """This checkout, then the baseline, each in its own process; then their medians side by side."""
+    summaries = {}
+    for label, repo in (("this checkout", args.repo), ("baseline", args.baseline_repo)):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            command = [sys.executable, __file__, "--examples", str(args.examples), "--repo", str(repo), "--summary-json", out.name]
+            command += ["--database-url", args.database_url] if args.database_url else []
+            command += ["--count-calls"] if args.count_calls else []
+            print(f"== {label}: {repo}", flush=True)
+            subprocess.run(command, check=True)
+            print(flush=True)
+            summaries[label] = json.loads(Path(out.name).read_text())
+    ours, base = summaries["this checkout"], summaries["baseline"]
+    print(f"{'request':<14} {'median ms':>10} {'baseline':>9} {'queries':>8} {'baseline':>9}" + (f" {'calls':>8} {'baseline':>9}" if args.count_calls else ""))
+    for kind in ours:
+        line = f"{kind:<14} {ours[kind]['median_ms']:>10.1f} {base[kind]['median_ms']:>9.1f} {ours[kind]['queries']:>8.0f} {base[kind]['queries']:>9.0f}"
+        if args.count_calls:
+            line += f" {ours[kind]['calls']:>8.0f} {base[kind]['calls']:>9.0f}"
+        print(line)
+
+
+def _measure(args) -> dict:
 
     scratch = tempfile.TemporaryDirectory(prefix="granary-bench-")
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{scratch.name}/bench.sqlite3"
@@ -53,7 +96,8 @@ def main() -> None:
     # The test client speaks plain HTTP: no HTTPS redirect.
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(args.repo.resolve()))
+    os.chdir(args.repo)
 
     import django
 
@@ -90,13 +134,21 @@ def main() -> None:
     client.force_login(user)
     timings: dict[str, list[float]] = defaultdict(list)
     queries: dict[str, list[int]] = defaultdict(list)
+    calls: dict[str, list[int]] = defaultdict(list)
 
     def request(kind: str, method: str, url: str, data=None, **headers):
+        profile = cProfile.Profile() if args.count_calls else None
         with CaptureQueriesContext(connection) as captured:
             began = time.perf_counter()
+            if profile:
+                profile.enable()
             response = getattr(client, method)(url, data, **headers) if data is not None else getattr(client, method)(url, **headers)
+            if profile:
+                profile.disable()
             timings[kind].append((time.perf_counter() - began) * 1000)
         queries[kind].append(len(captured))
+        if profile:
+            calls[kind].append(pstats.Stats(profile).total_calls)
         if response.status_code not in (200, 302):
             raise SystemExit(f"{kind} {url} answered {response.status_code}: {response.content[:500]!r}")
         return response
@@ -157,18 +209,23 @@ def main() -> None:
     print(f"Annotated {len(records)} examples of dev_feedback.json ({stored_feedback} fine-grained, {stored_comparisons} comparisons)")
     print(f"on {database}, {sum(len(t) for t in timings.values())} requests in {elapsed:.1f} s; stored feedback differing from the file: {mismatches}")
     print()
-    print(f"{'request':<14} {'count':>6} {'median ms':>10} {'p90 ms':>8} {'max ms':>8} {'queries':>8}")
+    print(f"{'request':<14} {'count':>6} {'median ms':>10} {'p90 ms':>8} {'max ms':>8} {'queries':>8}" + (f" {'calls':>8}" if calls else ""))
+    summary = {}
     for kind in ("start", "open page", "edit (htmx)", "submit"):
         values = sorted(timings[kind])
         p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+        summary[kind] = {"median_ms": statistics.median(values), "queries": statistics.median(queries[kind]),
+                         "calls": statistics.median(calls[kind]) if calls else None}
         print(
             f"{kind:<14} {len(values):>6} {statistics.median(values):>10.1f} {p90:>8.1f} {values[-1]:>8.1f} {statistics.median(queries[kind]):>8.0f}"
+            + (f" {statistics.median(calls[kind]):>8.0f}" if calls else "")
         )
     every = sorted(t for kind in timings for t in timings[kind])
     median = statistics.median(every)
     print(f"{'all':<14} {len(every):>6} {median:>10.1f} {every[int(0.9 * len(every))]:>8.1f} {every[-1]:>8.1f}")
     print()
-    print(f"Median server time per request: {median:.1f} ms (target: under {TARGET_MS:.0f} ms) -> {'OK' if median < TARGET_MS else 'TOO SLOW'}")
+    print(f"Median server time per request: {median:.1f} ms (target: under {TARGET_MS:.0f} ms) -> {'OK' if median < TARGET_MS else 'TOO SLOW'}"
+          + (" (times under cProfile, inflated)" if calls else ""))
 
     if args.database_url:
         Campaign.objects.filter(pk=campaign.pk).delete()
@@ -176,6 +233,7 @@ def main() -> None:
         user.delete()
     if mismatches or stored_feedback != len(records) or stored_comparisons != len(records):
         raise SystemExit("the stored annotations do not match the shared file")
+    return summary
 
 
 if __name__ == "__main__":
