@@ -108,16 +108,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-granary-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARED_STATEMENTS", True):
     # Parameters bound by the server, so that psycopg can prepare a statement the fifth time a connection
-    # runs it: PostgreSQL then skips parsing it again (persistent connections keep them). Each call is still
-    # planned for its own values (plan_cache_mode): generic plans of the next-item query read far more rows,
-    # and bench_load measured PostgreSQL at 33-35 ms of CPU per annotation with them against 11-12 ms.
+    # runs it: PostgreSQL then skips parsing it again (persistent connections keep them), and planning it
+    # once it has settled on a generic plan. The next-item lookup, whose generic plan reads far more rows, is
+    # planned for its own values every time (annotation/selectors/campaigns.py, _planned_for_its_parameters).
     # Set DATABASE_PREPARED_STATEMENTS=0 behind a pooler in transaction mode that cannot keep them (pgbouncer
     # before 1.21, or without max_prepared_statements).
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
         "server_side_binding": True,
         "prepare_threshold": 5,
-        "options": "-c plan_cache_mode=force_custom_plan",
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

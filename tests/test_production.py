@@ -202,12 +202,34 @@ def test_postgresql_connections_prepare_repeated_statements_unless_switched_off(
     assert sqlite.stdout.split() == ["None", "None"], sqlite.stderr
 
 
-@pytest.mark.django_db
-def test_postgresql_sessions_plan_each_prepared_statement_for_its_values():
-    from django.db import connection
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_plans_the_next_item_lookup_for_its_values_and_keeps_generic_plans_elsewhere(make_user):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from annotation.selectors.campaigns import has_open_items, next_assignment_for
+    from tests.annotation.annotate_data import make_campaign, make_dataset
 
     if connection.vendor != "postgresql":
         pytest.skip("plan_cache_mode is PostgreSQL's")
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone()[0] == "force_custom_plan"
+
+    def mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return cursor.fetchone()[0]
+
+    annotator = make_user("pia", role="annotator")
+    campaign = make_campaign(make_dataset(examples=2), [annotator])
+    assert mode() == "auto"
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        assert next_assignment_for(campaign=campaign, annotator=annotator, now=timezone.now()) is not None
+        assert mode() == "force_custom_plan"  # for the rest of the transaction
+    lookup = next(i for i, q in enumerate(captured.captured_queries) if "FROM annotation_example e" in q["sql"])
+    assert captured.captured_queries[lookup - 1]["sql"] == "SET LOCAL plan_cache_mode = force_custom_plan"
+    assert mode() == "auto"
+    # Outside a transaction the lookup gets one of its own, and the setting ends with it.
+    with CaptureQueriesContext(connection) as captured:
+        assert has_open_items(campaign=campaign, annotator=annotator, now=timezone.now())
+    assert any(q["sql"] == "SET LOCAL plan_cache_mode = force_custom_plan" for q in captured.captured_queries)
+    assert mode() == "auto"

@@ -26,7 +26,8 @@ OPEN_QUERIES = 6
 DRAFT_QUERIES = {CampaignTask.FINE_GRAINED: 8, CampaignTask.COMPARISON: 7}
 # Session, the user with their roles, the item with its responses (and, fine-grained, its passages); lock the item and the
 # annotator's row, store it, finish the item (and answer the reviewers' send-backs on it: one UPDATE); then
-# lease the next: held item?, first open item, its live slots, the new lease.
+# lease the next: held item?, first open item (on PostgreSQL after a SET LOCAL that plans it for its values),
+# its live slots, the new lease.
 SUBMIT_QUERIES = {CampaignTask.FINE_GRAINED: 17, CampaignTask.COMPARISON: 16}
 
 
@@ -58,7 +59,7 @@ def test_open_edit_and_submit_stay_within_their_query_budget(annotator_client, a
 
     fields["draft_version"] = str(int(version) + 1)
     count, sql = _counted(lambda: annotator_client.post(url + "submit/", {**fields, **answer}, **HTMX))
-    assert count == SUBMIT_QUERIES[task], "\n".join(sql)
+    assert count == SUBMIT_QUERIES[task] + (connection.vendor == "postgresql"), "\n".join(sql)
     if connection.features.has_select_for_update:
         # A row lock taken through a join locks the joined rows too (the dataset's row: every submit on it would wait).
         locks = [query for query in sql if "FOR UPDATE" in query]
