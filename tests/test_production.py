@@ -233,3 +233,25 @@ def test_postgresql_plans_the_next_item_lookup_for_its_values_and_keeps_generic_
         assert has_open_items(campaign=campaign, annotator=annotator, now=timezone.now())
     assert any(q["sql"] == "SET LOCAL plan_cache_mode = force_custom_plan" for q in captured.captured_queries)
     assert mode() == "auto"
+
+
+# Libraries only the GPU workers need; a web worker that imported them would carry them in memory for nothing.
+TRAINING_ONLY = ("torch", "transformers", "accelerate", "peft")
+
+
+def test_a_web_process_loads_every_view_and_template_library_without_the_training_libraries():
+    # A fresh process, as a gunicorn worker: the WSGI app, every URL pattern (so every view module) and
+    # every template tag library the pages can load.
+    code = (
+        "import sys; from config.wsgi import application; "
+        "from django.urls import get_resolver; from django.template import engines; "
+        "patterns = get_resolver().url_patterns; "
+        "libraries = engines['django'].engine.template_libraries; "
+        "from annotation.models import Campaign; from training.models import TrainingRun; "
+        f"print(len(patterns) > 3, len(libraries) > 3, sorted(n for n in {TRAINING_ONLY!r} if n in sys.modules))"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**env, "DEBUG": "1"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True True []", result.stdout

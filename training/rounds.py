@@ -39,10 +39,10 @@ from django.utils import timezone
 from annotation.models import CampaignTask, Dataset, Example, Passage, Response
 from annotation.qa import format as qa_format
 from annotation.qa.errors import BadRequest, Conflict, NotFound
+from annotation.qa.vocab import RESPONSES
 from annotation.roles import ANNOTATOR
 from annotation.services.campaigns import campaign_create
 from config.celery import app as celery_app
-from training.ml import rounds as ml_rounds
 from training.ml.data import Example as PolicyExample
 from training.models import RoundJob, RunStatus, TrainingRun
 from training.selectors import run_model_path
@@ -69,8 +69,8 @@ def round_check(*, run: TrainingRun, dataset: Dataset | None, split: str, sample
         raise Conflict(f"run #{run.pk} is {run.status}; only a succeeded run's policy can answer a new round", field="run")
     if run_model_path(run) is None:
         raise Conflict(f"run #{run.pk} saved no model to sample from", field="run")
-    if not 1 <= samples <= ml_rounds.MAX_SAMPLES:
-        raise BadRequest(f"samples must be 1 to {ml_rounds.MAX_SAMPLES} (an example holds at most four answers); got {samples}",
+    if not 1 <= samples <= len(RESPONSES):
+        raise BadRequest(f"samples must be 1 to {len(RESPONSES)} (an example holds at most four answers); got {samples}",
                          field="samples")
     dataset = dataset or run.dataset
     if dataset is None:
@@ -183,6 +183,9 @@ def round_execute(*, job_id: int, progress=None) -> RoundJob:
     job = RoundJob.objects.select_related("run", "dataset").get(pk=job_id)
     if not claimed:
         return job
+    # The policy and reward models (torch) are loaded here, in the worker that samples: never in a web process.
+    from training.ml import rounds as ml_rounds
+
     try:
         examples = source_examples(dataset=job.dataset, split=job.source_split, limit=job.limit)
         config = job.run.config
@@ -262,7 +265,7 @@ def round_store(*, job: RoundJob, examples: Sequence[Example], answers: Sequence
                          source_run=run, reward_segments=answer["reward_segments"])
                 for k, answer in enumerate(sampled, start=1)
             ])
-        task = CampaignTask.BOTH if job.samples == ml_rounds.MAX_SAMPLES else CampaignTask.FINE_GRAINED
+        task = CampaignTask.BOTH if job.samples == len(RESPONSES) else CampaignTask.FINE_GRAINED
         name = job.campaign_name or f"Round {number}: {dataset.name}/{split} from run #{run.pk}"
         try:
             campaign = campaign_create(name=name, dataset=dataset, split=split, task=task, annotators=_annotators(),

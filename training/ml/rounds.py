@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from annotation.qa.vocab import NO_ERROR
+from annotation.qa.vocab import NO_ERROR, RESPONSES
 from training.ml.data import Example
 from training.ml.reward_models import answer_words_from_segments, preference_rm_text, token_rm_words
 from training.ml.rewards import Segmentation, _passages, defuse, segment_generation, token_char_spans
 
 # Model names stored with each segment: the config field that named the reward model, without `_model`.
 RELEVANCE, FACTUALITY, COMPLETENESS, PREFERENCE = "rm_relevance", "rm_factuality", "rm_completeness", "rm_preference"
-MAX_SAMPLES = 4
+MAX_SAMPLES = len(RESPONSES)  # an example holds at most four answers
 
 
 @dataclass(frozen=True)
