@@ -9,6 +9,7 @@ with an unexpired lease or has been submitted.
 """
 
 import hashlib
+import time
 from contextlib import contextmanager, nullcontext
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from annotation.qa.vocab import RESPONSES
 from annotation.roles import ANNOTATOR
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
 from annotation.selectors.model_rows import first_where
-from annotation.selectors.queue_order import queue_order_sql
+from annotation.selectors.queue_order import ORDER_KEYS, queue_order_sql
 
 # Served in this order for the same example: read the passages once, do both.
 KIND_ORDER = (AssignmentKind.FINE_GRAINED, AssignmentKind.COMPARISON)
@@ -91,6 +92,25 @@ def item_capacity(campaign: Campaign, *, example_id: int, kind: str) -> int:
     return campaign.annotators_per_item
 
 
+def _item_sql(kind: str) -> tuple[str, list]:
+    """SQL that holds when the example row `e` is an item of `kind`, and its parameters."""
+    if kind == AssignmentKind.FINE_GRAINED:
+        return ("(SELECT COUNT(*) FROM annotation_response r WHERE r.example_id = e.id AND r.number = %s) = 1",
+                [FINE_GRAINED_RESPONSE_NUMBER])
+    numbers = ", ".join(["%s"] * len(RESPONSES))
+    return (f"(SELECT COUNT(*) FROM annotation_response r WHERE r.example_id = e.id AND r.number IN ({numbers})) = %s",
+            [*RESPONSES, len(RESPONSES)])
+
+
+def _capacity_sql(campaign: Campaign, kind: str) -> tuple[str, list]:
+    """SQL for the slots of the item on the example row `e` (the whole team on a shared item), and its parameters."""
+    shared = sorted(shared_item_ids(campaign, kind))
+    if shared:
+        return (f"CASE WHEN e.id IN ({', '.join(['%s'] * len(shared))}) THEN %s ELSE %s END",
+                [*shared, team_size(campaign), campaign.annotators_per_item])
+    return "%s", [campaign.annotators_per_item]
+
+
 def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime, lock: bool) -> tuple[int, float] | None:
     """(example id, queue key) of the first item of `kind`, in queue order, that still needs annotations and
     that this annotator has neither done (in this campaign or another) nor skipped; None when there is none.
@@ -106,23 +126,21 @@ def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime,
     EXISTS: PostgreSQL turns those into joins and, with the statistics of a
     campaign that is filling up, picked plans that read every example
     (15-27 ms); counts stay index probes per example, so in input order the
-    query walks the position index and stops at the first open item.
+    query walks the position index and stops at the first open item. It
+    starts at the queue's floor (queue_floor below), so the walk does not
+    grow with the campaign's progress.
     `lock`: on PostgreSQL the chosen example's row is locked with SKIP
     LOCKED (call inside a transaction).
     """
     key, key_params, order_by = queue_order_sql(campaign, "e")
+    responses, responses_params = _item_sql(kind)
     if kind == AssignmentKind.FINE_GRAINED:
-        responses = "(SELECT COUNT(*) FROM annotation_response r WHERE r.example_id = e.id AND r.number = %s) = 1"
-        responses_params = [FINE_GRAINED_RESPONSE_NUMBER]
         done = (
             "(SELECT COUNT(*) FROM annotation_finegrainedfeedback f INNER JOIN annotation_response r ON f.response_id = r.id"
             " WHERE r.example_id = e.id AND r.number = %s AND f.annotator_id = %s AND f.status = %s) = 0"
         )
         done_params = [FINE_GRAINED_RESPONSE_NUMBER, annotator.pk, FeedbackStatus.SUBMITTED]
     else:
-        numbers = ", ".join(["%s"] * len(RESPONSES))
-        responses = f"(SELECT COUNT(*) FROM annotation_response r WHERE r.example_id = e.id AND r.number IN ({numbers})) = %s"
-        responses_params = [*RESPONSES, len(RESPONSES)]
         done = "(SELECT COUNT(*) FROM annotation_comparison c WHERE c.example_id = e.id AND c.annotator_id = %s AND c.status = %s) = 0"
         done_params = [annotator.pk, FeedbackStatus.SUBMITTED]
     live = (
@@ -130,32 +148,102 @@ def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime,
         " AND (a.status = %s OR (a.status = %s AND a.lease_expires_at > %s)))"
     )
     live_params = [campaign.pk, kind, AssignmentStatus.SUBMITTED, AssignmentStatus.LEASED, connection.ops.adapt_datetimefield_value(now)]
-    shared = sorted(shared_item_ids(campaign, kind))
-    if shared:
-        capacity = f"CASE WHEN e.id IN ({', '.join(['%s'] * len(shared))}) THEN %s ELSE %s END"
-        capacity_params = [*shared, team_size(campaign), campaign.annotators_per_item]
-    else:
-        capacity, capacity_params = "%s", [campaign.annotators_per_item]
+    capacity, capacity_params = _capacity_sql(campaign, kind)
     not_mine = (
         "(SELECT COUNT(*) FROM annotation_assignment m WHERE m.campaign_id = %s AND m.example_id = e.id AND m.kind = %s"
         " AND m.annotator_id = %s AND m.status <> %s) = 0"
     )
     not_mine_params = [campaign.pk, kind, annotator.pk, AssignmentStatus.EXPIRED]
+    floor = queue_floor(campaign, kind, capacity_params) if serves_in_input_order(campaign) else None
+    from_floor, floor_params = ("e.position >= %s AND ", [floor]) if floor is not None else ("", [])
     sql = (
         f"SELECT e.id, {key} AS queue_key FROM annotation_example e"
-        f" WHERE e.dataset_id = %s AND e.split = %s AND {responses} AND {live} < {capacity} AND {not_mine} AND {done}"
+        f" WHERE e.dataset_id = %s AND e.split = %s AND {from_floor}{responses} AND {live} < {capacity} AND {not_mine} AND {done}"
         f" ORDER BY {order_by} LIMIT 1"
     )
     if lock and connection.features.has_select_for_update_skip_locked:
         sql += " FOR UPDATE SKIP LOCKED"
     params = [
-        *key_params, campaign.dataset_id, campaign.split, *responses_params, *live_params, *capacity_params,
+        *key_params, campaign.dataset_id, campaign.split, *floor_params, *responses_params, *live_params, *capacity_params,
         *not_mine_params, *done_params,
     ]
     with _planned_for_its_parameters(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
+        if floor is not None and (row is None or row[1] - floor >= FLOOR_STEP):
+            _raise_floor(cursor, campaign, kind, floor, capacity, capacity_params)
     return (row[0], float(row[1])) if row else None
+
+
+# --- the queue's floor ---------------------------------------------------------------------
+#
+# In input order the next-item lookup walks the examples from the first one, and every example
+# whose slots are all submitted costs it four index probes: its time grew with the campaign's
+# progress (2 ms per kind after 400 examples, so about 0.25 s per submit near the end of a 50k
+# campaign). The floor is a position below which every example is an item of the kind whose
+# submitted slots fill its capacity: no lookup can return one of them, so the lookup starts there.
+#
+# A submitted slot stays submitted, so a floor stays true while what an item's capacity depends
+# on stays the same; that (the campaign's overlap, its shared items and team) is part of the
+# floor's key, so editing the campaign starts a new floor from 0. Two things could still reopen
+# an item below a floor: deleting an annotator's account (their submitted rows go with it) or
+# adding a response that turns an example below the floor into an item; the floor stops at the
+# first example that is not yet an item, and every floor is dropped and walked again from 0
+# after FLOOR_TTL_S, so such an item is served again within that time. The floors live in each
+# process's memory: each process walks a campaign from 0 once per FLOOR_TTL_S.
+
+FLOOR_TTL_S = 600.0
+# The floor is raised when the lookup found its item at least this many examples above it.
+FLOOR_STEP = 32
+_FLOORS: dict[tuple, tuple[int, float]] = {}
+_MAX_FLOORS = 4096
+
+
+def serves_in_input_order(campaign: Campaign) -> bool:
+    return campaign.order not in ORDER_KEYS
+
+
+def _floor_key(campaign: Campaign, kind: str, capacity_params: list) -> tuple:
+    return (campaign.pk, campaign.created_at, campaign.dataset_id, campaign.split, kind, tuple(capacity_params))
+
+
+def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
+    """The position the next-item lookup of `kind` starts from (0 until a lookup has raised it)."""
+    entry = _FLOORS.get(_floor_key(campaign, kind, capacity_params))
+    if entry is None or time.monotonic() - entry[1] > FLOOR_TTL_S:
+        return 0
+    return entry[0]
+
+
+def _raise_floor(cursor, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> None:
+    """Walk up from `floor` past the examples that are items of `kind` with every slot submitted.
+
+    The walk reads only what was filled since the floor was last raised.
+    """
+    item, item_params = _item_sql(kind)
+    submitted = (
+        "(SELECT COUNT(*) FROM annotation_assignment a WHERE a.campaign_id = %s AND a.example_id = e.id AND a.kind = %s"
+        " AND a.status = %s)"
+    )
+    cursor.execute(
+        "SELECT COALESCE("
+        " (SELECT e.position FROM annotation_example e WHERE e.dataset_id = %s AND e.split = %s AND e.position >= %s"
+        f"  AND NOT ({item} AND {submitted} >= {capacity}) ORDER BY e.position LIMIT 1),"
+        " (SELECT MAX(e.position) + 1 FROM annotation_example e WHERE e.dataset_id = %s AND e.split = %s), 0)",
+        [campaign.dataset_id, campaign.split, floor, *item_params, campaign.pk, kind, AssignmentStatus.SUBMITTED,
+         *capacity_params, campaign.dataset_id, campaign.split],
+    )
+    raised = cursor.fetchone()[0]
+    key = _floor_key(campaign, kind, capacity_params)
+    entry = _FLOORS.get(key)
+    if entry is None or time.monotonic() - entry[1] > FLOOR_TTL_S:
+        if floor != 0:
+            return  # walked from a floor that has since run out: the next lookup starts again from 0
+        entry = (0, time.monotonic())
+    if len(_FLOORS) >= _MAX_FLOORS:
+        _FLOORS.clear()
+    # The walk started at or above the stored floor; keep its age, so that it still runs out.
+    _FLOORS[key] = (max(entry[0], raised), entry[1])
 
 
 @contextmanager
