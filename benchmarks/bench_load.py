@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/bench_load.py [--clients 20] [--duration 30]
         [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
+        [--examples 1000] [--per-item 2] [--done 0]   # --done: a campaign that many examples in
         [--serve PATH]   # another checkout's code (e.g. `git worktree add /tmp/old main`), for an A/B
 
 Builds a scratch PostgreSQL database (its name must contain "bench"; it is
 dropped and created again, and dropped at the end unless --keep), loads the
 500 dev examples of the shared dev_feedback.json (repeated to --examples),
 creates one campaign (fine-grained feedback and comparison, --per-item
-annotators per item) and --clients annotators, collects the static files and
+annotators per item; with --done N the slots of its first N examples were
+submitted by earlier annotators) and --clients annotators, collects the static files and
 starts gunicorn on 127.0.0.1 (production settings, DEBUG off; plain HTTP on
 the loopback, so the HTTPS redirect and secure cookies are switched off).
 
@@ -63,6 +65,8 @@ def main() -> None:
     parser.add_argument("--max-per-client", type=int, default=2000, help="annotations at most per client")
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--per-item", type=int, default=2, help="annotators per campaign item")
+    parser.add_argument("--done", type=int, default=0,
+                        help="examples at the head of the queue already done by earlier annotators (a campaign that far in)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread when above 1)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/granary_bench_prod")
@@ -72,6 +76,8 @@ def main() -> None:
     parser.add_argument("--serve", type=Path, default=REPO,
                         help="checkout whose code gunicorn serves (default this one): an A/B against older code on the same schema")
     args = parser.parse_args()
+    if not 0 <= args.done < args.examples:
+        parser.error(f"--done must be from 0 to below --examples ({args.examples})")
 
     database = urlsplit(args.database_url).path.lstrip("/")
     if "bench" not in database:
@@ -199,7 +205,26 @@ def _load_data(args) -> tuple[int, list[dict]]:
         users.append(user)
     campaign = Campaign.objects.create(name="bench-load", dataset=dataset, split="dev", task="both", annotators_per_item=args.per_item)
     campaign.annotators.set(users)
+    if args.done:
+        _mark_done(campaign, examples[:args.done], args.per_item)
     return campaign.pk, records
+
+
+def _mark_done(campaign, examples, per_item: int) -> None:
+    """Every slot of both kinds on `examples` submitted by earlier annotators (not the clients)."""
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from annotation.models import Assignment, AssignmentKind, AssignmentStatus
+
+    earlier = [User.objects.create_user(f"bench-earlier-{slot}") for slot in range(per_item)]
+    now = timezone.now()
+    Assignment.objects.bulk_create(
+        (Assignment(campaign=campaign, example=example, kind=kind, slot=slot, annotator=earlier[slot],
+                    status=AssignmentStatus.SUBMITTED, submitted_at=now)
+         for example in examples for kind in AssignmentKind.values for slot in range(per_item)),
+        batch_size=5000,
+    )
 
 
 def _free_port() -> int:
@@ -425,6 +450,8 @@ def _report(results: dict, args) -> None:
     timings = results["timings"]
     if args.serve.resolve() != REPO:
         print(f"serving the code in {args.serve}")
+    if args.done:
+        print(f"the campaign ({args.examples} examples) starts {args.done} examples in: their slots were submitted before the run")
     print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} workers x {args.threads} "
           f"threads) + PostgreSQL on 127.0.0.1; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
           f"{os.cpu_count()} CPUs")
