@@ -185,12 +185,12 @@ def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime,
 #
 # A submitted slot stays submitted, so a floor stays true while what an item's capacity depends
 # on stays the same; that (the campaign's overlap, its shared items and team) is part of the
-# floor's key, so editing the campaign starts a new floor from 0. Two things could still reopen
-# an item below a floor: deleting an annotator's account (their submitted rows go with it) or
-# adding a response that turns an example below the floor into an item; the floor stops at the
-# first example that is not yet an item, and every floor is dropped and walked again from 0
-# after FLOOR_TTL_S, so such an item is served again within that time. The floors live in each
-# process's memory: each process walks a campaign from 0 once per FLOOR_TTL_S.
+# floor's key, so editing the campaign starts a new floor from 0. An example that is not an item
+# yet stops the floor, so one that becomes an item later (a response added) is above it. Only
+# deleting an annotator's account (their submitted rows go with it) reopens an item below a
+# floor: every floor is dropped and walked again from 0 after FLOOR_TTL_S, so such an item is
+# served again within that time. The floors live in each process's memory: each process walks
+# a campaign from 0 once per FLOOR_TTL_S.
 
 FLOOR_TTL_S = 600.0
 # The floor is raised when the lookup found its item at least this many examples above it.
@@ -207,12 +207,18 @@ def _floor_key(campaign: Campaign, kind: str, capacity_params: list) -> tuple:
     return (campaign.pk, campaign.created_at, campaign.dataset_id, campaign.split, kind, tuple(capacity_params))
 
 
+def _live_floor(key: tuple) -> tuple[int, float] | None:
+    """(floor, when it was started) under `key`, or None when there is none or it has run out."""
+    entry = _FLOORS.get(key)
+    if entry is None or time.monotonic() - entry[1] > FLOOR_TTL_S:
+        return None
+    return entry
+
+
 def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
     """The position the next-item lookup of `kind` starts from (0 until a lookup has raised it)."""
-    entry = _FLOORS.get(_floor_key(campaign, kind, capacity_params))
-    if entry is None or time.monotonic() - entry[1] > FLOOR_TTL_S:
-        return 0
-    return entry[0]
+    entry = _live_floor(_floor_key(campaign, kind, capacity_params))
+    return entry[0] if entry else 0
 
 
 def _raise_floor(cursor, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> None:
@@ -235,8 +241,8 @@ def _raise_floor(cursor, campaign: Campaign, kind: str, floor: int, capacity: st
     )
     raised = cursor.fetchone()[0]
     key = _floor_key(campaign, kind, capacity_params)
-    entry = _FLOORS.get(key)
-    if entry is None or time.monotonic() - entry[1] > FLOOR_TTL_S:
+    entry = _live_floor(key)
+    if entry is None:
         if floor != 0:
             return  # walked from a floor that has since run out: the next lookup starts again from 0
         entry = (0, time.monotonic())
