@@ -208,31 +208,32 @@ def test_postgresql_plans_the_next_item_lookup_for_its_values_and_keeps_generic_
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from annotation.selectors.campaigns import has_open_items, next_assignment_for
+    from annotation.selectors.campaigns import PLANNED_FOR_ITS_PARAMETERS, has_open_items, next_assignment_for
     from tests.annotation.annotate_data import make_campaign, make_dataset
 
     if connection.vendor != "postgresql":
-        pytest.skip("plan_cache_mode is PostgreSQL's")
+        pytest.skip("plan_cache_mode and jit are PostgreSQL's")
 
-    def mode() -> str:
+    def mode() -> tuple[str, str]:
         with connection.cursor() as cursor:
-            cursor.execute("SHOW plan_cache_mode")
-            return cursor.fetchone()[0]
+            cursor.execute("SELECT current_setting('plan_cache_mode'), current_setting('jit')")
+            return cursor.fetchone()
 
     annotator = make_user("pia", role="annotator")
     campaign = make_campaign(make_dataset(examples=2), [annotator])
-    assert mode() == "auto"
+    server_default = mode()
+    assert server_default[0] == "auto"
     with transaction.atomic(), CaptureQueriesContext(connection) as captured:
         assert next_assignment_for(campaign=campaign, annotator=annotator, now=timezone.now()) is not None
-        assert mode() == "force_custom_plan"  # for the rest of the transaction
+        assert mode() == ("force_custom_plan", "off")  # for the rest of the transaction
     lookup = next(i for i, q in enumerate(captured.captured_queries) if "FROM annotation_example e" in q["sql"])
-    assert captured.captured_queries[lookup - 1]["sql"] == "SET LOCAL plan_cache_mode = force_custom_plan"
-    assert mode() == "auto"
-    # Outside a transaction the lookup gets one of its own, and the setting ends with it.
+    assert captured.captured_queries[lookup - 1]["sql"] == PLANNED_FOR_ITS_PARAMETERS
+    assert mode() == server_default
+    # Outside a transaction the lookup gets one of its own, and the settings end with it.
     with CaptureQueriesContext(connection) as captured:
         assert has_open_items(campaign=campaign, annotator=annotator, now=timezone.now())
-    assert any(q["sql"] == "SET LOCAL plan_cache_mode = force_custom_plan" for q in captured.captured_queries)
-    assert mode() == "auto"
+    assert any(q["sql"] == PLANNED_FOR_ITS_PARAMETERS for q in captured.captured_queries)
+    assert mode() == server_default
 
 
 # Libraries only the GPU workers need; a web worker that imported them would carry them in memory for nothing.

@@ -26,7 +26,7 @@ OPEN_QUERIES = 6
 DRAFT_QUERIES = {CampaignTask.FINE_GRAINED: 8, CampaignTask.COMPARISON: 7}
 # Session, the user with their roles, the item with its responses (and, fine-grained, its passages); lock the item and the
 # annotator's row, store it, finish the item (and answer the reviewers' send-backs on it: one UPDATE); then
-# lease the next: held item?, first open item (on PostgreSQL after a SET LOCAL that plans it for its values),
+# lease the next: held item?, first open item (on PostgreSQL after the statement that plans it for its values, without JIT),
 # its live slots, the new lease.
 SUBMIT_QUERIES = {CampaignTask.FINE_GRAINED: 17, CampaignTask.COMPARISON: 16}
 
