@@ -9,10 +9,12 @@ with an unexpired lease or has been submitted.
 """
 
 import hashlib
+import json
 import time
 from contextlib import contextmanager, nullcontext
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
@@ -66,6 +68,33 @@ def campaign_items(campaign: Campaign, kind: str) -> QuerySet[Example]:
     )
 
 
+class _ProcessMemo:
+    """Values kept in this process's memory, each for `ttl_s` seconds from when it was first stored."""
+
+    def __init__(self, ttl_s: float, size: int = 4096):
+        self.ttl_s, self.size, self.entries = ttl_s, size, {}
+
+    def get(self, key: tuple) -> tuple[Any, float] | None:
+        """(value, when it was first stored), or None when there is none or it has run out."""
+        entry = self.entries.get(key)
+        if entry is None or time.monotonic() - entry[1] > self.ttl_s:
+            return None
+        return entry
+
+    def put(self, key: tuple, value: Any, started: float | None = None) -> None:
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        self.entries[key] = (value, time.monotonic() if started is None else started)
+
+
+# Choosing the shared items reads every item of the split and hashes each (about 60-220 ms at 20,000
+# items), and the queue asks on every lookup; each process keeps a campaign's choice this long. The
+# choice depends on the campaign's share and its split's items; a split gains items only when an
+# import joins answers onto it, and the choice catches up within this time.
+SHARED_TTL_S = 60.0
+_SHARED = _ProcessMemo(SHARED_TTL_S)
+
+
 def shared_item_ids(campaign: Campaign, kind: str) -> frozenset[int]:
     """The items every annotator of the campaign annotates (for agreement): `shared_share` of them, rounded.
 
@@ -74,10 +103,15 @@ def shared_item_ids(campaign: Campaign, kind: str) -> frozenset[int]:
     """
     if campaign.shared_share <= 0:
         return frozenset()
+    key = (campaign.pk, campaign.created_at, campaign.shared_share, campaign.dataset_id, campaign.split, kind)
+    if (kept := _SHARED.get(key)) is not None:
+        return kept[0]
     ids = list(campaign_items(campaign, kind).values_list("pk", flat=True))
     count = round(campaign.shared_share * len(ids))
     ranked = sorted(ids, key=lambda pk: hashlib.sha256(f"granary-shared:{campaign.pk}:{pk}".encode()).digest())
-    return frozenset(ranked[:count])
+    shared = frozenset(ranked[:count])
+    _SHARED.put(key, shared)
+    return shared
 
 
 def team_size(campaign: Campaign) -> int:
@@ -105,10 +139,15 @@ def _item_sql(kind: str) -> tuple[str, list]:
 def _capacity_sql(campaign: Campaign, kind: str) -> tuple[str, list]:
     """SQL for the slots of the item on the example row `e` (the whole team on a shared item), and its parameters."""
     shared = sorted(shared_item_ids(campaign, kind))
-    if shared:
-        return (f"CASE WHEN e.id IN ({', '.join(['%s'] * len(shared))}) THEN %s ELSE %s END",
-                [*shared, team_size(campaign), campaign.annotators_per_item])
-    return "%s", [campaign.annotators_per_item]
+    if not shared:
+        return "%s", [campaign.annotators_per_item]
+    # The ids as one parameter, not one each: thousands of placeholders cost PostgreSQL about 7 ms to parse
+    # and plan per lookup at 2,000 shared items, and SQLite refuses more than 32,766.
+    if connection.vendor == "postgresql":
+        among, ids = "e.id = ANY(%s)", shared
+    else:
+        among, ids = "e.id IN (SELECT value FROM json_each(%s))", json.dumps(shared)
+    return f"CASE WHEN {among} THEN %s ELSE %s END", [ids, team_size(campaign), campaign.annotators_per_item]
 
 
 def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime, lock: bool) -> tuple[int, float] | None:
@@ -195,8 +234,7 @@ def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime,
 FLOOR_TTL_S = 600.0
 # The floor is raised when the lookup found its item at least this many examples above it.
 FLOOR_STEP = 32
-_FLOORS: dict[tuple, tuple[int, float]] = {}
-_MAX_FLOORS = 4096
+_FLOORS = _ProcessMemo(FLOOR_TTL_S)
 
 
 def serves_in_input_order(campaign: Campaign) -> bool:
@@ -204,20 +242,13 @@ def serves_in_input_order(campaign: Campaign) -> bool:
 
 
 def _floor_key(campaign: Campaign, kind: str, capacity_params: list) -> tuple:
-    return (campaign.pk, campaign.created_at, campaign.dataset_id, campaign.split, kind, tuple(capacity_params))
-
-
-def _live_floor(key: tuple) -> tuple[int, float] | None:
-    """(floor, when it was started) under `key`, or None when there is none or it has run out."""
-    entry = _FLOORS.get(key)
-    if entry is None or time.monotonic() - entry[1] > FLOOR_TTL_S:
-        return None
-    return entry
+    capacity = tuple(tuple(param) if isinstance(param, list) else param for param in capacity_params)
+    return (campaign.pk, campaign.created_at, campaign.dataset_id, campaign.split, kind, capacity)
 
 
 def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
     """The position the next-item lookup of `kind` starts from (0 until a lookup has raised it)."""
-    entry = _live_floor(_floor_key(campaign, kind, capacity_params))
+    entry = _FLOORS.get(_floor_key(campaign, kind, capacity_params))
     return entry[0] if entry else 0
 
 
@@ -241,15 +272,14 @@ def _raise_floor(cursor, campaign: Campaign, kind: str, floor: int, capacity: st
     )
     raised = cursor.fetchone()[0]
     key = _floor_key(campaign, kind, capacity_params)
-    entry = _live_floor(key)
+    entry = _FLOORS.get(key)
     if entry is None:
         if floor != 0:
             return  # walked from a floor that has since run out: the next lookup starts again from 0
-        entry = (0, time.monotonic())
-    if len(_FLOORS) >= _MAX_FLOORS:
-        _FLOORS.clear()
-    # The walk started at or above the stored floor; keep its age, so that it still runs out.
-    _FLOORS[key] = (max(entry[0], raised), entry[1])
+        _FLOORS.put(key, raised)
+    else:
+        # The walk started at or above the stored floor; keep its age, so that it still runs out.
+        _FLOORS.put(key, max(entry[0], raised), started=entry[1])
 
 
 # One statement (its count is pinned in tests/annotation/test_query_counts.py): both settings last until the transaction ends.

@@ -21,7 +21,7 @@ FG = AssignmentKind.FINE_GRAINED
 def small_steps(monkeypatch):
     """A floor raised every two examples, and no floor left over from another test."""
     monkeypatch.setattr(queue, "FLOOR_STEP", 2)
-    monkeypatch.setattr(queue, "_FLOORS", {})
+    monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
 
 
 @pytest.fixture
@@ -66,11 +66,10 @@ def test_a_lookup_from_the_floor_finds_what_a_lookup_from_the_first_example_find
         annotator = rng.choice(team)
         for kind in (FG, AssignmentKind.COMPARISON):
             from_floor = first_open(campaign, annotator, kind)
-            floors = dict(queue._FLOORS)
-            queue._FLOORS.clear()
+            floors = dict(queue._FLOORS.entries)
+            queue._FLOORS.entries.clear()
             assert from_floor == first_open(campaign, annotator, kind), (annotator, kind, floors)
-            queue._FLOORS.clear()
-            queue._FLOORS.update(floors)
+            queue._FLOORS.entries = floors
             checked += 1
         item = assignment_next(campaign=campaign, annotator=annotator)
         if item is None:
@@ -137,4 +136,4 @@ def test_only_a_queue_in_input_order_keeps_a_floor(team):
     campaign.save()
     while (item := assignment_next(campaign=campaign, annotator=anna)) is not None:
         submit(item)
-    assert not queue.serves_in_input_order(campaign) and queue._FLOORS == {}
+    assert not queue.serves_in_input_order(campaign) and queue._FLOORS.entries == {}

@@ -2,6 +2,8 @@
 
 import io
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -286,6 +288,37 @@ def test_the_queue_puts_the_lowest_agreement_first(make_user):
     rows = review_queue(campaign)
     assert [(row.example.number, row.agreement_percent) for row in rows][0][0] == 2
     assert rows[0].agreement < rows[1].agreement == 1.0
+
+
+def test_the_shared_items_are_chosen_once_per_process_and_catch_up_with_new_items_after_their_time(make_user, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.selectors import campaigns as selectors
+    from tests.annotation.annotate_data import make_example
+
+    monkeypatch.setattr(selectors, "_SHARED", selectors._ProcessMemo(selectors.SHARED_TTL_S))
+    dataset = make_dataset(examples=10)
+    campaign = make_campaign(dataset, [make_user("anna", role="annotator")], per_item=1)
+    campaign.shared_share = 0.5
+    campaign.save()
+    chosen = shared_item_ids(campaign, "fine_grained")
+    with CaptureQueriesContext(connection) as captured:
+        assert shared_item_ids(campaign, "fine_grained") == chosen and len(chosen) == 5
+    assert len(captured) == 0  # every lookup of the queue asks: the split is not read again
+    # The lookup gets the ids as one parameter (not one each: SQLite refuses more than 32,766).
+    sql, params = selectors._capacity_sql(campaign, "fine_grained")
+    assert sql.count("%s") == len(params) == 3
+
+    for position in (10, 11):  # the split gains two items (answers joined onto it)
+        make_example(dataset, position)
+    assert shared_item_ids(campaign, "fine_grained") == chosen  # the kept choice, for at most SHARED_TTL_S
+    campaign.shared_share = 0.25
+    assert len(shared_item_ids(campaign, "fine_grained")) == 3  # another share is another choice, made now
+    campaign.shared_share = 0.5
+    later = time.monotonic() + selectors.SHARED_TTL_S + 1
+    monkeypatch.setattr(selectors, "time", SimpleNamespace(monotonic=lambda: later))
+    assert len(shared_item_ids(campaign, "fine_grained")) == 6
 
 
 def test_shared_share_gives_that_share_of_items_to_every_annotator_and_the_rest_to_one(make_user):
