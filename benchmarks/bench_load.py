@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_load.py [--clients 20] [--duration 30]
         [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
-        [--examples 1000] [--per-item 2] [--done 0]   # --done: a campaign that many examples in
+        [--examples 1000] [--per-item 2] [--shared 0] [--done 0]   # --done: a campaign that many examples in
         [--serve PATH]   # another checkout's code (e.g. `git worktree add /tmp/old main`), for an A/B
 
 Builds a scratch PostgreSQL database (its name must contain "bench"; it is
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--max-per-client", type=int, default=2000, help="annotations at most per client")
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--per-item", type=int, default=2, help="annotators per campaign item")
+    parser.add_argument("--shared", type=float, default=0.0,
+                        help="share of the items every annotator does (the campaign's shared share, for agreement)")
     parser.add_argument("--done", type=int, default=0,
                         help="examples at the head of the queue already done by earlier annotators (a campaign that far in)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--serve", type=Path, default=REPO,
                         help="checkout whose code gunicorn serves (default this one): an A/B against older code on the same schema")
     args = parser.parse_args()
+    if not 0 <= args.shared <= 1:
+        parser.error("--shared is a share from 0 to 1")
     if not 0 <= args.done < args.examples:
         parser.error(f"--done must be from 0 to below --examples ({args.examples})")
 
@@ -203,7 +207,8 @@ def _load_data(args) -> tuple[int, list[dict]]:
         user = User.objects.create_user(f"bench-annotator-{i:02d}", password=PASSWORD)
         user.groups.add(group)
         users.append(user)
-    campaign = Campaign.objects.create(name="bench-load", dataset=dataset, split="dev", task="both", annotators_per_item=args.per_item)
+    campaign = Campaign.objects.create(name="bench-load", dataset=dataset, split="dev", task="both", annotators_per_item=args.per_item,
+                                       shared_share=args.shared)
     campaign.annotators.set(users)
     if args.done:
         _mark_done(campaign, examples[:args.done], args.per_item)
@@ -450,6 +455,8 @@ def _report(results: dict, args) -> None:
     timings = results["timings"]
     if args.serve.resolve() != REPO:
         print(f"serving the code in {args.serve}")
+    if args.shared:
+        print(f"{args.shared:.0%} of the items are shared: every annotator does them")
     if args.done:
         print(f"the campaign ({args.examples} examples) starts {args.done} examples in: their slots were submitted before the run")
     print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} workers x {args.threads} "
