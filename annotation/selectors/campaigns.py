@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from datetime import datetime
 
@@ -116,7 +117,12 @@ def shared_item_ids(campaign: Campaign, kind: str) -> frozenset[int]:
 
 def team_size(campaign: Campaign) -> int:
     """How many annotate a shared item: everyone on the campaign (never fewer than the overlap)."""
-    return max(campaign.annotators_per_item, campaign.annotators.count())
+    # Written out: the queue asks on every lookup of a campaign with shared items, and the ORM's count
+    # cost more than the statement.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {Campaign.annotators.through._meta.db_table} WHERE campaign_id = %s", [campaign.pk])
+        members = cursor.fetchone()[0]
+    return max(campaign.annotators_per_item, members)
 
 
 def item_capacity(campaign: Campaign, *, example_id: int, kind: str) -> int:
@@ -138,16 +144,30 @@ def _item_sql(kind: str) -> tuple[str, list]:
 
 def _capacity_sql(campaign: Campaign, kind: str) -> tuple[str, list]:
     """SQL for the slots of the item on the example row `e` (the whole team on a shared item), and its parameters."""
-    shared = sorted(shared_item_ids(campaign, kind))
+    shared = shared_item_ids(campaign, kind)
     if not shared:
         return "%s", [campaign.annotators_per_item]
-    # The ids as one parameter, not one each: thousands of placeholders cost PostgreSQL about 7 ms to parse
-    # and plan per lookup at 2,000 shared items, and SQLite refuses more than 32,766.
     if connection.vendor == "postgresql":
-        among, ids = "e.id = ANY(%s)", shared
+        among = "e.id = ANY(CAST(%s AS bigint[]))"
     else:
-        among, ids = "e.id IN (SELECT value FROM json_each(%s))", json.dumps(shared)
-    return f"CASE WHEN {among} THEN %s ELSE %s END", [ids, team_size(campaign), campaign.annotators_per_item]
+        among = "e.id IN (SELECT value FROM json_each(%s))"
+    return f"CASE WHEN {among} THEN %s ELSE %s END", [_ids_param(shared, connection.vendor), team_size(campaign),
+                                                       campaign.annotators_per_item]
+
+
+@lru_cache(maxsize=64)
+def _ids_param(ids: frozenset[int], vendor: str) -> str:
+    """The ids as one SQL parameter: a PostgreSQL array literal, or a JSON list for SQLite's json_each.
+
+    One parameter, not one each: thousands of placeholders cost PostgreSQL
+    about 7 ms to parse and plan per lookup at 2,000 shared items, and SQLite
+    refuses more than 32,766. Kept per set (the sets are kept, see _SHARED), so
+    neither the text nor its hash is made again on each lookup.
+    """
+    ordered = sorted(ids)
+    if vendor == "postgresql":
+        return "{" + ",".join(map(str, ordered)) + "}"
+    return json.dumps(ordered)
 
 
 def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime, lock: bool) -> tuple[int, float] | None:
@@ -242,8 +262,7 @@ def serves_in_input_order(campaign: Campaign) -> bool:
 
 
 def _floor_key(campaign: Campaign, kind: str, capacity_params: list) -> tuple:
-    capacity = tuple(tuple(param) if isinstance(param, list) else param for param in capacity_params)
-    return (campaign.pk, campaign.created_at, campaign.dataset_id, campaign.split, kind, capacity)
+    return (campaign.pk, campaign.created_at, campaign.dataset_id, campaign.split, kind, tuple(capacity_params))
 
 
 def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
