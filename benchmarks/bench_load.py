@@ -211,23 +211,29 @@ def _load_data(args) -> tuple[int, list[dict]]:
                                        shared_share=args.shared)
     campaign.annotators.set(users)
     if args.done:
-        _mark_done(campaign, examples[:args.done], args.per_item)
+        _mark_done(campaign, examples[:args.done])
     return campaign.pk, records
 
 
-def _mark_done(campaign, examples, per_item: int) -> None:
-    """Every slot of both kinds on `examples` submitted by earlier annotators (not the clients)."""
+def _mark_done(campaign, examples) -> None:
+    """Every slot of both kinds on `examples` submitted by earlier annotators (not the clients); a shared item has
+    a slot for everyone on the team, as the queue counts them."""
     from django.contrib.auth.models import User
     from django.utils import timezone
 
     from annotation.models import Assignment, AssignmentKind, AssignmentStatus
+    from annotation.selectors.campaigns import shared_item_ids, team_size
 
-    earlier = [User.objects.create_user(f"bench-earlier-{slot}") for slot in range(per_item)]
+    team = team_size(campaign)
+    shared = {kind: shared_item_ids(campaign, kind) for kind in AssignmentKind.values}
+    slots = {kind: {e.pk: team if e.pk in shared[kind] else campaign.annotators_per_item for e in examples}
+             for kind in AssignmentKind.values}
+    earlier = [User.objects.create_user(f"bench-earlier-{slot}") for slot in range(max(team, campaign.annotators_per_item))]
     now = timezone.now()
     Assignment.objects.bulk_create(
         (Assignment(campaign=campaign, example=example, kind=kind, slot=slot, annotator=earlier[slot],
                     status=AssignmentStatus.SUBMITTED, submitted_at=now)
-         for example in examples for kind in AssignmentKind.values for slot in range(per_item)),
+         for example in examples for kind in AssignmentKind.values for slot in range(slots[kind][example.pk])),
         batch_size=5000,
     )
 
