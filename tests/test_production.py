@@ -208,6 +208,7 @@ def test_postgresql_plans_the_next_item_lookup_for_its_values_and_keeps_generic_
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
+    from annotation.models import CampaignTask
     from annotation.selectors.campaigns import PLANNED_FOR_ITS_PARAMETERS, has_open_items, next_assignment_for
     from tests.annotation.annotate_data import make_campaign, make_dataset
 
@@ -234,6 +235,13 @@ def test_postgresql_plans_the_next_item_lookup_for_its_values_and_keeps_generic_
         assert has_open_items(campaign=campaign, annotator=annotator, now=timezone.now())
     assert any(q["sql"] == PLANNED_FOR_ITS_PARAMETERS for q in captured.captured_queries)
     assert mode() == server_default
+    # A campaign with both kinds looks up each kind in the same transaction: the settings are made once.
+    both = make_campaign(make_dataset("both", examples=2), [annotator], task=CampaignTask.BOTH)
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        assert next_assignment_for(campaign=both, annotator=annotator, now=timezone.now()) is not None
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert sum("FROM annotation_example e" in sql for sql in statements) == 2
+    assert statements.count(PLANNED_FOR_ITS_PARAMETERS) == 1
 
 
 # Libraries only the GPU workers need; a web worker that imported them would carry them in memory for nothing.
@@ -256,3 +264,24 @@ def test_a_web_process_loads_every_view_and_template_library_without_the_trainin
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True True []", result.stdout
+
+
+def test_production_static_urls_are_hashed_and_worked_out_once_per_name(tmp_path, settings, monkeypatch):
+    import json
+
+    from config.static_storage import StaticFilesStorage
+
+    settings.DEBUG = False  # the hashed names are used only with DEBUG off
+    (tmp_path / "staticfiles.json").write_text(json.dumps(
+        {"paths": {"css/annotate.css": "css/annotate.0123abcd.css"}, "version": "1.1", "hash": "x"}))
+    storage = StaticFilesStorage(location=str(tmp_path), base_url="/static/")
+    looked_up = []
+    stored_name = storage.stored_name
+    monkeypatch.setattr(storage, "stored_name", lambda name: looked_up.append(name) or stored_name(name))
+    assert storage.url("css/annotate.css") == storage.url("css/annotate.css") == "/static/css/annotate.0123abcd.css"
+    assert looked_up == ["css/annotate.css"]
+    with pytest.raises(ValueError, match="Missing staticfiles manifest entry"):
+        storage.url("css/missing.css")
+    code = "from django.conf import settings; print(settings.STORAGES['staticfiles']['BACKEND'])"
+    production = manage("shell", "--no-imports", "-c", code, SECRET_KEY=STRONG_KEY)
+    assert production.stdout.strip() == "config.static_storage.StaticFilesStorage", production.stderr

@@ -19,7 +19,7 @@ from typing import Any
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -170,7 +170,9 @@ def _ids_param(ids: frozenset[int], vendor: str) -> str:
     return json.dumps(ordered)
 
 
-def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime, lock: bool) -> tuple[int, float] | None:
+def _first_open_item(
+    *, campaign: Campaign, annotator, kind: str, now: datetime, lock: bool, planned: bool = False
+) -> tuple[int, float] | None:
     """(example id, queue key) of the first item of `kind`, in queue order, that still needs annotations and
     that this annotator has neither done (in this campaign or another) nor skipped; None when there is none.
 
@@ -189,7 +191,8 @@ def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime,
     starts at the queue's floor (queue_floor below), so the walk does not
     grow with the campaign's progress.
     `lock`: on PostgreSQL the chosen example's row is locked with SKIP
-    LOCKED (call inside a transaction).
+    LOCKED (call inside a transaction). `planned`: the caller already runs it
+    inside _planned_for_its_parameters() (one statement fewer per kind after the first).
     """
     key, key_params, order_by = queue_order_sql(campaign, "e")
     responses, responses_params = _item_sql(kind)
@@ -226,7 +229,7 @@ def _first_open_item(*, campaign: Campaign, annotator, kind: str, now: datetime,
         *key_params, campaign.dataset_id, campaign.split, *floor_params, *responses_params, *live_params, *capacity_params,
         *not_mine_params, *done_params,
     ]
-    with _planned_for_its_parameters(), connection.cursor() as cursor:
+    with nullcontext() if planned else _planned_for_its_parameters(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
         if floor is not None and (row is None or row[1] - floor >= FLOOR_STEP):
@@ -350,6 +353,39 @@ def held_assignment(*, campaign: Campaign, annotator) -> Assignment | None:
     )
 
 
+def live_slots(*, campaign_id: int, example_id: int, kind: str) -> list[tuple]:
+    """(id, slot, status, lease end) of the item's rows that hold a slot: submitted, or leased (run out or not).
+
+    Written out (model_rows.py): asked each time an item is leased, and a queryset's compiling cost
+    more than its run. Lease ends come as aware datetimes on both databases, as the ORM gives them.
+    """
+    database = connections[DEFAULT_DB_ALIAS]
+    with database.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, slot, status, lease_expires_at FROM annotation_assignment"
+            " WHERE campaign_id = %s AND example_id = %s AND kind = %s AND status IN (%s, %s)",
+            [campaign_id, example_id, kind, AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED],
+        )
+        rows = cursor.fetchall()
+    if database.vendor == "sqlite":
+        parse = _lease_end_converter(database)
+        rows = [(pk, slot, status, parse(end)) for pk, slot, status, end in rows]
+    return rows
+
+
+def _lease_end_converter(database):
+    field = Assignment._meta.get_field("lease_expires_at")
+    column = field.get_col("t")
+    converters = database.ops.get_db_converters(column) + column.get_db_converters(database)
+
+    def convert(value):
+        for converter in converters:
+            value = converter(value, column, database)
+        return value
+
+    return convert
+
+
 def locked_assignment(*, assignment_id: int) -> Assignment:
     """The assignment's row, locked until the caller's transaction ends (call inside one).
 
@@ -377,10 +413,11 @@ def next_assignment_for(*, campaign: Campaign, annotator, now: datetime) -> Next
     if not campaign.is_active:
         return None
     best: tuple[int, float, int] | None = None
-    for order, kind in enumerate(campaign_kinds(campaign)):
-        row = _first_open_item(campaign=campaign, annotator=annotator, kind=kind, now=now, lock=True)
-        if row is not None and (best is None or (row[1], order) < (best[1], best[2])):
-            best = (row[0], row[1], order)
+    with _planned_for_its_parameters():
+        for order, kind in enumerate(campaign_kinds(campaign)):
+            row = _first_open_item(campaign=campaign, annotator=annotator, kind=kind, now=now, lock=True, planned=True)
+            if row is not None and (best is None or (row[1], order) < (best[1], best[2])):
+                best = (row[0], row[1], order)
     if best is None:
         return None
     return NextItem(best[0], campaign_kinds(campaign)[best[2]])
@@ -391,10 +428,11 @@ def has_open_items(*, campaign: Campaign, annotator, now: datetime) -> bool:
         return True
     if not campaign.is_active:
         return False
-    return any(
-        _first_open_item(campaign=campaign, annotator=annotator, kind=kind, now=now, lock=False) is not None
-        for kind in campaign_kinds(campaign)
-    )
+    with _planned_for_its_parameters():
+        return any(
+            _first_open_item(campaign=campaign, annotator=annotator, kind=kind, now=now, lock=False, planned=True) is not None
+            for kind in campaign_kinds(campaign)
+        )
 
 
 @dataclass

@@ -11,7 +11,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Campaign, CampaignTask, Dataset, Example
-from annotation.selectors.campaigns import item_capacity, locked_assignment, next_assignment_for
+from annotation.selectors.campaigns import item_capacity, live_slots, locked_assignment, next_assignment_for
+from annotation.services.model_writes import insert_row, update_columns
 
 # Leasing retries when another annotator took the chosen slot between our read and our insert.
 _LEASE_ATTEMPTS = 5
@@ -114,16 +115,10 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: dat
                 if item.assignment is not None:
                     held = item.assignment
                     held.lease_expires_at = _lease_until(now)
-                    held.save(update_fields=["lease_expires_at", "updated_at"])
+                    update_columns(held, ["lease_expires_at", "updated_at"])
                     return held
-                live = Assignment.objects.filter(
-                    campaign=campaign,
-                    example_id=item.example_id,
-                    kind=item.kind,
-                    status__in=[AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED],
-                ).order_by().values_list("pk", "slot", "status", "lease_expires_at")  # Meta.ordering would join campaign and example
                 taken, ran_out = set(), []
-                for pk, slot, status, lease_expires_at in live:
+                for pk, slot, status, lease_expires_at in live_slots(campaign_id=campaign.pk, example_id=item.example_id, kind=item.kind):
                     if status == AssignmentStatus.LEASED and lease_expires_at is not None and lease_expires_at <= now:
                         ran_out.append(pk)
                     else:
@@ -135,14 +130,16 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: dat
                 free = [slot for slot in range(capacity) if slot not in taken]
                 if not free:
                     continue
-                return Assignment.objects.create(
-                    campaign=campaign,
-                    example_id=item.example_id,
-                    kind=item.kind,
-                    slot=free[0],
-                    annotator=annotator,
-                    status=AssignmentStatus.LEASED,
-                    lease_expires_at=_lease_until(now),
+                return insert_row(
+                    Assignment(
+                        campaign=campaign,
+                        example_id=item.example_id,
+                        kind=item.kind,
+                        slot=free[0],
+                        annotator=annotator,
+                        status=AssignmentStatus.LEASED,
+                        lease_expires_at=_lease_until(now),
+                    )
                 )
         except IntegrityError:
             # Someone else took that slot first; look again.
@@ -150,12 +147,22 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser, now: dat
     return None
 
 
+def _renewal_slack() -> timedelta:
+    """How much of a fresh lease may have run before opening the item renews it: a tenth, at most a minute."""
+    return min(timedelta(minutes=1), timedelta(minutes=settings.ANNOTATION_LEASE_MINUTES) / 10)
+
+
 def assignment_open(*, assignment: Assignment, now: datetime | None = None) -> Assignment:
-    """Renew the lease of an item the annotator is looking at (no-op once submitted)."""
+    """Renew the lease of an item the annotator is looking at (no-op once submitted).
+
+    A lease granted or renewed moments ago is left as it is: the page that opens
+    straight after a submit (whose lookup has just leased the item) writes nothing.
+    """
     now = now or timezone.now()
-    if assignment.status == AssignmentStatus.LEASED:
+    fresh = assignment.lease_expires_at is not None and assignment.lease_expires_at >= _lease_until(now) - _renewal_slack()
+    if assignment.status == AssignmentStatus.LEASED and not fresh:
         assignment.lease_expires_at = _lease_until(now)
-        assignment.save(update_fields=["lease_expires_at", "updated_at"])
+        update_columns(assignment, ["lease_expires_at", "updated_at"])
     return assignment
 
 

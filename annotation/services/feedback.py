@@ -38,6 +38,7 @@ from annotation.qa.vocab import RESPONSES
 from annotation.selectors.annotate import example_passages, example_responses
 from annotation.selectors.campaigns import locked_assignment
 from annotation.selectors.model_rows import first_where
+from annotation.services.model_writes import insert_row, update_columns
 from annotation.services.reviews import send_backs_resolve_on_submit
 
 
@@ -104,7 +105,7 @@ def _finish_assignment(assignment: Assignment | None, *, now) -> None:
     assignment.submitted_at = now
     # Any other tab still autosaving this item must find out that it was submitted.
     assignment.draft_version += 1
-    assignment.save(update_fields=["status", "lease_expires_at", "draft", "draft_version", "submitted_at", "updated_at"])
+    update_columns(assignment, ["status", "lease_expires_at", "draft", "draft_version", "submitted_at", "updated_at"])
     send_backs_resolve_on_submit(assignment=assignment, now=now)
 
 
@@ -167,12 +168,22 @@ def _open_submission(
     return _Opened(None, locked, existing, current)
 
 
+# What a submit sets on a stored annotation that it submits again (its owner stays).
+_STORED_FIELDS = {
+    FineGrainedFeedback: ("corrected_prediction", "status", "version", "submit_token", "submitted_at", "updated_at"),
+    Comparison: ("preference", "status", "version", "submit_token", "submitted_at", "updated_at"),
+}
+
+
 def _mark_submitted(record, *, submit_token: str, now) -> None:
     record.status = FeedbackStatus.SUBMITTED
     record.version += 1
     record.submit_token = submit_token
     record.submitted_at = now
-    record.save()
+    if record.pk is None:
+        insert_row(record)
+    else:
+        update_columns(record, _STORED_FIELDS[type(record)])
 
 
 def _after_integrity_error(model, error: IntegrityError, *, submit_token: str, owner: dict, base_version: int) -> Submitted:
@@ -330,5 +341,5 @@ def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_ver
         if locked.status == AssignmentStatus.LEASED:
             locked.lease_expires_at = _lease_until(now)
             fields.append("lease_expires_at")
-        locked.save(update_fields=fields)
+        update_columns(locked, fields)
     return locked

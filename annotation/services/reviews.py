@@ -8,7 +8,7 @@ Saving carries the version the page was built on; an older one is refused.
 """
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Adjudication, Assignment, AssignmentKind, AssignmentStatus, Campaign, Example, ItemNote
@@ -156,8 +156,17 @@ def note_resolve(*, note: ItemNote, reviewer: AbstractBaseUser) -> ItemNote:
 
 
 def send_backs_resolve_on_submit(*, assignment: Assignment, now) -> int:
-    """The annotator submitted the item again: the send-backs on it are answered."""
-    return ItemNote.objects.filter(
-        kind=ItemNote.Kind.SEND_BACK, campaign_id=assignment.campaign_id, example_id=assignment.example_id,
-        item_kind=assignment.kind, annotator_id=assignment.annotator_id, resolved_at__isnull=True,
-    ).update(resolved_at=now, resolved_by=assignment.annotator_id)
+    """The annotator submitted the item again: the send-backs on it are answered.
+
+    Written out: every submit asks, and composing the queryset's update cost more than running it.
+    """
+    resolved_at = ItemNote._meta.get_field("resolved_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE annotation_itemnote SET resolved_at = %s, resolved_by_id = %s"
+            " WHERE annotator_id = %s AND kind = %s AND resolved_at IS NULL AND campaign_id = %s AND example_id = %s"
+            " AND item_kind = %s",
+            [resolved_at.get_db_prep_save(now, connection=connection), assignment.annotator_id, assignment.annotator_id,
+             ItemNote.Kind.SEND_BACK, assignment.campaign_id, assignment.example_id, assignment.kind],
+        )
+        return cursor.rowcount

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus, Campaign, CampaignTask, Response
 from annotation.selectors.campaigns import campaign_progress, campaigns_for_annotator, held_assignment
-from annotation.services.campaigns import assignment_next, assignment_skip, campaign_create
+from annotation.services.campaigns import assignment_next, assignment_open, assignment_skip, campaign_create
 from annotation.qa import drafts
 from annotation.services.feedback import LeaseLost, assignment_draft_save, comparison_submit, fine_grained_feedback_submit
 from tests.annotation.annotate_data import make_campaign, make_dataset
@@ -291,3 +291,30 @@ def test_it_hands_concurrent_annotators_different_items_on_postgresql(make_user)
     assert len(results) == len(users)
     assert len(set(results.values())) == len(users)
     assert Assignment.objects.filter(status=AssignmentStatus.LEASED, kind=AssignmentKind.FINE_GRAINED).count() == len(users)
+
+
+def test_opening_an_item_renews_its_lease_unless_it_was_granted_moments_ago(team, settings):
+    anna = team[0]
+    campaign = make_campaign(make_dataset(examples=1), team)
+    held = assignment_next(campaign=campaign, annotator=anna)
+    granted = held.lease_expires_at
+    # Opened straight after it was leased (the page a submit leads to): nothing is written.
+    opened = assignment_open(assignment=held, now=timezone.now() + timedelta(seconds=5))
+    held.refresh_from_db()
+    assert opened.lease_expires_at == held.lease_expires_at == granted
+    # Opened later: the lease runs a whole lease from then.
+    later = timezone.now() + timedelta(minutes=5)
+    assignment_open(assignment=held, now=later)
+    held.refresh_from_db()
+    assert held.lease_expires_at == later + timedelta(minutes=settings.ANNOTATION_LEASE_MINUTES)
+    # Short leases are renewed once a tenth of them has run.
+    settings.ANNOTATION_LEASE_MINUTES = 2
+    start = timezone.now()
+    Assignment.objects.filter(pk=held.pk).update(lease_expires_at=start + timedelta(minutes=2))
+    held.refresh_from_db()
+    assignment_open(assignment=held, now=start + timedelta(seconds=5))
+    held.refresh_from_db()
+    assert held.lease_expires_at == start + timedelta(minutes=2)
+    assignment_open(assignment=held, now=start + timedelta(seconds=20))
+    held.refresh_from_db()
+    assert held.lease_expires_at == start + timedelta(seconds=20, minutes=2)
