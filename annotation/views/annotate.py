@@ -227,19 +227,21 @@ def _segments(text: str, draft: dict) -> list[dict]:
     return segments
 
 
-def _fine_grained_context(request, assignment, *, response, stored, draft, **extra) -> dict:
-    passages = example_passages(assignment.example)
+def _fine_grained_context(request, assignment, *, response, stored, draft, passages: bool = True, **extra) -> dict:
+    """`passages=False` for the autosave's partials, which show none: the passages are then read only to quote
+    the draft's missing-information entries, if it has any."""
+    example = assignment.example
     context = {
         "assignment": assignment,
         "campaign": assignment.campaign,
-        "example": assignment.example,
+        "example": example,
         "response": response,
-        "passages": _passage_rows(passages),
+        "passages": _passage_rows(example_passages(example)) if passages else [],
         "draft": draft,
         "segments": _segments(response.text, draft),
         "correction": draft["corrected-prediction"],
         "error_rows": _error_rows(response.text, draft),
-        "missing_rows": _missing_rows(draft, passages),
+        "missing_rows": _missing_rows(draft, example_passages(example)) if draft["missing-info"] else [],
         "error_types": ERROR_TYPE_CHOICES,
         "error_types_by_value": ERROR_TYPE_BY_VALUE,
         "missing_types": MISSING_TYPE_CHOICES,
@@ -293,10 +295,9 @@ def _sync_comparison(draft: dict, post) -> None:
             drafts.set_preference(draft, index=index, value=preferences.ANSWER_VALUES[answer])
 
 
-def _comparison_context(request, assignment, *, responses, stored, draft, passages: bool = True, **extra) -> dict:
-    """`passages=False` for the autosave's partials, which show none (the passages are then never read)."""
-    preference = draft["preference"]
-    questions = [
+def comparison_questions(preference: list) -> list[dict]:
+    """The six pairwise questions with the answers given so far (None: not answered)."""
+    return [
         {
             "index": index,
             "a": a,
@@ -310,6 +311,12 @@ def _comparison_context(request, assignment, *, responses, stored, draft, passag
         }
         for index, ((a, b), value) in enumerate(zip(PREFERENCE_PAIRS, preference))
     ]
+
+
+def _comparison_context(request, assignment, *, responses, stored, draft, passages: bool = True, **extra) -> dict:
+    """`passages=False` for the autosave's partials, which show none (the passages are then never read)."""
+    preference = draft["preference"]
+    questions = comparison_questions(preference)
     context = {
         "assignment": assignment,
         "campaign": assignment.campaign,
@@ -367,8 +374,9 @@ def _refused(assignment: Assignment, error: SubmitRefused, *, target: str) -> Ht
     return reswap(retarget(response, target), "innerHTML")
 
 
-def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: list[list[str]]) -> int | None:
-    """Apply one edit; returns the index of a span to bring into focus, if any."""
+def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, example) -> int | None:
+    """Apply one edit; returns the index of a span to bring into focus, if any (the passages are read only by
+    the edits that cite them)."""
     if op == "add_span":
         return drafts.add_error(
             draft, text=text, start=_int(post.get("start"), "start"), end=_int(post.get("end"), "end"), error_type=post.get("type", "")
@@ -388,7 +396,7 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
             end=_int(post.get("end"), "end"),
             error_type=post.get("type", ""),
             explanation=post.get("explanation", ""),
-            passages=passages,
+            passages=example_passages(example),
             replace=op == "replace_span",
         )
     elif op == "set_grounding":
@@ -398,7 +406,7 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
             index=index,
             passage_id=_int(post.get("passage_id"), "passage_id"),
             sentence_ids=_int_list(post.get("sentence_ids"), "sentence_ids"),
-            passages=passages,
+            passages=example_passages(example),
         )
     elif op == "add_missing":
         drafts.add_missing(
@@ -406,7 +414,7 @@ def _apply_fine_grained_op(op: str, post, draft: dict, *, text: str, passages: l
             error_type=post.get("missing_type", ""),
             passage_id=_int(post.get("passage_id"), "passage_id"),
             sentence_ids=_int_list(post.get("sentence_ids"), "sentence_ids"),
-            passages=passages,
+            passages=example_passages(example),
         )
     elif op == "remove_missing":
         drafts.remove_missing(draft, index=_int(post.get("index"), "index"))
@@ -488,7 +496,6 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
         # The partials it answers with show no stored version, so a draft in progress is all it reads.
         response, stored, state = _fine_grained_state(assignment, request.user, draft_only=True)
         _sync_fine_grained_text(state, request.POST)
-        passages = example_passages(assignment.example)
         before = copy.deepcopy(state["errors"])
         try:
             if op in SUGGESTION_OPS:
@@ -496,7 +503,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
                 notice = answer_notice(op, state, focus_index)
                 inverse = _inverse("add_span", request.POST, before, state["errors"], focus_index)
             else:
-                focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, passages=passages)
+                focus_index = _apply_fine_grained_op(op, request.POST, state, text=response.text, example=assignment.example)
                 notice = _notice(op, state, focus_index, history)
                 inverse = _inverse(op, request.POST, before, state["errors"], focus_index)
         except drafts.DraftError as exc:
@@ -528,6 +535,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
             history=history if history in _HISTORY_WORDS else "",
             op=op,
             oob=True,
+            passages=False,
         )
         names = ["draft_state"]
         if op in _SPAN_OPS:
