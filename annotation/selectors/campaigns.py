@@ -233,7 +233,9 @@ def _first_open_item(
         cursor.execute(sql, params)
         row = cursor.fetchone()
         if floor is not None and (row is None or row[1] - floor >= FLOOR_STEP):
-            _raise_floor(cursor, campaign, kind, floor, capacity, capacity_params)
+            key = _floor_key(campaign, kind, capacity_params)
+            if _STUCK.get(key) is None:
+                _raise_floor(cursor, key, campaign, kind, floor, capacity, capacity_params)
     return (row[0], float(row[1])) if row else None
 
 
@@ -258,6 +260,10 @@ FLOOR_TTL_S = 600.0
 # The floor is raised when the lookup found its item at least this many examples above it.
 FLOOR_STEP = 32
 _FLOORS = _ProcessMemo(FLOOR_TTL_S)
+# A walk that could not raise the floor (an item at the floor is still open: someone holds it, or it waits
+# for a slot) is not tried again for this long, so lookups landing far above it do not each walk in vain.
+FLOOR_RETRY_S = 1.0
+_STUCK = _ProcessMemo(FLOOR_RETRY_S)
 
 
 def serves_in_input_order(campaign: Campaign) -> bool:
@@ -274,7 +280,7 @@ def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
     return entry[0] if entry else 0
 
 
-def _raise_floor(cursor, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> None:
+def _raise_floor(cursor, key: tuple, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> None:
     """Walk up from `floor` past the examples that are items of `kind` with every slot submitted.
 
     The walk reads only what was filled since the floor was last raised.
@@ -293,7 +299,8 @@ def _raise_floor(cursor, campaign: Campaign, kind: str, floor: int, capacity: st
          *capacity_params, campaign.dataset_id, campaign.split],
     )
     raised = cursor.fetchone()[0]
-    key = _floor_key(campaign, kind, capacity_params)
+    if raised <= floor:
+        _STUCK.put(key, True)
     entry = _FLOORS.get(key)
     if entry is None:
         if floor != 0:

@@ -5,6 +5,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus, CampaignOrder, CampaignTask, Response
@@ -22,6 +24,7 @@ def small_steps(monkeypatch):
     """A floor raised every two examples, and no floor left over from another test."""
     monkeypatch.setattr(queue, "FLOOR_STEP", 2)
     monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
+    monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
 
 
 @pytest.fixture
@@ -137,3 +140,25 @@ def test_only_a_queue_in_input_order_keeps_a_floor(team):
     while (item := assignment_next(campaign=campaign, annotator=anna)) is not None:
         submit(item)
     assert not queue.serves_in_input_order(campaign) and queue._FLOORS.entries == {}
+
+
+def test_a_floor_held_down_by_an_open_item_is_walked_again_only_after_a_pause(team, monkeypatch):
+    anna, bob = team[:2]
+    campaign = make_campaign(make_dataset(examples=10), [anna, bob])
+    held = assignment_next(campaign=campaign, annotator=bob)  # bob keeps the first item open
+    assert held.example.position == 0
+
+    def lookup_walks() -> int:
+        """Serve anna her next item and submit it; how many floor walks its lookup ran."""
+        with CaptureQueriesContext(connection) as captured:
+            item = assignment_next(campaign=campaign, annotator=anna)
+        submit(item)
+        return sum("SELECT COALESCE(" in query["sql"] for query in captured.captured_queries)
+
+    walks = [lookup_walks() for _ in range(6)]
+    # Her items are 1 to 6; from the second on her lookups land two and more above the floor: the first of
+    # them walks, finds the floor held at bob's item, and the rest do not walk again within FLOOR_RETRY_S.
+    assert walks == [0, 1, 0, 0, 0, 0] and floor(campaign) == 0
+    submit(held)
+    monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(0.0))  # the pause is over
+    assert lookup_walks() == 1 and floor(campaign) == 7
