@@ -6,6 +6,7 @@ The qa-feedback `preference` list answers the six pairs in a fixed order,
 same six questions in the same order, so an answer list maps one-to-one.
 """
 
+import functools
 from collections.abc import Sequence
 from itertools import combinations, product
 
@@ -71,14 +72,23 @@ def intransitive_cycles(preference: Sequence[int | None]) -> list[str]:
     Each inconsistent triple of responses is named with its three answers
     (e.g. "1 > 2, 2 > 3, 3 > 1"); if only the four together are inconsistent,
     all their answered pairs are named. Unanswered pairs never conflict.
+
+    The comparison page asks on every open and every answer; the search tries
+    up to 256 rankings (0.1-0.3 ms), and there are only 4^6 answer lists, so
+    each one's result is kept once worked out.
     """
+    return list(_cycles(tuple(preference)))
+
+
+@functools.lru_cache(maxsize=4 ** len(PREFERENCE_PAIRS))
+def _cycles(preference: tuple[int | None, ...]) -> tuple[str, ...]:
     cycles = []
     for triple in combinations(RESPONSES, 3):
         if not _consistent(preference, triple):
             cycles.append(", ".join(_describe(preference, a, b) for a, b in _cycle_order(triple)))
     if not cycles and not _consistent(preference, RESPONSES):
         cycles.append(", ".join(text for a, b in PREFERENCE_PAIRS if (text := _describe(preference, a, b))))
-    return cycles
+    return tuple(cycles)
 
 
 def _cycle_order(triple: tuple[int, int, int]) -> tuple[tuple[int, int], ...]:

@@ -67,3 +67,11 @@ def test_it_flags_every_complete_answer_set_that_no_ranking_explains():
 
 def _answers(ranks):
     return [0 if ranks[a - 1] == ranks[b - 1] else (1 if ranks[a - 1] < ranks[b - 1] else 2) for a, b in PREFERENCE_PAIRS]
+
+
+def test_a_kept_result_is_a_fresh_list_each_time():
+    preference = [1, 2, None, 1, None, None]  # 1 > 2, 3 > 1, 2 > 3: a cycle
+    first = intransitive_cycles(preference)
+    first.append("changed by a caller")
+    assert intransitive_cycles(list(preference)) == ["1 > 2, 2 > 3, 3 > 1"]
+    assert intransitive_cycles(tuple(preference)) is not intransitive_cycles(preference)
