@@ -5,6 +5,14 @@ from annotation.views import annotate, campaign_suggest, campaigns, datasets, re
 app_name = "annotation"
 
 urlpatterns: list = [
+    # The annotation requests first: every request tries the patterns in order, and these are nearly all of them.
+    path("work/", annotate.my_work, name="my_work"),
+    path("work/<int:pk>/flag/", annotate.flag, name="annotate_flag"),
+    path("work/<int:pk>/time/", annotate.active_time, name="annotate_time"),
+    path("work/<int:pk>/", annotate.annotate, name="annotate"),
+    path("work/<int:pk>/draft/", annotate.draft, name="annotate_draft"),
+    path("work/<int:pk>/submit/", annotate.submit, name="annotate_submit"),
+    path("work/<int:pk>/skip/", annotate.skip, name="annotate_skip"),
     path("datasets/", datasets.dataset_list, name="dataset_list"),
     path("datasets/upload/", datasets.dataset_upload, name="dataset_upload"),
     path("datasets/<slug:name>/", datasets.dataset_detail, name="dataset_detail"),
@@ -37,13 +45,6 @@ urlpatterns: list = [
     path("campaigns/<int:pk>/suggest/", campaign_suggest.campaign_suggest_panel, name="campaign_suggest_panel"),
     path("campaigns/<int:pk>/suggest/settings/", campaign_suggest.campaign_suggest_settings, name="campaign_suggest_settings"),
     path("campaigns/<int:pk>/suggest/score/", campaign_suggest.campaign_suggest_score, name="campaign_suggest_score"),
-    path("work/", annotate.my_work, name="my_work"),
-    path("work/<int:pk>/flag/", annotate.flag, name="annotate_flag"),
-    path("work/<int:pk>/time/", annotate.active_time, name="annotate_time"),
-    path("work/<int:pk>/", annotate.annotate, name="annotate"),
-    path("work/<int:pk>/draft/", annotate.draft, name="annotate_draft"),
-    path("work/<int:pk>/submit/", annotate.submit, name="annotate_submit"),
-    path("work/<int:pk>/skip/", annotate.skip, name="annotate_skip"),
     path("rm-data/", rm_files.rm_data_page, name="rm_data"),
     path("rm-data/<int:pk>/download/<slug:name>/", rm_files.rm_data_download, name="rm_data_download"),
 ]

@@ -253,9 +253,22 @@ def _fine_grained_context(request, assignment, *, response, stored, draft, passa
     return context
 
 
+# An item's actions are paths under its page (annotation/urls.py: work/<pk>/<action>/), so one reverse gives them
+# all; the pages link to them seven times, and each `{% url %}` reversed again (about 25 microseconds, issue 9).
+ITEM_ACTIONS = {"draft": "annotate_draft", "submit": "annotate_submit", "skip": "annotate_skip", "time": "annotate_time",
+                "flag": "annotate_flag"}
+
+
+def item_urls(assignment_id: int) -> dict[str, str]:
+    """The item page's URL ("page") and its actions' ("draft", "submit", ...)."""
+    page = reverse("annotation:annotate", args=[assignment_id])
+    return {"page": page, **{action: f"{page}{action}/" for action in ITEM_ACTIONS}}
+
+
 def _submission_context(assignment, record) -> dict:
-    """What both annotation pages need to save and submit: versions, a fresh submit token, the state."""
+    """What both annotation pages need to save and submit: versions, a fresh submit token, the state, the URLs."""
     return {
+        "item_urls": item_urls(assignment.pk),
         "version": record.version if record else 0,
         "submitted_at": record.submitted_at if record else None,
         "draft_version": assignment.draft_version,

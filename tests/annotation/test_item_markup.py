@@ -86,3 +86,35 @@ def test_the_comparison_questions_render_as_the_template_loop_did_for_every_answ
         assert _between_tags(html) == _between_tags(reference.render({"questions": questions}))
         assert html.count(" checked") == sum(value is not None for value in preference)
         assert html.count('class="pair is-answered"') == sum(value is not None for value in preference)
+
+
+def test_an_items_urls_are_the_ones_its_views_reverse_to():
+    from django.urls import reverse
+
+    from annotation.views.annotate import ITEM_ACTIONS, item_urls
+
+    for pk in (1, 40321):
+        urls = item_urls(pk)
+        assert urls["page"] == reverse("annotation:annotate", args=[pk])
+        assert {action: urls[action] for action in ITEM_ACTIONS} == {
+            action: reverse(f"annotation:{name}", args=[pk]) for action, name in ITEM_ACTIONS.items()
+        }
+
+
+def test_site_urls_are_reversed_once_per_name_and_prefix(monkeypatch):
+    from django.urls import reverse, set_script_prefix
+
+    from annotation.templatetags import site_urls
+
+    site_urls._reversed.cache_clear()
+    calls = []
+    monkeypatch.setattr(site_urls, "reverse", lambda name, urlconf=None: calls.append(name) or reverse(name, urlconf=urlconf))
+    template = engines["django"].from_string("{% load site_urls %}{% site_url 'home' %} {% site_url 'annotation:my_work' %}")
+    assert template.render({}) == template.render({}) == f"{reverse('home')} {reverse('annotation:my_work')}"
+    assert calls == ["home", "annotation:my_work"]
+    try:
+        set_script_prefix("/granary/")  # served under a prefix: other URLs
+        assert template.render({}) == "/granary/ /granary/annotation/work/"
+    finally:
+        set_script_prefix("/")
+    site_urls._reversed.cache_clear()
