@@ -36,7 +36,7 @@ from annotation.models import (
 from annotation.qa.vocab import RESPONSES
 from annotation.roles import ANNOTATOR
 from annotation.selectors.annotate import FINE_GRAINED_RESPONSE_NUMBER
-from annotation.selectors.model_rows import first_where
+from annotation.selectors.model_rows import first_where, model_columns
 from annotation.selectors.queue_order import ORDER_KEYS, queue_order_sql
 
 # Served in this order for the same example: read the passages once, do both.
@@ -216,7 +216,8 @@ def _first_open_item(
         " AND m.annotator_id = %s AND m.status <> %s) = 0"
     )
     not_mine_params = [campaign.pk, kind, annotator.pk, AssignmentStatus.EXPIRED]
-    floor = queue_floor(campaign, kind, capacity_params) if serves_in_input_order(campaign) else None
+    floor_key = _floor_key(campaign, kind, capacity_params) if serves_in_input_order(campaign) else None
+    floor = _floor_at(floor_key) if floor_key is not None else None
     from_floor, floor_params = ("e.position >= %s AND ", [floor]) if floor is not None else ("", [])
     sql = (
         f"SELECT e.id, {key} AS queue_key FROM annotation_example e"
@@ -232,10 +233,8 @@ def _first_open_item(
     with nullcontext() if planned else _planned_for_its_parameters(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-        if floor is not None and (row is None or row[1] - floor >= FLOOR_STEP):
-            key = _floor_key(campaign, kind, capacity_params)
-            if _STUCK.get(key) is None:
-                _raise_floor(cursor, key, campaign, kind, floor, capacity, capacity_params)
+        if floor is not None and (row is None or row[1] - floor >= FLOOR_STEP) and _STUCK.get(floor_key) is None:
+            _raise_floor(cursor, floor_key, campaign, kind, floor, capacity, capacity_params)
     return (row[0], float(row[1])) if row else None
 
 
@@ -276,7 +275,11 @@ def _floor_key(campaign: Campaign, kind: str, capacity_params: list) -> tuple:
 
 def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
     """The position the next-item lookup of `kind` starts from (0 until a lookup has raised it)."""
-    entry = _FLOORS.get(_floor_key(campaign, kind, capacity_params))
+    return _floor_at(_floor_key(campaign, kind, capacity_params))
+
+
+def _floor_at(key: tuple) -> int:
+    entry = _FLOORS.get(key)
     return entry[0] if entry else 0
 
 
@@ -374,23 +377,8 @@ def live_slots(*, campaign_id: int, example_id: int, kind: str) -> list[tuple]:
             [campaign_id, example_id, kind, AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED],
         )
         rows = cursor.fetchall()
-    if database.vendor == "sqlite":
-        parse = _lease_end_converter(database)
-        rows = [(pk, slot, status, parse(end)) for pk, slot, status, end in rows]
-    return rows
-
-
-def _lease_end_converter(database):
-    field = Assignment._meta.get_field("lease_expires_at")
-    column = field.get_col("t")
-    converters = database.ops.get_db_converters(column) + column.get_db_converters(database)
-
-    def convert(value):
-        for converter in converters:
-            value = converter(value, column, database)
-        return value
-
-    return convert
+    columns = model_columns(Assignment)
+    return [(pk, slot, status, columns.convert("lease_expires_at", end, database)) for pk, slot, status, end in rows]
 
 
 def locked_assignment(*, assignment_id: int) -> Assignment:

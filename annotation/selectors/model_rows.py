@@ -47,6 +47,16 @@ class ModelColumns:
             self._converters[connection] = converters
         return converters
 
+    def convert(self, attname: str, value, connection):
+        """One column's value from a result row, converted as a queryset would convert it (JSON decoded, SQLite's
+        dates parsed); `connection` as for build()."""
+        index = self.attnames.index(attname)
+        for at, column, converters in self._converters_for(connection):
+            if at == index:
+                for converter in converters:
+                    value = converter(value, column, connection)
+        return value
+
     def build(self, row, start: int, connection) -> Model | None:
         """The instance whose columns begin at `row[start]`; None when its key is NULL (an outer join found none).
 
@@ -87,17 +97,18 @@ def first_where(model: type[Model], *, lock: bool = False, order_by: tuple[str, 
     with database.cursor() as cursor:
         cursor.execute(sql, [equal[name] for name in names])
         row = cursor.fetchone()
-    return None if row is None else _columns(model).build(row, 0, database)
+    return None if row is None else model_columns(model).build(row, 0, database)
 
 
 @functools.cache
-def _columns(model: type[Model]) -> ModelColumns:
+def model_columns(model: type[Model]) -> ModelColumns:
+    """The model's columns under the alias `t` (kept per process, with their converters)."""
     return ModelColumns(model, "t")
 
 
 @functools.cache
 def _first_where_sql(model: type[Model], names: tuple[str, ...], order_by: tuple[str, ...], lock: bool, vendor: str) -> str:
-    columns = _columns(model)
+    columns = model_columns(model)
     database = connections[DEFAULT_DB_ALIAS]
     quote = database.ops.quote_name
     known = {field.column for field in columns.fields}
