@@ -378,20 +378,7 @@ def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> 
     url = timed("start", "POST", f"/annotation/campaigns/{campaign_id}/start/").headers.get("location", "")
     while time.time() < deadline and acknowledged < args.max_per_client and "/annotation/work/" in url and len(errors) < 5:
         item = urlsplit(url).path
-        html = timed("open item", "GET", item).text
-        fields = {name: _hidden(html, name) for name in ("version", "submit_token", "draft_version")}
-        position = int(re.search(r"· example (\d+)", html).group(1)) - 1
-        record = records[position % len(records)]
-        if 'id="fg-form"' in html:
-            feedback = record["feedback"]
-            edit = {"corrected-prediction": feedback["corrected-prediction"], "draft_version": fields["draft_version"]}
-            span = next((e for e in feedback["errors"] if e["error type"] in PLAIN_TYPES), None)
-            if span:
-                edit.update(op="add_span", start=span["start"], end=span["end"], type=span["error type"])
-            answer = {"corrected-prediction": feedback["corrected-prediction"]}
-        else:
-            answer = {f"pair-{i}": ANSWERS[v] for i, v in enumerate(record["preference"])}
-            edit = {**answer, "draft_version": fields["draft_version"]}
+        fields, edit, answer = page_work(timed("open item", "GET", item).text, records)
         timed("draft edit", "POST", item + "draft/", edit)
         fields["draft_version"] = str(int(fields["draft_version"]) + 1)
         response = timed("submit", "POST", item + "submit/", {**fields, **answer})
@@ -403,6 +390,24 @@ def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> 
     elapsed = time.time() - start_at.value
     queue.put({"timings": dict(timings), "acknowledged": acknowledged, "errors": errors, "user": user, "elapsed": elapsed,
                "login_ms": login_ms, "cpu_s": _own_cpu_s() - cpu_at_start})
+
+
+def page_work(html: str, records: list[dict]) -> tuple[dict, dict, dict]:
+    """What the item page at hand sends: its hidden fields, one draft edit (a span from the shared file's feedback
+    plus the correction text; the six answers of a comparison) and the submit's answer."""
+    fields = {name: _hidden(html, name) for name in ("version", "submit_token", "draft_version")}
+    record = records[(int(re.search(r"· example (\d+)", html).group(1)) - 1) % len(records)]
+    if 'id="fg-form"' in html:
+        feedback = record["feedback"]
+        answer = {"corrected-prediction": feedback["corrected-prediction"]}
+        edit = {**answer, "draft_version": fields["draft_version"]}
+        span = next((e for e in feedback["errors"] if e["error type"] in PLAIN_TYPES), None)
+        if span:
+            edit.update(op="add_span", start=span["start"], end=span["end"], type=span["error type"])
+    else:
+        answer = {f"pair-{i}": ANSWERS[v] for i, v in enumerate(record["preference"])}
+        edit = {**answer, "draft_version": fields["draft_version"]}
+    return fields, edit, answer
 
 
 class _Answer:

@@ -20,7 +20,6 @@ annotator, so both meet the same campaign as it fills.
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -113,19 +112,7 @@ def _timed_run(checkout: Path, user: str, args) -> None:
         return answer
 
     def annotate(url: str) -> str:
-        html = timed("open", lambda: client.get(url)).content.decode()
-        fields = {name: bench_load._hidden(html, name) for name in ("version", "submit_token", "draft_version")}
-        record = records[(int(re.search(r"· example (\d+)", html).group(1)) - 1) % len(records)]
-        if 'id="fg-form"' in html:
-            feedback = record["feedback"]
-            answer = {"corrected-prediction": feedback["corrected-prediction"]}
-            edit = {**answer, "draft_version": fields["draft_version"]}
-            span = next((e for e in feedback["errors"] if e["error type"] in bench_load.PLAIN_TYPES), None)
-            if span:
-                edit.update(op="add_span", start=span["start"], end=span["end"], type=span["error type"])
-        else:
-            answer = {f"pair-{i}": bench_load.ANSWERS[v] for i, v in enumerate(record["preference"])}
-            edit = {**answer, "draft_version": fields["draft_version"]}
+        fields, edit, answer = bench_load.page_work(timed("open", lambda: client.get(url)).content.decode(), records)
         assert timed("draft", lambda: client.post(url + "draft/", edit)).status_code == 200
         fields["draft_version"] = str(int(fields["draft_version"]) + 1)
         submitted = timed("submit", lambda: client.post(url + "submit/", {**fields, **answer}))
