@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_load.py [--clients 20] [--duration 30]
         [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
+        [--worker-class sync|gthread]   # gthread keeps each client's connection open between requests
         [--examples 1000] [--per-item 2] [--shared 0] [--done 0]   # --done: a campaign that many examples in
         [--serve PATH]   # another checkout's code (e.g. `git worktree add /tmp/old main`), for an A/B
 
@@ -21,8 +22,13 @@ through http.client, the lightest client at hand, since the clients share
 the server's cores: it opens its next item (GET), makes one draft edit the
 way the page's htmx does (a span from the shared file's feedback plus the
 correction text; the six answers of a comparison), and submits; the
-submit's HX-Redirect is the next item. Only 127.0.0.1 is contacted; the
-number of requests is bounded by --duration and --max-per-client.
+submit's HX-Redirect is the next item. Like a browser, a client keeps its
+connection for the next request unless the server closes it (the sync
+worker closes each one). A client stops when the campaign has nothing left
+for it. Only 127.0.0.1 (or, with a --database-url whose host is a socket
+folder written percent-encoded, e.g. postgres://postgres@%2Fvar%2Frun%2Fpostgresql/granary_bench_prod,
+PostgreSQL's Unix socket) is contacted; the number of requests is bounded by
+--duration and --max-per-client.
 
 Prints requests per kind with p50/p95/p99 milliseconds, acknowledged submits
 per second, the machine's load average, and checks that the annotations
@@ -45,7 +51,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GRANARY_SHARED_DIR", REPO.parent / "shared")) / "data" / "qa_feedback"
@@ -71,6 +77,8 @@ def main() -> None:
                         help="examples at the head of the queue already done by earlier annotators (a campaign that far in)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread when above 1)")
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default=None,
+                        help="gunicorn's worker (default sync, gthread when --threads is above 1); gthread keeps connections open")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/granary_bench_prod")
     parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14",
                         help="CACHE_URL for the server (sessions read from it); empty: sessions from the database only")
@@ -150,8 +158,10 @@ def _admin_connection(database_url: str):
     import psycopg
 
     parts = urlsplit(database_url)
+    # A socket folder is written percent-encoded in the host part (postgres://postgres@%2Fvar%2Frun%2Fpostgresql/db).
+    host = unquote(parts.netloc.rpartition("@")[2].rsplit(":", 1)[0]) if "%2F" in parts.netloc.upper() else parts.hostname
     return psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres", password=parts.password,
+        host=host, port=parts.port or 5432, user=parts.username or "postgres", password=parts.password,
         dbname="postgres", autocommit=True,
     )
 
@@ -249,9 +259,19 @@ def _start_gunicorn(port: int, args, env: dict[str, str]) -> subprocess.Popen:
         str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
         "--log-level", "warning",
     ]
-    if args.threads > 1:
+    if worker_class(args) == "gthread":
         command += ["--worker-class", "gthread", "--threads", str(args.threads)]
     return subprocess.Popen(command, cwd=args.serve, env={**os.environ, **env})
+
+
+def _database_host(database_url: str) -> str:
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"the socket in {unquote(host)}" if "%2F" in host.upper() else host
+
+
+def worker_class(args) -> str:
+    return args.worker_class or ("gthread" if args.threads > 1 else "sync")
 
 
 def _cpu_s(pid: int) -> float:
@@ -378,7 +398,12 @@ def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> 
     url = timed("start", "POST", f"/annotation/campaigns/{campaign_id}/start/").headers.get("location", "")
     while time.time() < deadline and acknowledged < args.max_per_client and "/annotation/work/" in url and len(errors) < 5:
         item = urlsplit(url).path
-        fields, edit, answer = page_work(timed("open item", "GET", item).text, records)
+        page = timed("open item", "GET", item)
+        if page.status != 200 or 'name="submit_token"' not in page.text:
+            if page.status < 400:
+                errors.append(f"open item {item} -> {page.status} {page.headers.get('location', '')}: not an item page")
+            break
+        fields, edit, answer = page_work(page.text, records)
         timed("draft edit", "POST", item + "draft/", edit)
         fields["draft_version"] = str(int(fields["draft_version"]) + 1)
         response = timed("submit", "POST", item + "submit/", {**fields, **answer})
@@ -387,6 +412,7 @@ def _client(index, base, campaign_id, records, args, ready, start_at, queue) -> 
             url = response.headers["hx-redirect"]
         else:
             break
+    http.close()
     elapsed = time.time() - start_at.value
     queue.put({"timings": dict(timings), "acknowledged": acknowledged, "errors": errors, "user": user, "elapsed": elapsed,
                "login_ms": login_ms, "cpu_s": _own_cpu_s() - cpu_at_start})
@@ -416,12 +442,14 @@ class _Answer:
 
 
 class _Browser:
-    """What a logged-in browser tab sends: its cookies, htmx's headers and the CSRF token, one connection per
-    request (gunicorn's sync workers close each one), form-encoded bodies; cookies the server sets are kept."""
+    """What a logged-in browser tab sends: its cookies, htmx's headers and the CSRF token, form-encoded bodies;
+    cookies the server sets are kept. Like a browser it keeps its connection open for the next request unless
+    the server closes it (gunicorn's sync workers close each one; the threaded worker keeps it a while)."""
 
     def __init__(self, base: str, cookies: dict[str, str]):
         parts = urlsplit(base)
         self.host, self.port, self.cookies = parts.hostname, parts.port, dict(cookies)
+        self.connection = None
 
     def request(self, method: str, path: str, data: dict | None = None) -> _Answer:
         import http.client
@@ -433,17 +461,29 @@ class _Browser:
         if data is not None:
             body = urlencode(data).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        reused = self.connection is not None
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
             text = response.read().decode()
-            for value in response.headers.get_all("Set-Cookie") or []:
-                name, _, rest = value.partition("=")
-                self.cookies[name.strip()] = rest.split(";", 1)[0]
-            return _Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, text)
-        finally:
-            connection.close()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self.close()
+            if not reused:
+                raise
+            return self.request(method, path, data)  # the server closed a kept connection meanwhile: as a browser, retry once
+        if response.will_close:
+            self.close()
+        for value in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return _Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, text)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 def _csrf(html: str) -> str:
@@ -470,8 +510,8 @@ def _report(results: dict, args) -> None:
         print(f"{args.shared:.0%} of the items are shared: every annotator does them")
     if args.done:
         print(f"the campaign ({args.examples} examples) starts {args.done} examples in: their slots were submitted before the run")
-    print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} workers x {args.threads} "
-          f"threads) + PostgreSQL on 127.0.0.1; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
+    print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} {worker_class(args)} workers x "
+          f"{args.threads} threads) + PostgreSQL at {_database_host(args.database_url)}; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
           f"{os.cpu_count()} CPUs")
     print(f"load average (1 min) before the server started: {results['load_before'][0]:.1f}, at the end: "
           f"{results['load_after'][0]:.1f} (anything above the benchmark's own processes competes for the same cores)")
