@@ -11,6 +11,7 @@ Drafts carry the same kind of guard (`draft_version`) so that two tabs
 autosaving one item cannot silently overwrite each other.
 """
 
+import copy
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,7 +39,7 @@ from annotation.qa.vocab import RESPONSES
 from annotation.selectors.annotate import example_passages, example_responses
 from annotation.selectors.campaigns import locked_assignment
 from annotation.selectors.model_rows import first_where
-from annotation.services.model_writes import insert_row, update_columns
+from annotation.services.model_writes import insert_row, update_columns, update_columns_if
 from annotation.services.reviews import send_backs_resolve_on_submit
 
 
@@ -327,8 +328,20 @@ def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_ver
     """Autosave the page's state; refuses when another tab saved a newer draft first.
 
     Saving also renews the lease: an annotator who is still working keeps the item.
+    Usually one UPDATE that checks the draft version and the status the page
+    read; when the row moved on since, the row is locked and read to say why.
     """
     now = timezone.now()
+    if assignment.status in (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED):
+        candidate = copy.copy(assignment)
+        candidate.draft = draft
+        candidate.draft_version = base_draft_version + 1
+        fields = ["draft", "draft_version", "updated_at"]
+        if assignment.status == AssignmentStatus.LEASED:
+            candidate.lease_expires_at = _lease_until(now)
+            fields.append("lease_expires_at")
+        if update_columns_if(candidate, fields, draft_version=base_draft_version, status=assignment.status):
+            return candidate
     with transaction.atomic():
         locked = locked_assignment(assignment_id=assignment.pk)
         if locked.status in (AssignmentStatus.EXPIRED, AssignmentStatus.SKIPPED):

@@ -29,6 +29,28 @@ def update_columns(instance: Model, fields: list[str] | tuple[str, ...]) -> None
     instance._state.db = database.alias
 
 
+def update_columns_if(instance: Model, fields: list[str] | tuple[str, ...], **expected) -> bool:
+    """`update_columns`, done only where the row still holds the `expected` column values; True when it did.
+
+    One statement, so the check and the write are one step for the database
+    (no transaction or row lock around them); the caller takes its slower
+    path, e.g. locking the row to say what changed, when it answers False.
+    """
+    database = connections[DEFAULT_DB_ALIAS]
+    meta = instance._meta
+    chosen = [meta.get_field(name) for name in fields]
+    checked = [meta.get_field(name) for name in expected]
+    values = [field.get_db_prep_save(field.pre_save(instance, False), connection=database) for field in chosen]
+    conditions = [field.get_db_prep_value(expected[field.name], connection=database) for field in checked]
+    sql = _update_sql(type(instance), tuple(field.column for field in chosen), database.vendor, tuple(field.column for field in checked))
+    with database.cursor() as cursor:
+        cursor.execute(sql, [*values, instance.pk, *conditions])
+        done = cursor.rowcount == 1
+    if done:
+        instance._state.db = database.alias
+    return done
+
+
 def insert_row(instance: Model) -> Model:
     """`instance.save()` for a new row with a database-made key, written out; sets the key and returns the instance."""
     database = connections[DEFAULT_DB_ALIAS]
@@ -51,10 +73,11 @@ def _insert_fields(model: type[Model]) -> tuple:
 
 
 @functools.cache
-def _update_sql(model: type[Model], columns: tuple[str, ...], vendor: str) -> str:
+def _update_sql(model: type[Model], columns: tuple[str, ...], vendor: str, checked: tuple[str, ...] = ()) -> str:
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     assignments = ", ".join(f"{quote(column)} = %s" for column in columns)
-    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
+    conditions = "".join(f" AND {quote(column)} = %s" for column in checked)
+    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s{conditions}"
 
 
 @functools.cache

@@ -88,6 +88,19 @@ def test_it_reassigns_a_slot_whose_lease_expired(team, settings):
         assignment_draft_save(assignment=held, draft={}, base_draft_version=held.draft_version)
 
 
+def test_a_draft_from_a_page_read_before_its_lease_was_lost_is_refused_and_stores_nothing(team, settings):
+    anna, bob, _carl = team
+    campaign = make_campaign(make_dataset(examples=1), team)
+    held = assignment_next(campaign=campaign, annotator=anna)  # the page's copy still says "leased"
+    later = timezone.now() + timedelta(minutes=settings.ANNOTATION_LEASE_MINUTES + 1)
+    assignment_next(campaign=campaign, annotator=bob, now=later)  # Bob takes the slot: Anna's row expires
+    assert held.status == AssignmentStatus.LEASED
+    with pytest.raises(LeaseLost, match="given to another annotator"):
+        assignment_draft_save(assignment=held, draft={"errors": []}, base_draft_version=held.draft_version)
+    stored = Assignment.objects.get(pk=held.pk)
+    assert (stored.status, stored.draft, stored.draft_version) == (AssignmentStatus.EXPIRED, {}, held.draft_version)
+
+
 def test_it_lets_an_annotator_resume_a_run_out_lease_nobody_took(team, settings):
     anna = team[0]
     campaign = make_campaign(make_dataset(examples=1), team)

@@ -8,7 +8,7 @@ from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus, Comparison, FineGrainedFeedback, ItemNote
-from annotation.services.model_writes import insert_row, update_columns
+from annotation.services.model_writes import insert_row, update_columns, update_columns_if
 from tests.annotation.annotate_data import make_campaign, make_dataset
 
 pytestmark = pytest.mark.django_db
@@ -80,3 +80,22 @@ def test_update_columns_of_a_row_that_is_gone_raises_as_save_does(make_user):
     Assignment.objects.filter(pk=item.pk).delete()
     with pytest.raises(DatabaseError, match="did not affect any rows"):
         update_columns(item, ["status", "updated_at"])
+
+
+def test_update_columns_if_writes_only_where_the_row_still_holds_the_expected_values(make_user):
+    anna = make_user("anna", role="annotator")
+    campaign = make_campaign(make_dataset(examples=1), [anna])
+    item = Assignment.objects.create(campaign=campaign, example=campaign.dataset.examples.get(), kind=AssignmentKind.COMPARISON,
+                                     annotator=anna, status=AssignmentStatus.LEASED, slot=0)
+    stored_before = _columns(Assignment.objects.get(pk=item.pk))
+    item.draft, item.draft_version = {"preference": [0, 0, 0, 0, 0, 0]}, 1
+    # Another request moved the row on: the version it expects is gone, so nothing is written.
+    assert not update_columns_if(item, ["draft", "draft_version", "updated_at"], draft_version=5, status=AssignmentStatus.LEASED)
+    assert not update_columns_if(item, ["draft", "draft_version", "updated_at"], draft_version=0, status=AssignmentStatus.EXPIRED)
+    assert _columns(Assignment.objects.get(pk=item.pk)) == stored_before
+
+    assert update_columns_if(item, ["draft", "draft_version", "updated_at"], draft_version=0, status=AssignmentStatus.LEASED)
+    stored = Assignment.objects.get(pk=item.pk)
+    assert stored.draft == {"preference": [0, 0, 0, 0, 0, 0]} and stored.draft_version == 1
+    assert stored.updated_at == item.updated_at > stored_before["updated_at"]
+    assert {name for name, value in _columns(stored).items() if stored_before[name] != value} == {"draft", "draft_version", "updated_at"}

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.django_db
 OPEN_QUERIES = 5
 # An edit after the first (the first reads the stored annotation to start from). The partials an edit answers
 # with show no passage, so an edit reads the passages only when it cites them (or quotes a missing-information
-# entry): 8 and 7 before that.
-DRAFT_QUERIES = {CampaignTask.FINE_GRAINED: 7, CampaignTask.COMPARISON: 7}
+# entry): 8 and 7 before that. Session, user, item, then one UPDATE that checks the draft version and status the
+# page read (7 before: a transaction that locked the row, read it and updated it).
+DRAFT_QUERIES = {CampaignTask.FINE_GRAINED: 4, CampaignTask.COMPARISON: 4}
 # Session, the user with their roles, the item with its responses (and, fine-grained, its passages); lock the item and the
 # annotator's row, store it, finish the item (and answer the reviewers' send-backs on it: one UPDATE); then
 # lease the next: held item?, first open item (on PostgreSQL after the statement that plans it for its values, without JIT),
