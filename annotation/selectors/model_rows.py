@@ -24,6 +24,7 @@ class ModelColumns:
         self.alias = alias
         self.fields = tuple(model._meta.concrete_fields)
         self.attnames = [field.attname for field in self.fields]
+        self.by_column = {field.column: field for field in self.fields}
         self._pk_index = self.attnames.index(model._meta.pk.attname)
         self.width = len(self.fields)
         self.table = model._meta.db_table
@@ -85,6 +86,7 @@ def starts(*columns: ModelColumns) -> list[int]:
 def first_where(model: type[Model], *, lock: bool = False, order_by: tuple[str, ...] = ("id",), **equal) -> Model | None:
     """The first row, by the `order_by` columns, whose columns equal `equal` (column names: `response_id`, not
     `response`): what `filter(...).order_by(...).first()` gives, without composing and compiling a queryset.
+    As there, a None value matches NULL (IS NULL), and no `equal` at all matches every row.
 
     `lock`: FOR UPDATE where the database has row locks (PostgreSQL; SQLite takes its write lock when the
     transaction begins); inside a transaction only, as with the ORM's select_for_update.
@@ -93,9 +95,12 @@ def first_where(model: type[Model], *, lock: bool = False, order_by: tuple[str, 
     if lock and database.get_autocommit():
         raise TransactionManagementError("first_where(lock=True) locks until the transaction ends: call it inside one.")
     names = tuple(sorted(equal))
-    sql = _first_where_sql(model, names, order_by, lock and database.features.has_select_for_update, database.vendor)
+    nulls = tuple(name for name in names if equal[name] is None)
+    sql = _first_where_sql(model, names, nulls, order_by, lock and database.features.has_select_for_update, database.vendor)
+    by_column = model_columns(model).by_column
+    values = [by_column[name].get_db_prep_value(equal[name], database) for name in names if equal[name] is not None]
     with database.cursor() as cursor:
-        cursor.execute(sql, [equal[name] for name in names])
+        cursor.execute(sql, values)
         row = cursor.fetchone()
     return None if row is None else model_columns(model).build(row, 0, database)
 
@@ -107,7 +112,9 @@ def model_columns(model: type[Model]) -> ModelColumns:
 
 
 @functools.cache
-def _first_where_sql(model: type[Model], names: tuple[str, ...], order_by: tuple[str, ...], lock: bool, vendor: str) -> str:
+def _first_where_sql(
+    model: type[Model], names: tuple[str, ...], nulls: tuple[str, ...], order_by: tuple[str, ...], lock: bool, vendor: str
+) -> str:
     columns = model_columns(model)
     database = connections[DEFAULT_DB_ALIAS]
     quote = database.ops.quote_name
@@ -115,9 +122,10 @@ def _first_where_sql(model: type[Model], names: tuple[str, ...], order_by: tuple
     unknown = [name for name in (*names, *order_by) if name not in known]
     if unknown:
         raise ValueError(f"{model.__name__} has no column {unknown[0]!r}")
-    where = " AND ".join(f"t.{quote(name)} = %s" for name in names)
+    where = " AND ".join(f"t.{quote(name)} IS NULL" if name in nulls else f"t.{quote(name)} = %s" for name in names)
     order = ", ".join(f"t.{quote(name)}" for name in order_by)
     return (
-        f"SELECT {columns.select(database)} FROM {quote(columns.table)} t WHERE {where} ORDER BY {order} LIMIT 1"
+        f"SELECT {columns.select(database)} FROM {quote(columns.table)} t{' WHERE ' + where if where else ''}"
+        f" ORDER BY {order} LIMIT 1"
         + (" FOR UPDATE" if lock else "")
     )

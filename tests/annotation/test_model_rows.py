@@ -40,6 +40,19 @@ def test_the_first_row_by_the_order_asked_for_with_every_column_converted(leases
     assert first_where(Assignment, campaign_id=campaign.pk, status=AssignmentStatus.SUBMITTED) is None
 
 
+def test_none_matches_null_and_no_filter_matches_every_row_as_in_the_orm(leases, annotator):
+    campaign, first, second = leases
+    Assignment.objects.filter(pk=second.pk).update(lease_expires_at=None)
+    for equal in ({"lease_expires_at": None}, {"lease_expires_at": None, "campaign_id": campaign.pk}, {}):
+        expected = Assignment.objects.filter(**equal).order_by("id").first()
+        found = first_where(Assignment, **equal)
+        assert expected is not None and found.pk == expected.pk, equal
+    assert first_where(Assignment, lease_expires_at=None).pk == second.pk
+    assert first_where(Assignment, lease_expires_at=None, annotator_id=annotator.pk + 1000) is None
+    # The same names with a value, then with None, are two statements (the SQL is kept per shape).
+    assert first_where(Assignment, lease_expires_at=first.lease_expires_at).pk == first.pk
+
+
 def test_a_column_the_model_does_not_have_is_refused_by_name(leases):
     with pytest.raises(ValueError, match="Assignment has no column 'campaign'"):
         first_where(Assignment, campaign=leases[0].pk)
