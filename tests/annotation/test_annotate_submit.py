@@ -219,6 +219,20 @@ def test_it_renews_the_lease_when_a_draft_is_saved(item):
     assert saved.lease_expires_at > timezone.now() + timedelta(minutes=5)
 
 
+def test_an_autosave_of_submitted_work_stores_the_draft_and_takes_no_lease(item, annotator):
+    assignment, response = item
+    fine_grained_feedback_submit(response=response, annotator=annotator, feedback=feedback(), submit_token="t1", base_version=0,
+                                 assignment=assignment, base_draft_version=0)
+    assignment.refresh_from_db()
+    assert assignment.status == AssignmentStatus.SUBMITTED and assignment.lease_expires_at is None
+    saved = assignment_draft_save(assignment=assignment, draft=feedback(corrected="second thoughts"),
+                                  base_draft_version=assignment.draft_version)
+    stored = type(assignment).objects.get(pk=assignment.pk)
+    assert saved.draft_version == stored.draft_version == assignment.draft_version + 1
+    assert stored.draft["corrected-prediction"] == "second thoughts"
+    assert stored.status == AssignmentStatus.SUBMITTED and stored.lease_expires_at is None
+
+
 def _race_lost(monkeypatch):
     """Make the submit read the annotator's row as if a concurrent request had not committed it yet."""
     from annotation.services import feedback as service
