@@ -158,10 +158,8 @@ def _admin_connection(database_url: str):
     import psycopg
 
     parts = urlsplit(database_url)
-    # A socket folder is written percent-encoded in the host part (postgres://postgres@%2Fvar%2Frun%2Fpostgresql/db).
-    host = unquote(parts.netloc.rpartition("@")[2].rsplit(":", 1)[0]) if "%2F" in parts.netloc.upper() else parts.hostname
     return psycopg.connect(
-        host=host, port=parts.port or 5432, user=parts.username or "postgres", password=parts.password,
+        host=_socket_folder(database_url) or parts.hostname, port=parts.port or 5432, user=parts.username or "postgres", password=parts.password,
         dbname="postgres", autocommit=True,
     )
 
@@ -264,10 +262,16 @@ def _start_gunicorn(port: int, args, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=args.serve, env={**os.environ, **env})
 
 
+def _socket_folder(database_url: str) -> str | None:
+    """The folder of PostgreSQL's Unix socket when the URL's host is one, written percent-encoded
+    (postgres://postgres@%2Fvar%2Frun%2Fpostgresql/db); None for a host name."""
+    host = urlsplit(database_url).netloc.rpartition("@")[2].rsplit(":", 1)[0]
+    return unquote(host) if "%2F" in host.upper() else None
+
+
 def _database_host(database_url: str) -> str:
-    parts = urlsplit(database_url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"the socket in {unquote(host)}" if "%2F" in host.upper() else host
+    folder = _socket_folder(database_url)
+    return f"the socket in {folder}" if folder else urlsplit(database_url).netloc.rpartition("@")[2]
 
 
 def worker_class(args) -> str:

@@ -97,12 +97,12 @@ def first_where(model: type[Model], *, lock: bool = False, order_by: tuple[str, 
     names = tuple(sorted(equal))
     nulls = tuple(name for name in names if equal[name] is None)
     sql = _first_where_sql(model, names, nulls, order_by, lock and database.features.has_select_for_update, database.vendor)
-    by_column = model_columns(model).by_column
-    values = [by_column[name].get_db_prep_value(equal[name], database) for name in names if equal[name] is not None]
+    columns = model_columns(model)
+    values = [columns.by_column[name].get_db_prep_value(equal[name], database) for name in names if equal[name] is not None]
     with database.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
-    return None if row is None else model_columns(model).build(row, 0, database)
+    return None if row is None else columns.build(row, 0, database)
 
 
 @functools.cache
@@ -118,8 +118,7 @@ def _first_where_sql(
     columns = model_columns(model)
     database = connections[DEFAULT_DB_ALIAS]
     quote = database.ops.quote_name
-    known = {field.column for field in columns.fields}
-    unknown = [name for name in (*names, *order_by) if name not in known]
+    unknown = [name for name in (*names, *order_by) if name not in columns.by_column]
     if unknown:
         raise ValueError(f"{model.__name__} has no column {unknown[0]!r}")
     where = " AND ".join(f"t.{quote(name)} IS NULL" if name in nulls else f"t.{quote(name)} = %s" for name in names)

@@ -334,12 +334,7 @@ def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_ver
     now = timezone.now()
     if assignment.status in (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED):
         candidate = copy.copy(assignment)
-        candidate.draft = draft
-        candidate.draft_version = base_draft_version + 1
-        fields = ["draft", "draft_version", "updated_at"]
-        if assignment.status == AssignmentStatus.LEASED:
-            candidate.lease_expires_at = _lease_until(now)
-            fields.append("lease_expires_at")
+        fields = _put_draft(candidate, draft, base_draft_version, now=now)
         if update_columns_if(candidate, fields, draft_version=base_draft_version, status=assignment.status):
             return candidate
     with transaction.atomic():
@@ -348,11 +343,16 @@ def assignment_draft_save(*, assignment: Assignment, draft: dict, base_draft_ver
             raise LeaseLost(_lost_message(locked))
         if locked.draft_version != base_draft_version:
             raise StaleSubmit(_moved_message(locked))
-        locked.draft = draft
-        locked.draft_version += 1
-        fields = ["draft", "draft_version", "updated_at"]
-        if locked.status == AssignmentStatus.LEASED:
-            locked.lease_expires_at = _lease_until(now)
-            fields.append("lease_expires_at")
-        update_columns(locked, fields)
+        update_columns(locked, _put_draft(locked, draft, base_draft_version, now=now))
     return locked
+
+
+def _put_draft(assignment: Assignment, draft: dict, base_draft_version: int, *, now) -> list[str]:
+    """Set the draft on the row in hand (the next version; a leased item's lease renewed); the fields to store."""
+    assignment.draft = draft
+    assignment.draft_version = base_draft_version + 1
+    fields = ["draft", "draft_version", "updated_at"]
+    if assignment.status == AssignmentStatus.LEASED:
+        assignment.lease_expires_at = _lease_until(now)
+        fields.append("lease_expires_at")
+    return fields

@@ -18,19 +18,13 @@ from django.db.models import Model
 
 def update_columns(instance: Model, fields: list[str] | tuple[str, ...]) -> None:
     """`instance.save(update_fields=fields)`, written out: raises DatabaseError when no row was updated, as it does."""
-    database = connections[DEFAULT_DB_ALIAS]
-    meta = instance._meta
-    chosen = [meta.get_field(name) for name in fields]
-    values = [field.get_db_prep_save(field.pre_save(instance, False), connection=database) for field in chosen]
-    with database.cursor() as cursor:
-        cursor.execute(_update_sql(type(instance), tuple(field.column for field in chosen), database.vendor), [*values, instance.pk])
-        if cursor.rowcount == 0:
-            raise DatabaseError("Save with update_fields did not affect any rows.")
-    instance._state.db = database.alias
+    if not update_columns_if(instance, fields):
+        raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def update_columns_if(instance: Model, fields: list[str] | tuple[str, ...], **expected) -> bool:
-    """`update_columns`, done only where the row still holds the `expected` column values; True when it did.
+    """`update_columns`, done only where the row still holds the `expected` column values (none: the key alone);
+    True when it did.
 
     One statement, so the check and the write are one step for the database
     (no transaction or row lock around them); the caller takes its slower
@@ -45,7 +39,7 @@ def update_columns_if(instance: Model, fields: list[str] | tuple[str, ...], **ex
     sql = _update_sql(type(instance), tuple(field.column for field in chosen), database.vendor, tuple(field.column for field in checked))
     with database.cursor() as cursor:
         cursor.execute(sql, [*values, instance.pk, *conditions])
-        done = cursor.rowcount == 1
+        done = cursor.rowcount > 0
     if done:
         instance._state.db = database.alias
     return done
