@@ -12,9 +12,15 @@ app.conf.task_queues = (Queue("default"), Queue("gpu"))
 app.autodiscover_tasks()
 
 
-def beat_schedule(reap_interval_s: float) -> dict:
+def beat_schedule(reap_interval_s: float, floor_refresh_s: float) -> dict:
     """Periodic work, sent by celery beat (a `default` worker started with -B, or `celery beat`)."""
     return {
+        # Deep campaigns' queue floors, walked here so that no annotator's request walks one from the first example.
+        "refresh-queue-floors": {
+            "task": "annotation.refresh_queue_floors",
+            "schedule": floor_refresh_s,
+            "options": {"queue": "default", "expires": floor_refresh_s},
+        },
         # A GPU node that died stops beating its run's heart; fail the run with no web page involved.
         "reap-stale-runs": {
             "task": "training.reap_stale_runs",
@@ -35,7 +41,7 @@ def beat_schedule(reap_interval_s: float) -> dict:
 def _set_beat_schedule(sender, **kwargs) -> None:
     from django.conf import settings
 
-    sender.conf.beat_schedule = beat_schedule(settings.TRAINING_REAP_INTERVAL_S)
+    sender.conf.beat_schedule = beat_schedule(settings.TRAINING_REAP_INTERVAL_S, settings.QUEUE_FLOOR_REFRESH_S)
 
 
 def _ensure_broker_folders() -> None:

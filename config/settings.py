@@ -231,6 +231,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(env_path("CELERY_BEAT_SCHEDULE_FILENAME", VA
 # beat sends to the `default` queue every REAP_INTERVAL_S (config/celery.py); workers beat every 3 s.
 TRAINING_HEARTBEAT_TIMEOUT_S = env_int("TRAINING_HEARTBEAT_TIMEOUT_S", 45)
 TRAINING_REAP_INTERVAL_S = env_int("TRAINING_REAP_INTERVAL_S", 15)
+# celery beat walks the queue floors of the campaigns at work this often, in the background, and shares them
+# through the cache (annotation/selectors/campaigns.py); under the floors' 600 s life, so none runs out.
+QUEUE_FLOOR_REFRESH_S = 300
 # Celery queue that training runs go to (GPU workers consume it).
 TRAINING_QUEUE = env_str("TRAINING_QUEUE", "gpu")
 # Celery queue that advances a pipeline when one of its runs finishes (quick database work).

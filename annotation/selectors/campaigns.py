@@ -19,6 +19,7 @@ from typing import Any
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -252,8 +253,13 @@ def _first_open_item(
 # yet stops the floor, so one that becomes an item later (a response added) is above it. Only
 # deleting an annotator's account (their submitted rows go with it) reopens an item below a
 # floor: every floor is dropped and walked again from 0 after FLOOR_TTL_S, so such an item is
-# served again within that time. The floors live in each process's memory: each process walks
-# a campaign from 0 once per FLOOR_TTL_S.
+# served again within that time. The floors live in each process's memory and are shared through
+# the cache (Redis when CACHE_URL is set) with the wall-clock time their walk from 0 started, so
+# a floor runs out at the same moment in every process that took it. A process with no floor of
+# its own takes the shared one; the periodic task `annotation.refresh_queue_floors` walks the
+# floors of the campaigns at work from 0 in the background (every QUEUE_FLOOR_REFRESH_S, under
+# FLOOR_TTL_S), so no request walks a deep campaign from its first example (about 1.1 s at
+# 24,000 examples in). Without a shared cache each process walks from 0 once per FLOOR_TTL_S.
 
 FLOOR_TTL_S = 600.0
 # The floor is raised when the lookup found its item at least this many examples above it.
@@ -278,16 +284,44 @@ def queue_floor(campaign: Campaign, kind: str, capacity_params: list) -> int:
     return _floor_at(_floor_key(campaign, kind, capacity_params))
 
 
+# A process without a floor of its own asks the cache for a shared one at most this often.
+FLOOR_ASK_S = 30.0
+_ASKED = _ProcessMemo(FLOOR_ASK_S)
+
+
+def floor_cache_key(key: tuple) -> str:
+    """The floor's key in the cache: the same in every process (a kind is a plain string there, whichever enum it came as)."""
+    return "queue-floor:" + hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()
+
+
 def _floor_at(key: tuple) -> int:
     entry = _FLOORS.get(key)
-    return entry[0] if entry else 0
+    if entry is not None:
+        return entry[0]
+    if _ASKED.get(key) is None:
+        _ASKED.put(key, True)
+        shared = cache.get(floor_cache_key(key))
+        if shared is not None:
+            value, started_at = shared
+            age = time.time() - started_at
+            if 0 <= age < FLOOR_TTL_S:
+                _FLOORS.put(key, value, started=time.monotonic() - age)
+                return value
+    return 0
 
 
-def _raise_floor(cursor, key: tuple, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> None:
-    """Walk up from `floor` past the examples that are items of `kind` with every slot submitted.
+def _share_floor(key: tuple) -> None:
+    """Put this process's floor for `key` in the cache, with the wall-clock time its walk from 0 started."""
+    entry = _FLOORS.get(key)
+    if entry is None:
+        return
+    value, started = entry
+    started_at = time.time() - (time.monotonic() - started)
+    cache.set(floor_cache_key(key), (value, started_at), timeout=max(1, int(FLOOR_TTL_S - (time.monotonic() - started))))
 
-    The walk reads only what was filled since the floor was last raised.
-    """
+
+def _walk_up(cursor, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> int:
+    """The first position at or above `floor` that is not an item of `kind` with every slot submitted."""
     item, item_params = _item_sql(kind)
     submitted = (
         "(SELECT COUNT(*) FROM annotation_assignment a WHERE a.campaign_id = %s AND a.example_id = e.id AND a.kind = %s"
@@ -301,7 +335,15 @@ def _raise_floor(cursor, key: tuple, campaign: Campaign, kind: str, floor: int, 
         [campaign.dataset_id, campaign.split, floor, *item_params, campaign.pk, kind, AssignmentStatus.SUBMITTED,
          *capacity_params, campaign.dataset_id, campaign.split],
     )
-    raised = cursor.fetchone()[0]
+    return cursor.fetchone()[0]
+
+
+def _raise_floor(cursor, key: tuple, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> None:
+    """Walk up from `floor` past the examples that are items of `kind` with every slot submitted.
+
+    The walk reads only what was filled since the floor was last raised.
+    """
+    raised = _walk_up(cursor, campaign, kind, floor, capacity, capacity_params)
     if raised <= floor:
         _STUCK.put(key, True)
     entry = _FLOORS.get(key)
@@ -312,6 +354,32 @@ def _raise_floor(cursor, key: tuple, campaign: Campaign, kind: str, floor: int, 
     else:
         # The walk started at or above the stored floor; keep its age, so that it still runs out.
         _FLOORS.put(key, max(entry[0], raised), started=entry[1])
+    if raised > floor:
+        _share_floor(key)
+
+
+def walk_queue_floors(*, campaign: Campaign) -> dict[str, int]:
+    """Walk the campaign's floor of each kind from the first example, keep it and share it (it runs out
+    FLOOR_TTL_S after this walk started). {} for a campaign that is not served in input order."""
+    floors: dict[str, int] = {}
+    if not serves_in_input_order(campaign):
+        return floors
+    for kind in campaign_kinds(campaign):
+        capacity, capacity_params = _capacity_sql(campaign, kind)
+        key = _floor_key(campaign, kind, capacity_params)
+        started = time.monotonic()
+        with _planned_for_its_parameters(), connection.cursor() as cursor:
+            floors[kind] = _walk_up(cursor, campaign, kind, 0, capacity, capacity_params)
+        _FLOORS.put(key, floors[kind], started=started)
+        _share_floor(key)
+    return floors
+
+
+def campaigns_at_work(*, since: datetime) -> list[Campaign]:
+    """Active campaigns served in input order with an item leased, renewed or submitted since `since`."""
+    touched = Assignment.objects.filter(campaign=OuterRef("pk"), updated_at__gte=since)
+    campaigns = Campaign.objects.filter(is_active=True).filter(Exists(touched)).order_by("pk")
+    return [campaign for campaign in campaigns if serves_in_input_order(campaign)]
 
 
 # One statement (its count is pinned in tests/annotation/test_query_counts.py): both settings last until the transaction ends.

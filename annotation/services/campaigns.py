@@ -11,8 +11,18 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Campaign, CampaignTask, Dataset, Example
-from annotation.selectors.campaigns import item_capacity, live_slots, locked_assignment, next_assignment_for
+from annotation.selectors.campaigns import (
+    FLOOR_TTL_S,
+    campaigns_at_work,
+    item_capacity,
+    live_slots,
+    locked_assignment,
+    next_assignment_for,
+    walk_queue_floors,
+)
 from annotation.services.model_writes import insert_row, update_columns
+
+FLOORS_TASK = "annotation.refresh_queue_floors"
 
 # Leasing retries when another annotator took the chosen slot between our read and our insert.
 _LEASE_ATTEMPTS = 5
@@ -189,3 +199,19 @@ def assignment_add_active_time(*, assignment: Assignment, seconds: int) -> Assig
         Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
         assignment.refresh_from_db(fields=["active_seconds"])
     return assignment
+
+
+def queue_floors_refresh(*, now: datetime | None = None) -> int:
+    """Walk from the first example the queue floors of the campaigns whose items were leased or submitted in the
+    floors' lifetime, and share them through the cache, so that web processes start their lookups there instead
+    of walking from 0 (see the queue's floor in annotation/selectors/campaigns.py). How many campaigns were walked.
+
+    Nothing to do without a shared cache (CACHE_URL): a floor kept in this process's memory helps no web process.
+    """
+    if not settings.CACHE_URL:
+        return 0
+    now = now or timezone.now()
+    campaigns = campaigns_at_work(since=now - timedelta(seconds=FLOOR_TTL_S))
+    for campaign in campaigns:
+        walk_queue_floors(campaign=campaign)
+    return len(campaigns)

@@ -1,17 +1,22 @@
 """The queue's floor: in input order the next-item lookup starts above the examples that are done."""
 
 import random
+import re
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentKind, AssignmentStatus, CampaignOrder, CampaignTask, Response
 from annotation.selectors import campaigns as queue
-from annotation.services.campaigns import assignment_next, assignment_skip
+from annotation.services.campaigns import assignment_next, assignment_skip, queue_floors_refresh
+import annotation.tasks  # noqa: F401 - registers the task that celery beat sends
+from config.celery import app as celery_app
 from tests.annotation.annotate_data import make_campaign, make_dataset
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +30,7 @@ def small_steps(monkeypatch):
     monkeypatch.setattr(queue, "FLOOR_STEP", 2)
     monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
     monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
+    monkeypatch.setattr(queue, "_ASKED", queue._ProcessMemo(queue.FLOOR_ASK_S))
 
 
 @pytest.fixture
@@ -126,8 +132,9 @@ def test_an_item_reopened_below_the_floor_is_served_once_the_floor_runs_out(team
     bob.delete()  # the only thing that takes a submitted slot back: example 0 needs an annotator again
     assert assignment_next(campaign=campaign, annotator=carl) is None  # the floor still stands
 
-    later = time.monotonic() + queue.FLOOR_TTL_S + 1
-    monkeypatch.setattr(queue, "time", SimpleNamespace(monotonic=lambda: later))
+    # Time passes for this process and for the floor it shared (a process that takes it later finds it run out too).
+    later, wall_later = time.monotonic() + queue.FLOOR_TTL_S + 1, time.time() + queue.FLOOR_TTL_S + 1
+    monkeypatch.setattr(queue, "time", SimpleNamespace(monotonic=lambda: later, time=lambda: wall_later))
     assert floor(campaign) == 0
     assert assignment_next(campaign=campaign, annotator=carl).example.position == 0
 
@@ -162,3 +169,110 @@ def test_a_floor_held_down_by_an_open_item_is_walked_again_only_after_a_pause(te
     submit(held)
     monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(0.0))  # the pause is over
     assert lookup_walks() == 1 and floor(campaign) == 7
+
+
+# --- floors shared between processes, and walked in the background ----------------------------------------
+
+
+@pytest.fixture
+def shared_cache(settings):
+    """Django's cache on the machine's Redis, as in production with CACHE_URL set; keys of this test only."""
+    location = "redis://127.0.0.1:6379/14"
+    settings.CACHE_URL = location
+    settings.CACHES = {"default": {
+        "BACKEND": "config.cache.ReusingRedisCache", "LOCATION": location, "KEY_PREFIX": f"floors-{uuid.uuid4().hex}",
+    }}
+    try:
+        cache.set("ping", 1)
+    except Exception as exc:  # noqa: BLE001 - any client error means there is no Redis to test against
+        pytest.skip(f"no Redis at {location}: {exc}")
+    return cache
+
+
+def another_process(monkeypatch):
+    """This process's memory of floors forgotten, as in a web process that has served nothing yet."""
+    monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
+    monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
+    monkeypatch.setattr(queue, "_ASKED", queue._ProcessMemo(queue.FLOOR_ASK_S))
+
+
+def starts_of_next_lookup(campaign, annotator) -> list[int]:
+    """The positions that the annotator's next lookup, and any floor walk it ran, started from."""
+    with CaptureQueriesContext(connection) as captured:
+        first_open(campaign, annotator)
+    return [int(start) for query in captured.captured_queries for start in re.findall(r"e\.position >= (\d+)", query["sql"])]
+
+
+def test_a_process_without_a_floor_takes_the_one_another_process_shared(team, shared_cache, monkeypatch):
+    anna, bob = team[:2]
+    campaign = make_campaign(make_dataset(examples=10), [anna, bob])
+    for _ in range(6):
+        submit(assignment_next(campaign=campaign, annotator=anna))
+    raised = floor(campaign)
+    assert raised >= 4
+
+    another_process(monkeypatch)
+    assert floor(campaign) == raised
+    # Bob's lookup, and the walk that raises the floor past anna's items, start from the shared floor.
+    starts = starts_of_next_lookup(campaign, bob)
+    assert starts and set(starts) == {raised}
+    assert assignment_next(campaign=campaign, annotator=bob).example.position == 6
+
+
+def test_the_background_walk_shares_the_floors_of_the_campaigns_at_work_so_no_lookup_walks_from_the_first_example(
+    team, shared_cache, monkeypatch
+):
+    anna, bob = team[:2]
+    at_work = make_campaign(make_dataset(examples=10), [anna, bob], name="At work")
+    idle = make_campaign(make_dataset("idle", examples=4), [anna, bob], name="Idle")
+    paused = make_campaign(make_dataset("paused", examples=4), [anna, bob], name="Paused")
+    for campaign, count in ((at_work, 6), (idle, 4), (paused, 4)):
+        for _ in range(count):
+            submit(assignment_next(campaign=campaign, annotator=anna))
+    Assignment.objects.filter(campaign=idle).update(updated_at=timezone.now() - timezone.timedelta(seconds=queue.FLOOR_TTL_S + 5))
+    paused.is_active = False
+    paused.save()
+    for campaign in (at_work, idle, paused):  # what the lookups shared so far has run out
+        cache.delete(queue.floor_cache_key(queue._floor_key(campaign, FG, queue._capacity_sql(campaign, FG)[1])))
+
+    another_process(monkeypatch)  # the worker that celery beat sends the task to
+    task = celery_app.tasks[celery_app.conf.beat_schedule["refresh-queue-floors"]["task"]]
+    assert task.apply().get() == 1  # only the campaign at work
+
+    another_process(monkeypatch)  # a web process that has served nothing yet
+    assert floor(at_work) == 6 and floor(idle) == 0 and floor(paused) == 0
+    assert starts_of_next_lookup(at_work, bob) == [6]  # one lookup from the floor, and no walk
+    assert assignment_next(campaign=at_work, annotator=bob).example.position == 6
+
+
+def test_the_beat_walks_the_floors_well_inside_their_lifetime(settings):
+    entry = celery_app.conf.beat_schedule["refresh-queue-floors"]
+    assert entry["schedule"] == settings.QUEUE_FLOOR_REFRESH_S <= queue.FLOOR_TTL_S / 2
+    assert entry["options"]["queue"] == "default" and entry["task"] in celery_app.tasks
+
+
+def test_a_shared_floor_runs_out_when_the_walk_it_came_from_would_have(team, shared_cache, monkeypatch):
+    anna = team[0]
+    campaign = make_campaign(make_dataset(examples=6), [anna])
+    queue.walk_queue_floors(campaign=campaign)  # nothing done yet: the floor is 0 and is shared as such
+    for _ in range(6):
+        submit(assignment_next(campaign=campaign, annotator=anna))
+    assert queue.walk_queue_floors(campaign=campaign) == {FG: 6}
+
+    another_process(monkeypatch)
+    assert floor(campaign) == 6
+    another_process(monkeypatch)
+    wall_later = time.time() + queue.FLOOR_TTL_S + 1
+    monkeypatch.setattr(queue, "time", SimpleNamespace(monotonic=time.monotonic, time=lambda: wall_later))
+    assert floor(campaign) == 0
+
+
+def test_without_a_shared_cache_the_background_walk_does_nothing(team, settings, monkeypatch):
+    anna = team[0]
+    campaign = make_campaign(make_dataset(examples=4), [anna])
+    submit(assignment_next(campaign=campaign, annotator=anna))
+    settings.CACHE_URL = ""
+    assert queue_floors_refresh() == 0 and queue._FLOORS.entries == {}
+    settings.CACHE_URL = "redis://127.0.0.1:6379/14"
+    monkeypatch.setattr(queue, "cache", SimpleNamespace(get=lambda key: None, set=lambda *args, **kwargs: None))
+    assert queue_floors_refresh() == 1 and floor(campaign) == 1
