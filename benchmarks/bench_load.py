@@ -4,6 +4,7 @@
         [--database-url postgres://postgres@127.0.0.1:5432/granary_bench_prod] [--workers 4] [--threads 1]
         [--worker-class sync|gthread]   # gthread keeps each client's connection open between requests
         [--examples 1000] [--per-item 2] [--shared 0] [--done 0]   # --done: a campaign that many examples in
+        [--walk-floors]   # with --done: the queue floors walked first, as celery beat does (no request walks from 0)
         [--serve PATH]   # another checkout's code (e.g. `git worktree add /tmp/old main`), for an A/B
 
 Builds a scratch PostgreSQL database (its name must contain "bench"; it is
@@ -82,6 +83,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/granary_bench_prod")
     parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14",
                         help="CACHE_URL for the server (sessions read from it); empty: sessions from the database only")
+    parser.add_argument("--walk-floors", action="store_true",
+                        help="walk the campaign's queue floors before the run, as celery beat does every few minutes"
+                             " (annotation.refresh_queue_floors): no request walks from the first example")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--serve", type=Path, default=REPO,
                         help="checkout whose code gunicorn serves (default this one): an A/B against older code on the same schema")
@@ -112,6 +116,7 @@ def main() -> None:
     with connections["default"].cursor() as cursor:
         # Statistics, as the app's own import leaves them (annotation/services/bulk.py); do not count on autovacuum.
         cursor.execute("ANALYZE")
+    walked_s = _walk_floors() if args.walk_floors else None
     connections.close_all()
 
     load_before = os.getloadavg()
@@ -122,6 +127,7 @@ def main() -> None:
         _wait_until_up(base)
         results = _run_clients(base, campaign_id, records, args, server_pid=server.pid)
         results["load_before"] = load_before
+        results["floors_walked_s"] = walked_s
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -244,6 +250,16 @@ def _mark_done(campaign, examples) -> None:
          for example in examples for kind in AssignmentKind.values for slot in range(slots[kind][example.pk])),
         batch_size=5000,
     )
+
+
+def _walk_floors() -> float:
+    """The periodic task's work, in this process (its cache is the server's): seconds it took."""
+    from annotation.services.campaigns import queue_floors_refresh
+
+    started = time.perf_counter()
+    if queue_floors_refresh() != 1:
+        raise SystemExit("the floor walk found no campaign at work: is --cache-url empty, or nothing done (--done 0)?")
+    return time.perf_counter() - started
 
 
 def _free_port() -> int:
@@ -514,6 +530,8 @@ def _report(results: dict, args) -> None:
         print(f"{args.shared:.0%} of the items are shared: every annotator does them")
     if args.done:
         print(f"the campaign ({args.examples} examples) starts {args.done} examples in: their slots were submitted before the run")
+    if results.get("floors_walked_s") is not None:
+        print(f"queue floors walked before the run, as celery beat does: {results['floors_walked_s']:.2f} s")
     print(f"{args.clients} annotators for {args.duration:.0f} s against gunicorn ({args.workers} {worker_class(args)} workers x "
           f"{args.threads} threads) + PostgreSQL at {_database_host(args.database_url)}; sessions {'cached in ' + args.cache_url if args.cache_url else 'in the database'}; "
           f"{os.cpu_count()} CPUs")
