@@ -316,8 +316,8 @@ def _share_floor(key: tuple) -> None:
     if entry is None:
         return
     value, started = entry
-    started_at = time.time() - (time.monotonic() - started)
-    cache.set(floor_cache_key(key), (value, started_at), timeout=max(1, int(FLOOR_TTL_S - (time.monotonic() - started))))
+    age = time.monotonic() - started
+    cache.set(floor_cache_key(key), (value, time.time() - age), timeout=max(1, int(FLOOR_TTL_S - age)))
 
 
 def _walk_up(cursor, campaign: Campaign, kind: str, floor: int, capacity: str, capacity_params: list) -> int:

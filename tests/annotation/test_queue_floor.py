@@ -24,13 +24,18 @@ pytestmark = pytest.mark.django_db
 FG = AssignmentKind.FINE_GRAINED
 
 
+def another_process(monkeypatch):
+    """This process's memory of floors forgotten, as in a web process that has served nothing yet."""
+    monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
+    monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
+    monkeypatch.setattr(queue, "_ASKED", queue._ProcessMemo(queue.FLOOR_ASK_S))
+
+
 @pytest.fixture(autouse=True)
 def small_steps(monkeypatch):
     """A floor raised every two examples, and no floor left over from another test."""
     monkeypatch.setattr(queue, "FLOOR_STEP", 2)
-    monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
-    monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
-    monkeypatch.setattr(queue, "_ASKED", queue._ProcessMemo(queue.FLOOR_ASK_S))
+    another_process(monkeypatch)
 
 
 @pytest.fixture
@@ -187,13 +192,6 @@ def shared_cache(settings):
     except Exception as exc:  # noqa: BLE001 - any client error means there is no Redis to test against
         pytest.skip(f"no Redis at {location}: {exc}")
     return cache
-
-
-def another_process(monkeypatch):
-    """This process's memory of floors forgotten, as in a web process that has served nothing yet."""
-    monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
-    monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
-    monkeypatch.setattr(queue, "_ASKED", queue._ProcessMemo(queue.FLOOR_ASK_S))
 
 
 def starts_of_next_lookup(campaign, annotator) -> list[int]:
