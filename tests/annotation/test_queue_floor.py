@@ -1,4 +1,7 @@
-"""The queue's floor: in input order the next-item lookup starts above the examples that are done."""
+"""The queue's floor: in input order the next-item lookup starts above the examples that are done.
+
+Also the other thing the queue keeps per process and shares through the cache: the choice of shared items.
+"""
 
 import random
 import re
@@ -17,7 +20,7 @@ from annotation.selectors import campaigns as queue
 from annotation.services.campaigns import assignment_next, assignment_skip, queue_floors_refresh
 import annotation.tasks  # noqa: F401 - registers the task that celery beat sends
 from config.celery import app as celery_app
-from tests.annotation.annotate_data import make_campaign, make_dataset
+from tests.annotation.annotate_data import make_campaign, make_dataset, make_example
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +28,9 @@ FG = AssignmentKind.FINE_GRAINED
 
 
 def another_process(monkeypatch):
-    """This process's memory of floors forgotten, as in a web process that has served nothing yet."""
+    """This process's memory of floors and shared items forgotten, as in a web process that has served nothing yet."""
     monkeypatch.setattr(queue, "_FLOORS", queue._ProcessMemo(queue.FLOOR_TTL_S))
+    monkeypatch.setattr(queue, "_SHARED", queue._ProcessMemo(queue.SHARED_TTL_S))
     monkeypatch.setattr(queue, "_STUCK", queue._ProcessMemo(queue.FLOOR_RETRY_S))
     monkeypatch.setattr(queue, "_ASKED", queue._ProcessMemo(queue.FLOOR_ASK_S))
 
@@ -274,3 +278,38 @@ def test_without_a_shared_cache_the_background_walk_does_nothing(team, settings,
     settings.CACHE_URL = "redis://127.0.0.1:6379/14"
     monkeypatch.setattr(queue, "cache", SimpleNamespace(get=lambda key: None, set=lambda *args, **kwargs: None))
     assert queue_floors_refresh() == 1 and floor(campaign) == 1
+
+
+def shared_campaign(team, examples=10):
+    campaign = make_campaign(make_dataset(examples=examples), team, per_item=1)
+    campaign.shared_share = 0.5
+    campaign.save()
+    return campaign
+
+
+def test_a_process_without_a_choice_of_shared_items_takes_the_one_another_process_made(team, shared_cache, monkeypatch):
+    campaign = shared_campaign(team)
+    chosen = queue.shared_item_ids(campaign, FG)
+    assert len(chosen) == 5
+
+    another_process(monkeypatch)
+    with CaptureQueriesContext(connection) as captured:
+        assert queue.shared_item_ids(campaign, FG) == chosen
+    assert len(captured) == 0  # the split is not read again: the choice comes from the cache
+    # The whole team on a shared item, one annotator on the others, in the new process as in the first.
+    assert {queue.item_capacity(campaign, example_id=pk, kind=FG) for pk in chosen} == {len(team)}
+
+
+def test_a_shared_choice_runs_out_when_the_choice_it_came_from_would_have(team, shared_cache, monkeypatch):
+    campaign = shared_campaign(team)
+    chosen = queue.shared_item_ids(campaign, FG)
+    for position in (10, 11):  # the split gains two items (answers joined onto it)
+        make_example(campaign.dataset, position)
+
+    another_process(monkeypatch)
+    assert queue.shared_item_ids(campaign, FG) == chosen  # the choice taken, within its time
+    another_process(monkeypatch)
+    wall_later = time.time() + queue.SHARED_TTL_S + 1
+    monkeypatch.setattr(queue, "time", SimpleNamespace(monotonic=time.monotonic, time=lambda: wall_later))
+    again = queue.shared_item_ids(campaign, FG)
+    assert len(again) == 6 and again != chosen  # made again from the twelve items

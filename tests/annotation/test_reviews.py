@@ -316,8 +316,8 @@ def test_the_shared_items_are_chosen_once_per_process_and_catch_up_with_new_item
     campaign.shared_share = 0.25
     assert len(shared_item_ids(campaign, "fine_grained")) == 3  # another share is another choice, made now
     campaign.shared_share = 0.5
-    later = time.monotonic() + selectors.SHARED_TTL_S + 1
-    monkeypatch.setattr(selectors, "time", SimpleNamespace(monotonic=lambda: later))
+    later, wall_later = time.monotonic() + selectors.SHARED_TTL_S + 1, time.time() + selectors.SHARED_TTL_S + 1
+    monkeypatch.setattr(selectors, "time", SimpleNamespace(monotonic=lambda: later, time=lambda: wall_later))
     assert len(shared_item_ids(campaign, "fine_grained")) == 6
 
 
