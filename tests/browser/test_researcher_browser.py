@@ -113,6 +113,42 @@ def test_the_phone_navigation_takes_one_row_and_opens_as_a_menu(new_page, seeded
     assert desktop.locator(".topbar").bounding_box()["height"] <= 64
 
 
+# The labels each stacked cell shows, read from the page: the cells' data-label and what their ::before draws.
+STACKED_CELLS = """table => ({
+  heads: [...table.querySelectorAll('thead th')].slice(1).map(th => th.textContent.trim()),
+  cells: [...table.querySelectorAll('tbody tr:first-child td')].slice(1).map(td => [td.dataset.label || '', getComputedStyle(td, '::before').content]),
+  wide: table.parentElement.scrollWidth > table.parentElement.clientWidth,
+})"""
+
+
+def test_list_tables_show_one_block_per_row_on_a_phone_each_value_named_by_its_column(new_page, seeded, screenshot):
+    from annotation.services.campaigns import assignment_next
+    from django.contrib.auth import get_user_model
+
+    assignment_next(campaign=seeded["campaign"], annotator=get_user_model().objects.get(username="anna"))
+    lists = {"rita": ["/annotation/datasets/", "/annotation/campaigns/", "/training/runs/"], "anna": ["/annotation/work/"]}
+    for username, urls in lists.items():
+        page = new_page(PHONE)
+        log_in(page, username)
+        for url in urls:
+            page.goto(url)
+            table = page.locator("table.stack-on-phone").first
+            table.wait_for()
+            assert not table.locator("thead").is_visible()
+            shown = table.evaluate(STACKED_CELLS)
+            # Every value but the row's name (the block's head) carries its column's name, in the columns' order.
+            assert [label for label, _ in shown["cells"]] == shown["heads"] and shown["heads"], (url, shown)
+            assert all(content == f'"{label} "' for label, content in shown["cells"]), (url, shown)
+            assert not shown["wide"], f"{url}: the table still scrolls sideways"
+            screenshot(page, "phone_list" + url.rstrip("/").replace("/", "_"))
+    desktop = new_page(DESKTOP)
+    log_in(desktop, "rita")
+    desktop.goto("/training/runs/")
+    table = desktop.locator("table.stack-on-phone")
+    assert table.locator("thead").is_visible()
+    assert all(content == "none" for _, content in table.evaluate(STACKED_CELLS)["cells"])  # columns, unlabelled
+
+
 COLOURED_PIXELS = """() => [...document.querySelectorAll('#charts canvas')].map(canvas => {
   const chart = window.Chart.getChart(canvas);
   const colour = chart.data.datasets[0].borderColor;
