@@ -237,7 +237,7 @@ def test_it_shows_researchers_progress_per_annotator(researcher_client, team):
     item.status = AssignmentStatus.SUBMITTED
     item.save()
     html = researcher_client.get(reverse("annotation:campaign_detail", args=[campaign.pk])).content.decode()
-    assert "<td>anna</td><td>1</td><td>0</td><td>0</td>" in html
+    assert '<td>anna</td><td data-label="Submitted">1</td><td data-label="In progress">0</td><td data-label="Skipped">0</td>' in html
     assert "1 / 2" in html
     partial = researcher_client.get(reverse("annotation:campaign_detail", args=[campaign.pk]), HTTP_HX_REQUEST="true")
     assert partial.content.decode().lstrip().startswith('<div id="campaign-progress"')

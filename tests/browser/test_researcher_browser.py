@@ -125,8 +125,15 @@ def test_list_tables_show_one_block_per_row_on_a_phone_each_value_named_by_its_c
     from annotation.services.campaigns import assignment_next
     from django.contrib.auth import get_user_model
 
-    assignment_next(campaign=seeded["campaign"], annotator=get_user_model().objects.get(username="anna"))
-    lists = {"rita": ["/annotation/datasets/", "/annotation/campaigns/", "/training/runs/"], "anna": ["/annotation/work/"]}
+    from annotation.models import AssignmentStatus
+
+    for name in ("anna", "bob"):  # anna holds an item; bob's is submitted, so the review queue lists it
+        held = assignment_next(campaign=seeded["campaign"], annotator=get_user_model().objects.get(username=name))
+    held.status = AssignmentStatus.SUBMITTED
+    held.save()
+    campaign = f"/annotation/campaigns/{seeded['campaign'].pk}/"  # its annotators
+    lists = {"rita": ["/annotation/datasets/", "/annotation/campaigns/", campaign, f"{campaign}review/", "/training/runs/"],
+             "anna": ["/annotation/work/"]}
     for username, urls in lists.items():
         page = new_page(PHONE)
         log_in(page, username)
@@ -140,7 +147,7 @@ def test_list_tables_show_one_block_per_row_on_a_phone_each_value_named_by_its_c
             assert [label for label, _ in shown["cells"]] == shown["heads"] and shown["heads"], (url, shown)
             assert all(content == f'"{label} "' for label, content in shown["cells"]), (url, shown)
             assert not shown["wide"], f"{url}: the table still scrolls sideways"
-            screenshot(page, "phone_list" + url.rstrip("/").replace("/", "_"))
+            screenshot(page, "phone_list" + url.rstrip("/").replace("/", "_"), scroll_to="table.stack-on-phone")
     desktop = new_page(DESKTOP)
     log_in(desktop, "rita")
     desktop.goto("/training/runs/")
