@@ -125,14 +125,17 @@ def test_list_tables_show_one_block_per_row_on_a_phone_each_value_named_by_its_c
     from annotation.services.campaigns import assignment_next
     from django.contrib.auth import get_user_model
 
-    from annotation.models import AssignmentStatus
+    from annotation.models import AssignmentStatus, DatasetJob
 
     for name in ("anna", "bob"):  # anna holds an item; bob's is submitted, so the review queue lists it
         held = assignment_next(campaign=seeded["campaign"], annotator=get_user_model().objects.get(username=name))
     held.status = AssignmentStatus.SUBMITTED
     held.save()
+    DatasetJob.objects.create(kind=DatasetJob.Kind.EXPORT, dataset_name=seeded["dataset"], split="dev", fmt="json",
+                              filename="qa-feedback-dev-dev.json", status=DatasetJob.Status.SUCCEEDED, examples=12)
     campaign = f"/annotation/campaigns/{seeded['campaign'].pk}/"  # its annotators
-    lists = {"rita": ["/annotation/datasets/", "/annotation/campaigns/", campaign, f"{campaign}review/", "/training/runs/"],
+    lists = {"rita": ["/annotation/datasets/", "/annotation/datasets/upload/", "/annotation/campaigns/", campaign,
+                      f"{campaign}review/", "/annotation/rm-data/", "/training/runs/"],
              "anna": ["/annotation/work/"]}
     for username, urls in lists.items():
         page = new_page(PHONE)
