@@ -111,6 +111,19 @@ def test_the_lora_reference_is_the_policy_with_adapters_off_and_its_merged_weigh
         torch.testing.assert_close(merged.score(prompts, response, mask)[0], tuned, rtol=1e-5, atol=1e-5)
 
 
+def test_wrapping_a_model_in_lora_prints_no_library_deprecation_noise(tiny):
+    import warnings
+
+    from training.ml.memory import with_lora
+    from training.ml.policy import Policy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = with_lora(Policy.load(tiny / "policy").model, r=4, alpha=8, dropout=0.0)
+    assert hasattr(model, "peft_config")
+    assert not [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+
+
 def test_8bit_optimizers_are_refused_without_a_cuda_gpu_naming_the_setting(tiny, tmp_path):
     from training.ml.memory import make_optimizer
     from training.ml.ppo import run

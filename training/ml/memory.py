@@ -17,6 +17,7 @@ is still the base model).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -62,14 +63,21 @@ def lora_config(*, r: int, alpha: int, dropout: float, task: str | None) -> Any:
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type=task, target_modules=None)
 
 
+# peft reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model; the FutureWarning names
+# nothing a run's config can change, and would be printed in every LoRA run's log.
+PEFT_NOISE = r"`is_gradient_checkpointing` is deprecated"
+
+
 def with_lora(model: torch.nn.Module, *, r: int, alpha: int, dropout: float, adapter: str | Path | None = None,
               task: str | None = None) -> torch.nn.Module:
     """`model` with trainable LoRA adapters (fresh, or the saved `adapter` folder); its other weights frozen."""
     from peft import PeftModel, get_peft_model
 
-    if adapter is not None:
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-    return get_peft_model(model, lora_config(r=r, alpha=alpha, dropout=dropout, task=task))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEFT_NOISE, category=FutureWarning)
+        if adapter is not None:
+            return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        return get_peft_model(model, lora_config(r=r, alpha=alpha, dropout=dropout, task=task))
 
 
 def is_lora(model: Any) -> bool:
