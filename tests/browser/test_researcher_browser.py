@@ -134,7 +134,8 @@ def test_list_tables_show_one_block_per_row_on_a_phone_each_value_named_by_its_c
     DatasetJob.objects.create(kind=DatasetJob.Kind.EXPORT, dataset_name=seeded["dataset"], split="dev", fmt="json",
                               filename="qa-feedback-dev-dev.json", status=DatasetJob.Status.SUCCEEDED, examples=12)
     campaign = f"/annotation/campaigns/{seeded['campaign'].pk}/"  # its annotators
-    lists = {"rita": ["/annotation/datasets/", "/annotation/datasets/upload/", "/annotation/campaigns/", campaign,
+    lists = {"rita": ["/annotation/datasets/", f"/annotation/datasets/{seeded['dataset']}/", "/annotation/datasets/upload/",
+                      "/annotation/campaigns/", campaign,
                       f"{campaign}review/", "/annotation/rm-data/", "/training/runs/"],
              "anna": ["/annotation/work/"]}
     for username, urls in lists.items():
@@ -142,15 +143,15 @@ def test_list_tables_show_one_block_per_row_on_a_phone_each_value_named_by_its_c
         log_in(page, username)
         for url in urls:
             page.goto(url)
-            table = page.locator("table.stack-on-phone").first
-            table.wait_for()
-            assert not table.locator("thead").is_visible()
-            shown = table.evaluate(STACKED_CELLS)
-            # Every value but the row's name (the block's head) carries its column's name, in the columns' order.
-            assert [label for label, _ in shown["cells"]] == shown["heads"] and shown["heads"], (url, shown)
-            assert all(content == f'"{label} "' for label, content in shown["cells"]), (url, shown)
-            assert not shown["wide"], f"{url}: the table still scrolls sideways"
-            screenshot(page, "phone_list" + url.rstrip("/").replace("/", "_"), scroll_to="table.stack-on-phone")
+            page.locator("table.stack-on-phone").first.wait_for()
+            for table in page.locator("table.stack-on-phone").all():
+                assert not table.locator("thead").is_visible()
+                shown = table.evaluate(STACKED_CELLS)
+                # Every value but the row's name (the block's head) carries its column's name, in the columns' order.
+                assert [label for label, _ in shown["cells"]] == shown["heads"] and shown["heads"], (url, shown)
+                assert all(content == f'"{label} "' for label, content in shown["cells"]), (url, shown)
+                assert not shown["wide"], f"{url}: a table still scrolls sideways"
+            screenshot(page, "phone_list" + url.rstrip("/").replace("/", "_"), scroll_to="table.stack-on-phone >> nth=-1")
     desktop = new_page(DESKTOP)
     log_in(desktop, "rita")
     desktop.goto("/training/runs/")
